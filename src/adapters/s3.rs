@@ -1,0 +1,152 @@
+//! [`ObjectStore`] over aws-sdk-s3.
+//!
+//! SDK retries are disabled here on purpose: [`crate::retry`] retries every call within the invocation's
+//! deadline, and two stacked retry loops would multiply attempts and blow through that deadline.
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::ports::{Etag, Object, ObjectStore, PutMode, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Store {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// Builds the client from the standard AWS environment (credentials, region, `AWS_ENDPOINT_URL_S3`), with
+    /// path-style addressing when an endpoint is set, since S3-compatible servers rarely do virtual hosts.
+    pub async fn from_config(config: &Config) -> Self {
+        let loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(config.s3_timeout)
+                    .connect_timeout(config.s3_timeout)
+                    .build(),
+            );
+        let shared = loader.load().await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(config.s3_endpoint.is_some())
+            .build();
+        Self::new(Client::from_conf(s3_config), &config.bucket)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+// Each `send()` future is boxed: smithy's orchestrator futures are so deeply nested that, inlined into a
+// handler future inside lambda_runtime's, they overflow rustc's layout recursion limit in every crate that
+// awaits a handler (the binaries and the integration tests). One allocation per S3 call is noise beside the call.
+impl ObjectStore for S3Store {
+    async fn get(
+        &self,
+        key: &str,
+        if_match: Option<&Etag>,
+        max_bytes: u64,
+    ) -> Result<Object, StoreError> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_if_match(if_match.map(Etag::quoted))
+            .send();
+        let output = Box::pin(output).await.map_err(store_error)?;
+        let size = output.content_length().unwrap_or_default().max(0) as u64;
+        if size > max_bytes {
+            return Err(StoreError::TooLarge {
+                size,
+                limit: max_bytes,
+            });
+        }
+        let etag = Etag::new(output.e_tag().unwrap_or_default());
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+            .into_bytes();
+        Ok(Object { body, etag })
+    }
+
+    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<Etag, StoreError> {
+        let output = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .set_if_none_match((mode == PutMode::CreateOnly).then(|| "*".to_owned()))
+            .body(ByteStream::from(body))
+            .send();
+        let output = Box::pin(output).await.map_err(store_error)?;
+        Ok(Etag::new(output.e_tag().unwrap_or_default()))
+    }
+
+    async fn head(&self, key: &str) -> Result<Etag, StoreError> {
+        let output = Box::pin(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send(),
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(Etag::new(output.e_tag().unwrap_or_default()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        Box::pin(
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send(),
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+/// Maps by HTTP status, which is what S3 guarantees across operations (HEAD errors have no body to parse, and
+/// a failed conditional request arrives as an unmodelled error with status 412).
+fn store_error<E>(error: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let status = match &error {
+        SdkError::ConstructionFailure(_) => Some(400),
+        other => other.raw_response().map(|r| r.status().as_u16()),
+    };
+    match status {
+        Some(404) => StoreError::NotFound,
+        Some(412) => StoreError::PreconditionFailed,
+        // 409 ConditionalRequestConflict (a concurrent conditional write), 429, 5xx, and no response at all
+        // (timeout, connection refused): worth another attempt.
+        Some(409 | 429 | 500..=599) | None => StoreError::Unavailable(Box::new(error)),
+        Some(status) => StoreError::Rejected {
+            status,
+            source: Box::new(error),
+        },
+    }
+}

@@ -1,0 +1,24 @@
+//! The reader Lambda: `GET /items/{key}` from Valkey, falling back to S3.
+
+use std::time::Duration;
+
+use aws_lambda_events::apigw::ApiGatewayProxyRequest;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
+use s3kv::{api, config::Config, read::Reader, retry::deadline_from_epoch_millis, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let cache = ValkeyCache::new(config.require_valkey_url()?, config.cache_timeout)?;
+    cache.connect(Duration::from_secs(1)).await;
+    let reader = &Reader::new(S3Store::from_config(&config).await, cache, &config);
+    run(service_fn(
+        move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
+            let deadline = deadline_from_epoch_millis(event.context.deadline);
+            Ok::<_, Error>(api::handle_read(reader, event.payload, deadline).await)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,22 @@
+//! The syncer Lambda: S3 notifications → Valkey. A failed record fails the invocation, so Lambda retries it.
+
+use std::time::Duration;
+
+use aws_lambda_events::s3::S3Event;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
+use s3kv::{config::Config, retry::deadline_from_epoch_millis, s3_event, sync::Syncer, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let cache = ValkeyCache::new(config.require_valkey_url()?, config.sync_cache_timeout)?;
+    cache.connect(Duration::from_secs(2)).await;
+    let syncer = &Syncer::new(S3Store::from_config(&config).await, cache, &config);
+    run(service_fn(move |event: LambdaEvent<S3Event>| async move {
+        let deadline = deadline_from_epoch_millis(event.context.deadline);
+        Ok::<_, Error>(s3_event::handle(syncer, event.payload, deadline).await?)
+    }))
+    .await
+}

@@ -1,0 +1,22 @@
+//! The writer Lambda: `PUT`/`POST`/`DELETE /items/{key}` → S3.
+
+use aws_lambda_events::apigw::ApiGatewayProxyRequest;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use s3kv::{
+    adapters::s3::S3Store, api, config::Config, retry::deadline_from_epoch_millis, telemetry,
+    write::Writer,
+};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let writer = &Writer::new(S3Store::from_config(&config).await, &config);
+    run(service_fn(
+        move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
+            let deadline = deadline_from_epoch_millis(event.context.deadline);
+            Ok::<_, Error>(api::handle_write(writer, event.payload, deadline).await)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,233 @@
+//! Item keys, and the one mapping between an item key, its S3 object key and its Valkey key.
+//!
+//! Rules (also in the README): 1–512 bytes of UTF-8, no control characters, no leading `/`, and no empty,
+//! `.` or `..` segments. They keep object keys unambiguous (`a//b` and `a/./b` would name different objects that
+//! look like the same path), keep every item addressable through the REST API, and leave room under S3's
+//! 1,024-byte object key limit for the prefix and the `.json` suffix.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::percent::{self, Encoding, PercentError};
+
+pub const MAX_KEY_BYTES: usize = 512;
+const SUFFIX: &str = ".json";
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("the key is empty")]
+    Empty,
+    #[error("the key is {len} bytes long; the limit is {MAX_KEY_BYTES} bytes of UTF-8")]
+    TooLong { len: usize },
+    #[error("the key contains a control character at byte {position}")]
+    ControlChar { position: usize },
+    #[error("the key starts with '/'")]
+    LeadingSlash,
+    #[error("the key has an empty, '.' or '..' segment ({segment:?}); use single '/' between plain names")]
+    BadSegment { segment: String },
+    #[error("the key is not correctly percent-encoded: {0}")]
+    Encoding(#[from] PercentError),
+}
+
+/// A key that has passed every rule. The only way to get one is [`ItemKey::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemKey(String);
+
+impl ItemKey {
+    pub fn parse(raw: &str) -> Result<Self, KeyError> {
+        if raw.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        if raw.len() > MAX_KEY_BYTES {
+            return Err(KeyError::TooLong { len: raw.len() });
+        }
+        if let Some((position, _)) = raw.char_indices().find(|(_, c)| c.is_control()) {
+            return Err(KeyError::ControlChar { position });
+        }
+        if raw.starts_with('/') {
+            return Err(KeyError::LeadingSlash);
+        }
+        if let Some(segment) = raw
+            .split('/')
+            .find(|s| s.is_empty() || *s == "." || *s == "..")
+        {
+            return Err(KeyError::BadSegment {
+                segment: segment.to_owned(),
+            });
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// Parses a key from an API Gateway REST path parameter, which arrives percent-encoded.
+    pub fn from_path_param(encoded: &str) -> Result<Self, KeyError> {
+        Self::parse(&percent::decode(encoded, Encoding::Path)?)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ItemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an S3 object key means to s3kv.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    Item(ItemKey),
+    /// Outside the prefix or without the `.json` suffix: not ours, ignore it.
+    Foreign,
+    /// Looks like ours but breaks the key rules (a manual upload of `a//b.json`, say).
+    Invalid(KeyError),
+}
+
+/// The mapping item key ↔ `{object_prefix}{key}.json` ↔ `{cache_prefix}{key}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMap {
+    object_prefix: String,
+    cache_prefix: String,
+}
+
+impl KeyMap {
+    pub fn new(object_prefix: impl Into<String>, cache_prefix: impl Into<String>) -> Self {
+        Self {
+            object_prefix: object_prefix.into(),
+            cache_prefix: cache_prefix.into(),
+        }
+    }
+
+    pub fn object_prefix(&self) -> &str {
+        &self.object_prefix
+    }
+
+    pub fn object_key(&self, key: &ItemKey) -> String {
+        format!("{}{}{SUFFIX}", self.object_prefix, key.0)
+    }
+
+    /// One Valkey key per item: every script touches exactly this key, so any cluster slot works.
+    pub fn cache_key(&self, key: &ItemKey) -> String {
+        format!("{}{}", self.cache_prefix, key.0)
+    }
+
+    /// Classifies a decoded S3 object key.
+    pub fn classify(&self, object_key: &str) -> ObjectKind {
+        let Some(inner) = object_key
+            .strip_prefix(&self.object_prefix)
+            .and_then(|k| k.strip_suffix(SUFFIX))
+        else {
+            return ObjectKind::Foreign;
+        };
+        match ItemKey::parse(inner) {
+            Ok(key) => ObjectKind::Item(key),
+            Err(err) => ObjectKind::Invalid(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_keys() {
+        for k in [
+            "maintenance",
+            "flags/checkout",
+            "a b+c",
+            "café/✓",
+            "v1.2/config.json",
+            "x".repeat(512).as_str(),
+        ] {
+            assert_eq!(ItemKey::parse(k).unwrap().as_str(), k);
+        }
+    }
+
+    #[test]
+    fn rejects_each_rule_with_its_own_error() {
+        assert_eq!(ItemKey::parse(""), Err(KeyError::Empty));
+        assert_eq!(
+            ItemKey::parse(&"x".repeat(513)),
+            Err(KeyError::TooLong { len: 513 })
+        );
+        assert_eq!(
+            ItemKey::parse("a\nb"),
+            Err(KeyError::ControlChar { position: 1 })
+        );
+        assert_eq!(
+            ItemKey::parse("a\u{7f}"),
+            Err(KeyError::ControlChar { position: 1 })
+        );
+        assert_eq!(ItemKey::parse("/a"), Err(KeyError::LeadingSlash));
+        for (k, seg) in [("a//b", ""), ("a/./b", "."), ("../a", ".."), ("a/", "")] {
+            assert_eq!(
+                ItemKey::parse(k),
+                Err(KeyError::BadSegment {
+                    segment: seg.into()
+                }),
+                "{k}"
+            );
+        }
+    }
+
+    #[test]
+    fn length_limit_counts_bytes_not_chars() {
+        let k = "é".repeat(257); // 514 bytes
+        assert_eq!(ItemKey::parse(&k), Err(KeyError::TooLong { len: 514 }));
+    }
+
+    #[test]
+    fn path_params_are_percent_decoded_with_plus_kept() {
+        assert_eq!(
+            ItemKey::from_path_param("a+b%20c%2Fd").unwrap().as_str(),
+            "a+b c/d"
+        );
+        assert_eq!(
+            ItemKey::from_path_param("%2E%2E"),
+            Err(KeyError::BadSegment {
+                segment: "..".into()
+            })
+        );
+        assert!(matches!(
+            ItemKey::from_path_param("50%"),
+            Err(KeyError::Encoding(_))
+        ));
+    }
+
+    #[test]
+    fn mapping_round_trips_through_object_keys() {
+        let map = KeyMap::new("items/", "s3kv:");
+        let key = ItemKey::parse("flags/a b").unwrap();
+        assert_eq!(map.object_key(&key), "items/flags/a b.json");
+        assert_eq!(map.cache_key(&key), "s3kv:flags/a b");
+        assert_eq!(map.classify(&map.object_key(&key)), ObjectKind::Item(key));
+    }
+
+    #[test]
+    fn objects_outside_the_prefix_or_without_suffix_are_foreign() {
+        let map = KeyMap::new("items/", "s3kv:");
+        assert_eq!(map.classify("other/a.json"), ObjectKind::Foreign);
+        assert_eq!(map.classify("items/a.txt"), ObjectKind::Foreign);
+        assert_eq!(map.classify("items/a.json.bak"), ObjectKind::Foreign);
+        assert!(matches!(
+            map.classify("items/a//b.json"),
+            ObjectKind::Invalid(_)
+        ));
+        assert!(matches!(
+            map.classify("items/.json"),
+            ObjectKind::Invalid(KeyError::Empty)
+        ));
+    }
+
+    #[test]
+    fn empty_prefix_maps_every_json_object() {
+        let map = KeyMap::new("", "s3kv:");
+        assert_eq!(
+            map.classify("a.json.json"),
+            ObjectKind::Item(ItemKey::parse("a.json").unwrap())
+        );
+    }
+}

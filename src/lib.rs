@@ -1,0 +1,54 @@
+//! s3kv: a tiny JSON key-value store whose source of truth is S3 and whose read path is Valkey.
+//!
+//! # Tour
+//!
+//! ```text
+//!  PUT/POST/DELETE /items/{key}                      GET /items/{key}
+//!        │                                                 │
+//!   api::handle_write ──▶ write::Writer ──▶ S3 ◀── read::Reader ◀── api::handle_read
+//!                                            │        │  ▲ miss / Valkey down: read S3
+//!                          S3 notification   │        ▼  │
+//!   s3_event::handle ──▶ sync::Syncer ───────┴──▶ Valkey (one hash per item, ordered by sequencer)
+//! ```
+//!
+//! The crate is layered so that the rules live in one place and the edges stay thin:
+//!
+//! * **Concepts** (pure, no I/O): [`key`] (item key rules and the key ↔ object key ↔ cache key mapping),
+//!   [`percent`] (the two URL encodings we receive), [`sequencer`] (S3's per-key event order),
+//!   [`document`] (what counts as a JSON document), [`config`] (one validated struct from the environment).
+//! * **Ports**: [`ports`] declares the two small traits the use cases need, [`ports::ObjectStore`] and
+//!   [`ports::Cache`], with error types that say whether a failure is worth retrying.
+//! * **Use cases** (pure over the ports): [`write`], [`read`], [`sync`]. They hold the semantics: create vs
+//!   replace, cache-first reads with a safe fill, and ordered, idempotent cache updates.
+//! * **Event edges**: [`api`] turns API Gateway proxy requests into use-case calls and every error into an HTTP
+//!   status (the HTTP contract lives there and only there); [`s3_event`] turns S3 notification records into
+//!   sync operations, and can also build records in AWS's format for local delivery and tests.
+//! * **Adapters**: [`adapters::s3`] (aws-sdk-s3) and [`adapters::valkey`] (fred + one Lua script).
+//! * **Retry**: [`retry`] is the only module that knows the `backoff` crate; every retry is bounded by the
+//!   Lambda invocation's deadline.
+//! * **Entrypoints**: `src/bin/{writer,syncer,reader}.rs` build config and clients once, then hand each
+//!   Lambda event to a handler from this library. Only they import `lambda_runtime`.
+//!
+//! # Why the cache can never roll back
+//!
+//! Every cache write for an item is one Lua script call on one key (cluster-safe). The item's hash stores the
+//! S3 `sequencer` of the event that produced it; an event whose sequencer is not newer changes nothing, and a
+//! delete leaves a tombstone carrying its sequencer, so a late create cannot resurrect a deleted key. The
+//! syncer reads the object with `If-Match: <event etag>`, so the body it stores is the body of that event;
+//! if S3 already holds something newer the read fails with 412 and the newer event will do the work.
+//! A reader fill after a miss only writes when the key is absent, so it never overwrites the syncer.
+
+pub mod adapters;
+pub mod api;
+pub mod config;
+pub mod document;
+pub mod key;
+pub mod percent;
+pub mod ports;
+pub mod read;
+pub mod retry;
+pub mod s3_event;
+pub mod sequencer;
+pub mod sync;
+pub mod telemetry;
+pub mod write;

@@ -1,0 +1,178 @@
+//! The two things the use cases need from the outside world, as small traits.
+//!
+//! The use cases never see an SDK type: [`crate::adapters`] implements these for S3 and Valkey, and unit tests
+//! implement them in memory. Errors say whether a retry can help, which is what [`crate::retry`] asks.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::retry::Retryable;
+use crate::sequencer::Sequencer;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An entity tag, kept without quotes; HTTP wants it quoted, S3 events send it bare.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Etag(String);
+
+impl Etag {
+    /// Accepts `abc`, `"abc"` and `W/"abc"`.
+    pub fn new(raw: &str) -> Self {
+        let raw = raw.trim();
+        let raw = raw.strip_prefix("W/").unwrap_or(raw);
+        Self(raw.trim_matches('"').to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form for HTTP headers and S3 conditions.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+/// An object's bytes and the tag that identifies exactly those bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub body: Bytes,
+    pub etag: Etag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// `If-None-Match: *`: fails with [`StoreError::PreconditionFailed`] when the object exists.
+    CreateOnly,
+    Overwrite,
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("no such object")]
+    NotFound,
+    #[error("the object changed (precondition failed)")]
+    PreconditionFailed,
+    #[error("the object is {size} bytes, over the {limit}-byte limit")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("S3 is unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    #[error("S3 rejected the request (HTTP {status}): {source}")]
+    Rejected {
+        status: u16,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Retryable for StoreError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+pub trait ObjectStore: Send + Sync {
+    /// Reads an object. With `if_match`, fails with `PreconditionFailed` unless the object still has that tag;
+    /// fails with `TooLarge` before reading the body when it is over `max_bytes`.
+    fn get(
+        &self,
+        key: &str,
+        if_match: Option<&Etag>,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<Object, StoreError>> + Send;
+
+    fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        mode: PutMode,
+    ) -> impl Future<Output = Result<Etag, StoreError>> + Send;
+
+    /// The object's tag, or `NotFound`.
+    fn head(&self, key: &str) -> impl Future<Output = Result<Etag, StoreError>> + Send;
+
+    /// Deletes; succeeds whether or not the object existed (as S3 does).
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// What the cache holds for one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheLookup {
+    Hit(Object),
+    /// The item was deleted (or its object is not a servable document) recently enough to remember.
+    Tombstone,
+    Miss,
+}
+
+/// An ordered change to one cache entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheChange {
+    Put(Object),
+    /// Remember that the item is gone, for `ttl`; `reason` is kept for operators who inspect the entry.
+    Tombstone {
+        reason: &'static str,
+        ttl: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The change was newer than what the cache held, and is now there.
+    Applied,
+    /// The cache already held this or a newer sequencer; nothing changed.
+    Stale,
+}
+
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("Valkey is unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    #[error("Valkey answered unexpectedly: {0}")]
+    Unexpected(String),
+}
+
+impl Retryable for CacheError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, CacheError::Unavailable(_))
+    }
+}
+
+pub trait Cache: Send + Sync {
+    fn lookup(
+        &self,
+        cache_key: &str,
+    ) -> impl Future<Output = Result<CacheLookup, CacheError>> + Send;
+
+    /// Applies `change` atomically if `sequencer` is newer than the entry's, so duplicates and late events are
+    /// harmless.
+    fn apply(
+        &self,
+        cache_key: &str,
+        sequencer: &Sequencer,
+        change: &CacheChange,
+    ) -> impl Future<Output = Result<Applied, CacheError>> + Send;
+
+    /// Stores `object` only if the key is absent, so a fill after a miss never overwrites what the syncer stored
+    /// in the meantime. Returns whether it stored anything.
+    fn fill(
+        &self,
+        cache_key: &str,
+        object: &Object,
+    ) -> impl Future<Output = Result<bool, CacheError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etag_accepts_quoted_weak_and_bare_forms() {
+        for raw in ["abc", "\"abc\"", "W/\"abc\"", " \"abc\" "] {
+            assert_eq!(Etag::new(raw).as_str(), "abc");
+        }
+        assert_eq!(Etag::new("abc").quoted(), "\"abc\"");
+    }
+}

@@ -1,0 +1,129 @@
+//! Reading items: Valkey first, S3 when the cache misses or cannot answer in time.
+//!
+//! The cache is a fast path, never a gate: any cache error or a lookup slower than the configured timeout turns
+//! into a read from S3 (`Bypass`), so a frozen, restarting or unreachable Valkey costs latency, not availability.
+
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::document;
+use crate::key::{ItemKey, KeyMap};
+use crate::ports::{Cache, CacheLookup, Object, ObjectStore, StoreError};
+use crate::retry;
+
+/// Where an answer came from; sent to clients as `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// `None` when there is no item under the key.
+    pub object: Option<Object>,
+    pub cache: CacheStatus,
+}
+
+pub struct Reader<S, C> {
+    store: S,
+    cache: C,
+    keys: KeyMap,
+    cache_timeout: Duration,
+    max_object_bytes: u64,
+}
+
+impl<S: ObjectStore, C: Cache> Reader<S, C> {
+    pub fn new(store: S, cache: C, config: &Config) -> Self {
+        Self {
+            store,
+            cache,
+            keys: config.key_map(),
+            cache_timeout: config.cache_timeout,
+            max_object_bytes: config.max_object_bytes,
+        }
+    }
+
+    pub async fn get(&self, key: &ItemKey, deadline: Instant) -> Result<ReadResult, StoreError> {
+        let cache_key = self.keys.cache_key(key);
+        let status = match tokio::time::timeout(self.cache_timeout, self.cache.lookup(&cache_key))
+            .await
+        {
+            Ok(Ok(CacheLookup::Hit(object))) => {
+                return Ok(ReadResult {
+                    object: Some(object),
+                    cache: CacheStatus::Hit,
+                })
+            }
+            Ok(Ok(CacheLookup::Tombstone)) => {
+                return Ok(ReadResult {
+                    object: None,
+                    cache: CacheStatus::Hit,
+                })
+            }
+            Ok(Ok(CacheLookup::Miss)) => CacheStatus::Miss,
+            Ok(Err(error)) => {
+                tracing::warn!(key = %key, %error, "cache lookup failed; reading from S3");
+                CacheStatus::Bypass
+            }
+            Err(_) => {
+                tracing::warn!(key = %key, timeout_ms = self.cache_timeout.as_millis() as u64, "cache lookup timed out; reading from S3");
+                CacheStatus::Bypass
+            }
+        };
+        let object_key = self.keys.object_key(key);
+        let fetched = retry::with_deadline(deadline, "s3 get", || {
+            self.store.get(&object_key, None, self.max_object_bytes)
+        })
+        .await;
+        let object = match fetched {
+            Ok(object) => object,
+            Err(StoreError::NotFound) => {
+                return Ok(ReadResult {
+                    object: None,
+                    cache: status,
+                })
+            }
+            Err(StoreError::TooLarge { size, limit }) => {
+                tracing::warn!(key = %key, size, limit, "object is over S3KV_MAX_OBJECT_BYTES; not served");
+                return Ok(ReadResult {
+                    object: None,
+                    cache: status,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if let Err(error) = document::validate(&object.body) {
+            // A manual upload that is not JSON is not an item; the syncer tombstones it the same way.
+            tracing::warn!(key = %key, %error, "stored object is not valid JSON; not served");
+            return Ok(ReadResult {
+                object: None,
+                cache: status,
+            });
+        }
+        if status == CacheStatus::Miss {
+            match tokio::time::timeout(self.cache_timeout, self.cache.fill(&cache_key, &object))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(key = %key, %error, "cache fill failed"),
+                Err(_) => tracing::warn!(key = %key, "cache fill timed out"),
+            }
+        }
+        Ok(ReadResult {
+            object: Some(object),
+            cache: status,
+        })
+    }
+}

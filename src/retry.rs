@@ -1,0 +1,175 @@
+//! Bounded retries with jitter: the only module that knows the `backoff` crate.
+//!
+//! `backoff` is flagged unmaintained (RUSTSEC-2025-0012); keeping it behind [`with_deadline`] means swapping it
+//! out touches this file only. Retries end before the Lambda invocation's deadline, so a failing dependency turns
+//! into a failed invocation (which Lambda retries) rather than a timed-out one, and only errors that say a retry
+//! can help ([`Retryable`]) are retried: 404 and 412 are answers, not faults. The SDK's own retries are turned
+//! off in the S3 adapter so that the two never multiply.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoff;
+
+/// Whether trying the same call again could succeed.
+pub trait Retryable {
+    fn is_retryable(&self) -> bool;
+}
+
+/// Time kept back for one more attempt after a wait: no wait is started that would leave less than this.
+const RESERVE: Duration = Duration::from_millis(200);
+
+/// Runs `op` until it succeeds, fails permanently, or the next wait would run into `deadline`.
+pub async fn with_deadline<T, E, F, Fut>(deadline: Instant, what: &str, mut op: F) -> Result<T, E>
+where
+    E: Retryable + std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let policy = UntilDeadline {
+        inner: ExponentialBackoff {
+            initial_interval: Duration::from_millis(20),
+            randomization_factor: 0.5,
+            multiplier: 2.0,
+            max_interval: Duration::from_secs(2),
+            max_elapsed_time: None,
+            ..ExponentialBackoff::default()
+        },
+        deadline,
+    };
+    backoff::future::retry_notify(
+        policy,
+        || {
+            let attempt = op();
+            async move {
+                attempt.await.map_err(|e| {
+                    if e.is_retryable() {
+                        backoff::Error::transient(e)
+                    } else {
+                        backoff::Error::permanent(e)
+                    }
+                })
+            }
+        },
+        |err: E, wait: Duration| tracing::warn!(operation = what, error = %err, retry_in_ms = wait.as_millis() as u64, "retrying"),
+    )
+    .await
+}
+
+/// Converts Lambda's deadline (milliseconds since the Unix epoch) to an `Instant` for [`with_deadline`].
+pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+struct UntilDeadline {
+    inner: ExponentialBackoff,
+    deadline: Instant,
+}
+
+impl Backoff for UntilDeadline {
+    fn reset(&mut self) {
+        self.inner.reset();
+    }
+
+    fn next_backoff(&mut self) -> Option<Duration> {
+        let wait = self.inner.next_backoff()?;
+        (Instant::now() + wait + RESERVE <= self.deadline).then_some(wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[derive(Debug)]
+    struct E(bool);
+    impl Retryable for E {
+        fn is_retryable(&self) -> bool {
+            self.0
+        }
+    }
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "retryable={}", self.0)
+        }
+    }
+
+    #[test]
+    fn lambda_deadlines_become_instants() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let remaining = deadline_from_epoch_millis(now_ms + 3_000) - Instant::now();
+        assert!(
+            remaining > Duration::from_millis(2_900) && remaining <= Duration::from_millis(3_000),
+            "{remaining:?}"
+        );
+        assert!(deadline_from_epoch_millis(0) <= Instant::now() + Duration::from_millis(1));
+    }
+
+    #[tokio::test]
+    async fn transient_errors_are_retried_until_success() {
+        let calls = AtomicU32::new(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let result = with_deadline(deadline, "t", || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(E(true))
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn permanent_errors_are_not_retried() {
+        let calls = AtomicU32::new(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let result: Result<(), E> = with_deadline(deadline, "t", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(E(false))
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn retries_stop_before_the_deadline() {
+        let calls = AtomicU32::new(0);
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(600);
+        let result: Result<(), E> = with_deadline(deadline, "t", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(E(true))
+        })
+        .await;
+        assert!(result.is_err());
+        assert!(Instant::now() <= deadline, "gave up after the deadline");
+        assert!(
+            calls.load(Ordering::SeqCst) >= 2,
+            "should retry while time remains"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deadline_already_near_means_one_attempt() {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), E> = with_deadline(Instant::now(), "t", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(E(true))
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}

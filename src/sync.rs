@@ -1,0 +1,242 @@
+//! Applying S3 changes to the cache, in sequencer order, idempotently.
+//!
+//! Records of one event are applied concurrently: the order between records for one key is enforced by the cache
+//! (each change carries its sequencer and the Lua script keeps the newest), not by the order we process them in.
+//! A record that cannot be applied because S3 or Valkey is down fails the whole invocation after the others are
+//! done, so Lambda redelivers the event; re-applying the records that did succeed changes nothing.
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::document;
+use crate::key::{KeyMap, ObjectKind};
+use crate::ports::{Applied, Cache, CacheChange, CacheError, Etag, ObjectStore, StoreError};
+use crate::retry;
+use crate::sequencer::Sequencer;
+
+/// One S3 change, already decoded from its notification record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRecord {
+    /// The object key, URL-decoded.
+    pub object_key: String,
+    pub sequencer: Sequencer,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `ObjectCreated:*`, with the event's ETag when it has one.
+    Created { etag: Option<Etag> },
+    /// `ObjectRemoved:*`.
+    Removed,
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The cache now reflects this record.
+    Applied,
+    /// The cache already held this record or a newer one (duplicate or late delivery).
+    Stale,
+    /// S3 holds a newer version (or none) than the record describes; the record for that change does the work.
+    Superseded,
+    /// Not an s3kv item (outside the prefix, no `.json`, or an event type we do not handle).
+    Ignored,
+    /// A bad record or a bad object: logged and counted, never retried. Bad objects leave a tombstone so an older
+    /// good value is not served in their place.
+    Skipped(String),
+}
+
+#[derive(Debug, Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// Counts for one invocation; logged, and returned as the invocation's result.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    pub records: usize,
+    pub applied: usize,
+    pub stale: usize,
+    pub superseded: usize,
+    pub ignored: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+impl SyncReport {
+    pub fn count(&mut self, outcome: &Result<Outcome, RecordError>) {
+        self.records += 1;
+        match outcome {
+            Ok(Outcome::Applied) => self.applied += 1,
+            Ok(Outcome::Stale) => self.stale += 1,
+            Ok(Outcome::Superseded) => self.superseded += 1,
+            Ok(Outcome::Ignored) => self.ignored += 1,
+            Ok(Outcome::Skipped(_)) => self.skipped += 1,
+            Err(_) => self.failed += 1,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+#[error("{failed} of {records} records could not be synced (first error: {first}); failing so the event is redelivered")]
+pub struct SyncError {
+    pub failed: usize,
+    pub records: usize,
+    pub first: RecordError,
+    pub report: SyncReport,
+}
+
+pub struct Syncer<S, C> {
+    store: S,
+    cache: C,
+    keys: KeyMap,
+    max_object_bytes: u64,
+    tombstone_ttl: Duration,
+    concurrency: usize,
+}
+
+impl<S: ObjectStore, C: Cache> Syncer<S, C> {
+    pub fn new(store: S, cache: C, config: &Config) -> Self {
+        Self {
+            store,
+            cache,
+            keys: config.key_map(),
+            max_object_bytes: config.max_object_bytes,
+            tombstone_ttl: config.tombstone_ttl,
+            concurrency: config.sync_concurrency,
+        }
+    }
+
+    /// Applies every record; records that failed to decode arrive as `Err(reason)` and are counted as skipped.
+    pub async fn run(
+        &self,
+        records: Vec<Result<SyncRecord, String>>,
+        deadline: Instant,
+    ) -> Result<SyncReport, SyncError> {
+        let outcomes: Vec<Result<Outcome, RecordError>> = stream::iter(records)
+            .map(|record| async move {
+                let record = match record {
+                    Ok(record) => record,
+                    Err(reason) => return Ok(Outcome::Skipped(reason)),
+                };
+                let outcome = self.apply(&record, deadline).await;
+                match &outcome {
+                    Ok(Outcome::Skipped(reason)) => {
+                        tracing::warn!(object_key = %record.object_key, sequencer = %record.sequencer, %reason, "record skipped")
+                    }
+                    Err(error) => {
+                        tracing::error!(object_key = %record.object_key, sequencer = %record.sequencer, %error, "record failed")
+                    }
+                    Ok(_) => {}
+                }
+                outcome
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let mut report = SyncReport::default();
+        outcomes.iter().for_each(|o| report.count(o));
+        match outcomes.into_iter().find_map(Result::err) {
+            None => Ok(report),
+            Some(first) => Err(SyncError {
+                failed: report.failed,
+                records: report.records,
+                first,
+                report,
+            }),
+        }
+    }
+
+    pub async fn apply(
+        &self,
+        record: &SyncRecord,
+        deadline: Instant,
+    ) -> Result<Outcome, RecordError> {
+        let key = match self.keys.classify(&record.object_key) {
+            ObjectKind::Item(key) => key,
+            ObjectKind::Foreign => return Ok(Outcome::Ignored),
+            ObjectKind::Invalid(error) => {
+                return Ok(Outcome::Skipped(format!("invalid item key: {error}")))
+            }
+        };
+        let cache_key = self.keys.cache_key(&key);
+        let change = match &record.change {
+            Change::Removed => self.tombstone("deleted"),
+            Change::Created { etag } => {
+                let read = retry::with_deadline(deadline, "s3 get", || {
+                    self.store
+                        .get(&record.object_key, etag.as_ref(), self.max_object_bytes)
+                })
+                .await;
+                match read {
+                    Ok(object) => match document::validate(&object.body) {
+                        Ok(()) => CacheChange::Put(object),
+                        Err(error) => {
+                            self.apply_change(
+                                &cache_key,
+                                record,
+                                &self.tombstone("invalid_json"),
+                                deadline,
+                            )
+                            .await?;
+                            return Ok(Outcome::Skipped(format!(
+                                "object is not valid JSON: {error}"
+                            )));
+                        }
+                    },
+                    Err(StoreError::PreconditionFailed | StoreError::NotFound) => {
+                        return Ok(Outcome::Superseded)
+                    }
+                    Err(error @ StoreError::TooLarge { .. }) => {
+                        self.apply_change(
+                            &cache_key,
+                            record,
+                            &self.tombstone("too_large"),
+                            deadline,
+                        )
+                        .await?;
+                        return Ok(Outcome::Skipped(error.to_string()));
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        };
+        Ok(
+            match self
+                .apply_change(&cache_key, record, &change, deadline)
+                .await?
+            {
+                Applied::Applied => Outcome::Applied,
+                Applied::Stale => Outcome::Stale,
+            },
+        )
+    }
+
+    fn tombstone(&self, reason: &'static str) -> CacheChange {
+        CacheChange::Tombstone {
+            reason,
+            ttl: self.tombstone_ttl,
+        }
+    }
+
+    async fn apply_change(
+        &self,
+        cache_key: &str,
+        record: &SyncRecord,
+        change: &CacheChange,
+        deadline: Instant,
+    ) -> Result<Applied, CacheError> {
+        retry::with_deadline(deadline, "cache apply", || {
+            self.cache.apply(cache_key, &record.sequencer, change)
+        })
+        .await
+    }
+}
