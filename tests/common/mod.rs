@@ -1,0 +1,419 @@
+//! Real servers for integration tests: a `valkey-server` and an S3-protocol server (moto) per test, each on a
+//! free port on 127.0.0.1, killed when the test's handle drops. `scripts/test` installs both and exports their
+//! paths; run it rather than `cargo test` on a fresh machine.
+#![allow(dead_code)] // each test crate uses a different part of the harness
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::s3::S3EventRecord;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use fred::prelude::*;
+use http::Method;
+use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
+use s3kv::config::Config;
+use s3kv::percent;
+use s3kv::ports::Etag;
+use s3kv::read::Reader;
+use s3kv::s3_event::{self, EventName, ObjectChange};
+use s3kv::sequencer::Sequencer;
+use s3kv::sync::{SyncError, SyncReport, Syncer};
+use s3kv::write::Writer;
+use s3kv::{api, key::ItemKey};
+
+pub const BUCKET: &str = "s3kv-test";
+
+/// A port the OS just said was free. Ports handed out in this process are never reused, so parallel tests
+/// cannot collide with each other.
+pub fn free_port() -> u16 {
+    static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if TAKEN
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashSet::new)
+            .insert(port)
+        {
+            return port;
+        }
+    }
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening on {port}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn binary(env: &str, name: &str) -> String {
+    std::env::var(env)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| {
+            let found = std::env::var_os("PATH")
+                .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+                .unwrap_or(false);
+            assert!(
+                found,
+                "{name} not found: set {env} or put it on PATH (scripts/test installs it)"
+            );
+            name.to_owned()
+        })
+}
+
+/// A child process killed on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Valkey {
+    server: Option<Server>,
+    pub port: u16,
+}
+
+impl Valkey {
+    pub fn start() -> Self {
+        let port = free_port();
+        let mut valkey = Self { server: None, port };
+        valkey.restart();
+        valkey
+    }
+
+    /// Starts (again) on the same port, empty: no persistence, like a flushed or replaced cache node.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut child = Command::new(binary("S3KV_VALKEY_SERVER", "valkey-server"))
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn valkey-server");
+        wait_for_port(self.port, &mut child, "valkey-server");
+        self.server = Some(Server(child));
+    }
+
+    pub fn stop(&mut self) {
+        self.server = None;
+    }
+
+    pub fn url(&self) -> String {
+        format!("valkey://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain client, for asserting on what the cache holds.
+    pub async fn client(&self) -> Client {
+        let client = Client::new(
+            fred::types::config::Config::from_url(&self.url()).unwrap(),
+            None,
+            None,
+            None,
+        );
+        client.init().await.expect("connect to valkey");
+        client
+    }
+}
+
+pub struct S3 {
+    server: Option<Server>,
+    pub port: u16,
+    pub client: aws_sdk_s3::Client,
+}
+
+impl S3 {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let mut child = Command::new(binary("S3KV_MOTO_SERVER", "moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn moto_server");
+        wait_for_port(port, &mut child, "moto_server");
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version_latest()
+            .region(Region::new("us-east-1"))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .force_path_style(true)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(config);
+        client
+            .create_bucket()
+            .bucket(BUCKET)
+            .send()
+            .await
+            .expect("create bucket");
+        Self {
+            server: Some(Server(child)),
+            port,
+            client,
+        }
+    }
+
+    pub fn stop(&mut self) {
+        self.server = None;
+    }
+
+    /// A manual upload, as `aws s3 cp` would do it: straight to the bucket, not through the writer.
+    pub async fn upload(&self, object_key: &str, body: &[u8]) -> Etag {
+        let out = self
+            .client
+            .put_object()
+            .bucket(BUCKET)
+            .key(object_key)
+            .body(ByteStream::from(body.to_vec()))
+            .send()
+            .await
+            .expect("upload");
+        Etag::new(out.e_tag().unwrap())
+    }
+
+    pub async fn remove(&self, object_key: &str) {
+        self.client
+            .delete_object()
+            .bucket(BUCKET)
+            .key(object_key)
+            .send()
+            .await
+            .expect("delete");
+    }
+
+    pub async fn body(&self, object_key: &str) -> Option<Vec<u8>> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(BUCKET)
+            .key(object_key)
+            .send()
+            .await
+            .ok()?;
+        Some(out.body.collect().await.unwrap().into_bytes().to_vec())
+    }
+}
+
+/// Everything s3kv runs, wired as in AWS, against real servers: handlers are called directly, and S3
+/// notifications are built from what each write returned, with increasing sequencers.
+pub struct Stack {
+    pub valkey: Valkey,
+    pub s3: S3,
+    pub config: Config,
+    pub writer: Writer<S3Store>,
+    pub reader: Reader<S3Store, ValkeyCache>,
+    pub syncer: Syncer<S3Store, ValkeyCache>,
+    sequence: AtomicU64,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// `overrides` are extra environment variables for the functions' configuration.
+    pub async fn start_with(overrides: &[(&str, &str)]) -> Self {
+        let valkey = Valkey::start();
+        let s3 = S3::start().await;
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("S3KV_BUCKET".into(), BUCKET.into()),
+            ("S3KV_PREFIX".into(), "items/".into()),
+            ("VALKEY_URL".into(), valkey.url()),
+            // Generous for a loaded CI machine; the reader-bypass tests stop Valkey rather than slow it.
+            ("S3KV_CACHE_TIMEOUT_MS".into(), "1000".into()),
+        ]);
+        env.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config");
+        let store = || S3Store::new(s3.client.clone(), BUCKET);
+        let cache = |timeout| ValkeyCache::new(&valkey.url(), timeout).expect("valkey url");
+        let (reader_cache, syncer_cache) = (
+            cache(config.cache_timeout),
+            cache(config.sync_cache_timeout),
+        );
+        reader_cache.connect(Duration::from_secs(5)).await;
+        syncer_cache.connect(Duration::from_secs(5)).await;
+        Self {
+            writer: Writer::new(store(), &config),
+            reader: Reader::new(store(), reader_cache, &config),
+            syncer: Syncer::new(store(), syncer_cache, &config),
+            valkey,
+            s3,
+            config,
+            sequence: AtomicU64::new(1),
+        }
+    }
+
+    pub fn object_key(&self, key: &str) -> String {
+        self.config
+            .key_map()
+            .object_key(&ItemKey::parse(key).unwrap())
+    }
+
+    pub fn cache_key(&self, key: &str) -> String {
+        self.config
+            .key_map()
+            .cache_key(&ItemKey::parse(key).unwrap())
+    }
+
+    pub fn next_sequencer(&self) -> Sequencer {
+        Sequencer::from_counter(self.sequence.fetch_add(1, Ordering::SeqCst) * 1000)
+    }
+
+    pub async fn call(&self, method: Method, key: &str, body: Option<&str>) -> Response {
+        let request = request(method.clone(), &percent::encode_path(key), body);
+        let response = if method == Method::GET {
+            api::handle_read(&self.reader, request, deadline(10)).await
+        } else {
+            api::handle_write(&self.writer, request, deadline(10)).await
+        };
+        Response::from(response)
+    }
+
+    pub async fn put(&self, key: &str, body: &str) -> Response {
+        self.call(Method::PUT, key, Some(body)).await
+    }
+
+    pub async fn get(&self, key: &str) -> Response {
+        self.call(Method::GET, key, None).await
+    }
+
+    pub async fn delete(&self, key: &str) -> Response {
+        self.call(Method::DELETE, key, None).await
+    }
+
+    /// The notification S3 sends for a create of `object_key` with `etag`, with the next sequencer.
+    pub fn created(&self, object_key: &str, etag: &Etag) -> S3EventRecord {
+        self.record(EventName::Put, object_key, Some(etag))
+    }
+
+    pub fn removed(&self, object_key: &str) -> S3EventRecord {
+        self.record(EventName::Delete, object_key, None)
+    }
+
+    pub fn record(&self, name: EventName, object_key: &str, etag: Option<&Etag>) -> S3EventRecord {
+        let sequencer = self.next_sequencer();
+        s3_event::record(&ObjectChange {
+            name,
+            bucket: BUCKET,
+            object_key,
+            etag,
+            size: 0,
+            version_id: None,
+            sequencer: &sequencer,
+        })
+    }
+
+    pub async fn sync(&self, records: Vec<S3EventRecord>) -> Result<SyncReport, SyncError> {
+        self.sync_within(records, Duration::from_secs(10)).await
+    }
+
+    pub async fn sync_within(
+        &self,
+        records: Vec<S3EventRecord>,
+        budget: Duration,
+    ) -> Result<SyncReport, SyncError> {
+        s3_event::handle(
+            &self.syncer,
+            s3_event::event(records),
+            Instant::now() + budget,
+        )
+        .await
+    }
+
+    /// The raw cache entry (field → value), for asserting on tombstones and sequencers.
+    pub async fn cache_entry(&self, key: &str) -> HashMap<String, String> {
+        let client = self.valkey.client().await;
+        client.hgetall(self.cache_key(key)).await.unwrap()
+    }
+}
+
+pub fn deadline(seconds: u64) -> Instant {
+    Instant::now() + Duration::from_secs(seconds)
+}
+
+/// An API Gateway REST proxy request for `/items/{key+}`, with the key percent-encoded as API Gateway passes it.
+pub fn request(method: Method, encoded_key: &str, body: Option<&str>) -> ApiGatewayProxyRequest {
+    let mut request = ApiGatewayProxyRequest::default();
+    request.http_method = method;
+    request.resource = Some("/items/{key+}".into());
+    request.path = Some(format!("/items/{encoded_key}"));
+    request.path_parameters = HashMap::from([("key".to_owned(), encoded_key.to_owned())]);
+    request.body = body.map(str::to_owned);
+    request
+}
+
+/// A response in the terms a client checks.
+#[derive(Debug)]
+pub struct Response {
+    pub status: i64,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+impl From<ApiGatewayProxyResponse> for Response {
+    fn from(r: ApiGatewayProxyResponse) -> Self {
+        let body = match r.body {
+            Some(Body::Text(t)) => t,
+            Some(Body::Binary(b)) => String::from_utf8(b).expect("utf-8 body"),
+            _ => String::new(),
+        };
+        Self {
+            status: r.status_code,
+            headers: r.headers,
+            body,
+        }
+    }
+}
