@@ -86,6 +86,17 @@ pub enum ObjectKind {
 }
 
 /// The mapping item key ↔ `{object_prefix}{key}.json` ↔ `{cache_prefix}{key}`.
+///
+/// ```
+/// use s3kv::key::{ItemKey, KeyMap, ObjectKind};
+///
+/// let map = KeyMap::new("items/", "s3kv:");
+/// let key = ItemKey::parse("flags/checkout v2").unwrap();
+/// assert_eq!(map.object_key(&key), "items/flags/checkout v2.json");
+/// assert_eq!(map.cache_key(&key), "s3kv:flags/checkout v2");
+/// assert_eq!(map.classify("items/flags/checkout v2.json"), ObjectKind::Item(key));
+/// assert_eq!(map.classify("items/notes.txt"), ObjectKind::Foreign);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyMap {
     object_prefix: String,

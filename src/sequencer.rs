@@ -12,7 +12,14 @@ use thiserror::Error;
 #[error("sequencer {0:?} is not a hexadecimal string")]
 pub struct SequencerError(pub String);
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// ```
+/// use s3kv::sequencer::Sequencer;
+///
+/// let s = |v| Sequencer::parse(v).unwrap();
+/// assert!(s("0055AED6DCD90281E6") > s("0055AED6DCD90281E5FF")); // padded: ...E60 > ...E5F
+/// assert_eq!(s("0A"), s("0a00")); // equal after padding, whatever the case
+/// ```
+#[derive(Debug, Clone)]
 pub struct Sequencer(String);
 
 impl Sequencer {
@@ -46,6 +53,21 @@ impl Ord for Sequencer {
     }
 }
 
+/// Equality and hashing follow the padded order: trailing zeros never distinguish two sequencers.
+impl PartialEq for Sequencer {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Sequencer {}
+
+impl std::hash::Hash for Sequencer {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.trim_end_matches('0').hash(state);
+    }
+}
+
 impl PartialOrd for Sequencer {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
@@ -75,6 +97,14 @@ mod tests {
         );
         assert!(s("0055AED6DCD90281E6") > s("0055AED6DCD90281E5FF"));
         assert!(s("0055AED6DCD90281E5") < s("0055AED6DCD90281E501"));
+    }
+
+    #[test]
+    fn equality_and_hash_agree_with_order() {
+        use std::collections::HashSet;
+        assert_eq!(s("0A"), s("0A000"));
+        let set: HashSet<Sequencer> = [s("0A"), s("0A00"), s("0a0")].into_iter().collect();
+        assert_eq!(set.len(), 1);
     }
 
     #[test]
