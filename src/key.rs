@@ -124,6 +124,11 @@ impl KeyMap {
         format!("{}{}", self.cache_prefix, key.0)
     }
 
+    /// The item a cache key belongs to, if it is one of ours.
+    pub fn item_from_cache_key(&self, cache_key: &str) -> Option<ItemKey> {
+        ItemKey::parse(cache_key.strip_prefix(&self.cache_prefix)?).ok()
+    }
+
     /// Classifies a decoded S3 object key.
     pub fn classify(&self, object_key: &str) -> ObjectKind {
         let Some(inner) = object_key
@@ -214,7 +219,12 @@ mod tests {
         let key = ItemKey::parse("flags/a b").unwrap();
         assert_eq!(map.object_key(&key), "items/flags/a b.json");
         assert_eq!(map.cache_key(&key), "s3kv:flags/a b");
+        assert_eq!(
+            map.item_from_cache_key(&map.cache_key(&key)),
+            Some(key.clone())
+        );
         assert_eq!(map.classify(&map.object_key(&key)), ObjectKind::Item(key));
+        assert_eq!(map.item_from_cache_key("other:flags/a b"), None);
     }
 
     #[test]

@@ -26,7 +26,9 @@
 //! * **Adapters**: [`adapters::s3`] (aws-sdk-s3) and [`adapters::valkey`] (fred + one Lua script).
 //! * **Retry**: [`retry`] is the only module that knows the `backoff` crate; every retry is bounded by the
 //!   Lambda invocation's deadline.
-//! * **Entrypoints**: `src/bin/{writer,syncer,reader}.rs` build config and clients once, then hand each
+//! * **Local stack**: [`local`] runs the same handlers on 127.0.0.1 behind an S3 endpoint that emits
+//!   notifications and an API that checks keys like API Gateway (`s3kv-local`).
+//! * **Entrypoints**: `src/bin/{writer,syncer,reader,s3kv-local}.rs` build config and clients once, then hand each
 //!   Lambda event to a handler from this library. Only they import `lambda_runtime`.
 //!
 //! # Why the cache can never roll back
@@ -43,6 +45,7 @@ pub mod api;
 pub mod config;
 pub mod document;
 pub mod key;
+pub mod local;
 pub mod percent;
 pub mod ports;
 pub mod read;

@@ -74,6 +74,36 @@ impl ValkeyCache {
     pub fn client(&self) -> &Client {
         &self.client
     }
+
+    /// Every key under `prefix`, via SCAN on every primary (KEYS is unavailable on ElastiCache Serverless).
+    pub async fn scan_keys(&self, prefix: &str) -> Result<Vec<String>, CacheError> {
+        use futures::TryStreamExt;
+        let pattern = format!("{}*", escape_glob(prefix));
+        let keys: Vec<Key> = if self.client.is_clustered() {
+            self.client
+                .scan_cluster_buffered(pattern, Some(500), None)
+                .try_collect()
+                .await
+        } else {
+            self.client
+                .scan_buffered(pattern, Some(500), None)
+                .try_collect()
+                .await
+        }
+        .map_err(cache_error)?;
+        Ok(keys.into_iter().filter_map(|k| k.into_string()).collect())
+    }
+}
+
+/// Escapes SCAN's glob syntax so a prefix matches only itself.
+fn escape_glob(prefix: &str) -> String {
+    prefix.chars().fold(String::new(), |mut out, c| {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    })
 }
 
 impl Cache for ValkeyCache {
@@ -183,6 +213,12 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glob_characters_in_prefixes_are_escaped() {
+        assert_eq!(escape_glob("s3kv:"), "s3kv:");
+        assert_eq!(escape_glob("a*[b]?\\"), "a\\*\\[b\\]\\?\\\\");
+    }
 
     #[test]
     fn passwords_never_reach_error_messages() {

@@ -1,0 +1,128 @@
+//! The API as API Gateway presents it: the same route, the same `x-api-key` check, and each HTTP request turned
+//! into the `ApiGatewayProxyRequest` a REST API would send (key still percent-encoded), handed to the very
+//! handlers the Lambda functions run.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use aws_lambda_events::encodings::Body;
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::adapters::{s3::S3Store, valkey::ValkeyCache};
+use crate::api;
+use crate::read::Reader;
+use crate::write::Writer;
+
+/// API Gateway's own payload limit; the writer applies the configured, smaller one.
+const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
+/// API Gateway's integration timeout.
+const TIMEOUT: Duration = Duration::from_secs(29);
+
+pub struct Gateway {
+    pub api_key: String,
+    pub writer: Writer<S3Store>,
+    pub reader: Reader<S3Store, ValkeyCache>,
+}
+
+impl Gateway {
+    pub async fn serve(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        Ok(self.handle(request).await)
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        // API Gateway checks the key before routing, and answers 403 for a missing or wrong one.
+        let key_ok = request
+            .headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            == Some(self.api_key.as_str());
+        if !key_ok {
+            return plain(StatusCode::FORBIDDEN, json!({ "message": "Forbidden" }));
+        }
+        let path = request.uri().path().to_owned();
+        let Some(encoded_key) = path.strip_prefix("/items/").filter(|k| !k.is_empty()) else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                json!({ "error": "not_found", "message": format!("no route for {path}; use /items/{{key}}") }),
+            );
+        };
+        let method = request.method().clone();
+        let headers = request.headers().clone();
+        let body = match Limited::new(request.into_body(), MAX_PAYLOAD)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({ "message": "Request Too Long" }),
+                );
+            }
+        };
+        let mut event = ApiGatewayProxyRequest::default();
+        event.resource = Some("/items/{key+}".to_owned());
+        event.path = Some(path.clone());
+        event.http_method = method.clone();
+        event.headers = headers;
+        event.path_parameters = HashMap::from([("key".to_owned(), encoded_key.to_owned())]);
+        if !body.is_empty() {
+            match std::str::from_utf8(&body) {
+                Ok(text) => event.body = Some(text.to_owned()),
+                Err(_) => {
+                    event.body = Some(base64::engine::general_purpose::STANDARD.encode(&body));
+                    event.is_base64_encoded = true;
+                }
+            }
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        let response = if method == Method::GET {
+            api::handle_read(&self.reader, event, deadline).await
+        } else {
+            api::handle_write(&self.writer, event, deadline).await
+        };
+        to_http(response)
+    }
+}
+
+fn to_http(response: ApiGatewayProxyResponse) -> Response<Full<Bytes>> {
+    let body = match response.body {
+        Some(Body::Text(text)) if response.is_base64_encoded => {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map(Bytes::from)
+                .unwrap_or_default()
+        }
+        Some(Body::Text(text)) => Bytes::from(text),
+        Some(Body::Binary(bytes)) => Bytes::from(bytes),
+        _ => Bytes::new(),
+    };
+    let mut http = Response::new(Full::new(body));
+    *http.status_mut() = u16::try_from(response.status_code)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    *http.headers_mut() = response.headers;
+    http
+}
+
+fn plain(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,241 @@
+//! An S3 endpoint backed by a directory (s3s-fs), which emits a notification after every successful change.
+//!
+//! Mutations are serialized, and each notification's sequencer is taken while the change still holds the lock, so
+//! sequencers follow the order in which the changes really happened, as S3's do. They come from the wall clock
+//! (nanoseconds), so they keep increasing across restarts and old tombstones stay meaningful.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
+use s3s_fs::FileSystem;
+use tokio::sync::{mpsc, Mutex};
+
+use crate::local::delivery::Backlog;
+use crate::ports::Etag;
+use crate::s3_event::EventName;
+use crate::sequencer::Sequencer;
+
+/// One change, ready to be turned into an S3 event record.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub name: EventName,
+    pub bucket: String,
+    pub key: String,
+    pub etag: Option<Etag>,
+    pub size: u64,
+    pub sequencer: Sequencer,
+}
+
+/// Where notifications go: sequencers are assigned here, and the backlog counts them until they are synced.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Notification>,
+    last: Arc<AtomicU64>,
+    backlog: Arc<Backlog>,
+}
+
+impl Outbox {
+    pub fn new(tx: mpsc::UnboundedSender<Notification>, backlog: Arc<Backlog>) -> Self {
+        Self {
+            tx,
+            last: Arc::new(AtomicU64::new(0)),
+            backlog,
+        }
+    }
+
+    /// Strictly increasing, even when the clock stalls or steps back.
+    fn next_sequencer(&self) -> Sequencer {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
+        let next = |last: u64| now.max(last + 1);
+        let previous = self
+            .last
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(next(last)));
+        Sequencer::from_counter(next(previous.unwrap_or_default()))
+    }
+
+    /// Emits a notification; call it while the change it describes is still serialized against others.
+    pub fn emit(
+        &self,
+        name: EventName,
+        bucket: &str,
+        key: &str,
+        etag: Option<&str>,
+        size: Option<i64>,
+    ) {
+        let notification = Notification {
+            name,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            etag: etag.map(Etag::new),
+            size: size.unwrap_or_default().max(0) as u64,
+            sequencer: self.next_sequencer(),
+        };
+        self.backlog.add();
+        if self.tx.send(notification).is_err() {
+            // Only during shutdown, when the delivery task is gone.
+            tracing::warn!(%key, "notification not delivered: shutting down");
+        }
+    }
+}
+
+pub struct NotifyingFs {
+    fs: FileSystem,
+    root: PathBuf,
+    outbox: Outbox,
+    mutation: Mutex<()>,
+}
+
+impl NotifyingFs {
+    /// `root` is the directory `fs` serves (s3s-fs keeps each object at `root/bucket/key`).
+    pub fn new(fs: FileSystem, root: PathBuf, outbox: Outbox) -> Self {
+        Self {
+            fs,
+            root,
+            outbox,
+            mutation: Mutex::new(()),
+        }
+    }
+
+    /// Called with the mutation lock held, so the size read is the size of this change's object.
+    fn notify(&self, name: EventName, bucket: &str, key: &str, etag: Option<&ETag>) {
+        let size = std::fs::metadata(self.root.join(bucket).join(key))
+            .map(|m| m.len() as i64)
+            .ok();
+        self.outbox
+            .emit(name, bucket, key, etag.map(ETag::value), size);
+    }
+}
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = S3Result<S3Response<T>>> + Send + 'a>>;
+
+/// Read-only and multipart-staging operations go straight to the file system.
+macro_rules! delegate {
+    ($($name:ident: $input:ty => $output:ty;)*) => {$(
+        fn $name<'life0, 'async_trait>(&'life0 self, req: S3Request<$input>) -> Boxed<'async_trait, $output>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.fs.$name(req)
+        }
+    )*};
+}
+
+#[async_trait::async_trait]
+impl S3 for NotifyingFs {
+    delegate! {
+        create_bucket: CreateBucketInput => CreateBucketOutput;
+        delete_bucket: DeleteBucketInput => DeleteBucketOutput;
+        get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput;
+        head_bucket: HeadBucketInput => HeadBucketOutput;
+        head_object: HeadObjectInput => HeadObjectOutput;
+        list_buckets: ListBucketsInput => ListBucketsOutput;
+        list_objects: ListObjectsInput => ListObjectsOutput;
+        list_objects_v2: ListObjectsV2Input => ListObjectsV2Output;
+        create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput;
+        upload_part: UploadPartInput => UploadPartOutput;
+        upload_part_copy: UploadPartCopyInput => UploadPartCopyOutput;
+        list_parts: ListPartsInput => ListPartsOutput;
+        abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput;
+    }
+
+    /// s3s-fs ignores `If-Match` on GET; the syncer relies on it, so it is enforced here.
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let condition = req.input.if_match.clone();
+        let response = self.fs.get_object(req).await?;
+        if let Some(ETagCondition::ETag(wanted)) = condition {
+            if response.output.e_tag.as_ref().map(ETag::value) != Some(wanted.value()) {
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold"
+                ));
+            }
+        }
+        Ok(response)
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let _guard = self.mutation.lock().await;
+        let response = self.fs.put_object(req).await?;
+        self.notify(
+            EventName::Put,
+            &bucket,
+            &key,
+            response.output.e_tag.as_ref(),
+        );
+        Ok(response)
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let _guard = self.mutation.lock().await;
+        let response = self.fs.copy_object(req).await?;
+        let etag = response
+            .output
+            .copy_object_result
+            .as_ref()
+            .and_then(|r| r.e_tag.as_ref());
+        self.notify(EventName::Copy, &bucket, &key, etag);
+        Ok(response)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let _guard = self.mutation.lock().await;
+        let response = self.fs.complete_multipart_upload(req).await?;
+        self.notify(
+            EventName::CompleteMultipartUpload,
+            &bucket,
+            &key,
+            response.output.e_tag.as_ref(),
+        );
+        Ok(response)
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let _guard = self.mutation.lock().await;
+        let response = self.fs.delete_object(req).await?;
+        self.notify(EventName::Delete, &bucket, &key, None);
+        Ok(response)
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let bucket = req.input.bucket.clone();
+        let _guard = self.mutation.lock().await;
+        let response = self.fs.delete_objects(req).await?;
+        for deleted in response.output.deleted.iter().flatten() {
+            if let Some(key) = &deleted.key {
+                self.notify(EventName::Delete, &bucket, key, None);
+            }
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,432 @@
+//! End to end through a running `s3kv-local` stack: real HTTP to the API, the real S3 protocol to its endpoint
+//! (aws-sdk-s3, and the aws CLI when installed), notifications delivered to the syncer, reads from Valkey.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use bytes::Bytes;
+use common::Valkey;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use s3kv::config::Config;
+use s3kv::local::{self, LocalStack, Options};
+use s3kv::percent;
+
+struct Local {
+    stack: LocalStack,
+    s3: aws_sdk_s3::Client,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    data_dir: PathBuf,
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    cache: Option<String>,
+    body: String,
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "s3kv-test-{name}-{}-{}",
+        std::process::id(),
+        common::free_port()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+impl Local {
+    async fn start(data_dir: &Path, valkey_url: Option<String>) -> Self {
+        let options = Options {
+            api_addr: "127.0.0.1:0".parse().unwrap(),
+            s3_addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.to_owned(),
+            bucket: "s3kv".into(),
+            prefix: String::new(),
+            api_key: Some("test-key".into()),
+            valkey_url,
+        };
+        let stack = LocalStack::start(options)
+            .await
+            .expect("local stack starts");
+        let config =
+            Config::from_lookup(|k| (k == "S3KV_BUCKET").then(|| "s3kv".to_owned())).unwrap();
+        let s3 = local::s3_client(stack.s3_addr, &config);
+        let http = Client::builder(TokioExecutor::new()).build_http();
+        Self {
+            stack,
+            s3,
+            http,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        key: &str,
+        api_key: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let uri = format!(
+            "http://{}/items/{}",
+            self.stack.api_addr,
+            percent::encode_path(key)
+        );
+        let mut request = http::Request::builder().method(method).uri(uri);
+        if let Some(api_key) = api_key {
+            request = request.header("x-api-key", api_key);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
+            .unwrap();
+        let response = self.http.request(request).await.expect("HTTP request");
+        let status = response.status().as_u16();
+        let cache = response
+            .headers()
+            .get("x-cache")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        Reply {
+            status,
+            cache,
+            body,
+        }
+    }
+
+    async fn put(&self, key: &str, body: &str) -> Reply {
+        self.request("PUT", key, Some("test-key"), Some(body)).await
+    }
+
+    async fn get(&self, key: &str) -> Reply {
+        self.request("GET", key, Some("test-key"), None).await
+    }
+
+    /// Waits until every notification so far has been synced, as a client would wait out propagation.
+    async fn settle(&self) {
+        assert!(
+            self.stack.backlog.wait_idle(Duration::from_secs(20)).await,
+            "notifications not synced within 20 s"
+        );
+    }
+
+    async fn upload(&self, object_key: &str, body: &[u8]) {
+        let put = self
+            .s3
+            .put_object()
+            .bucket("s3kv")
+            .key(object_key)
+            .body(ByteStream::from(body.to_vec()));
+        put.send().await.expect("PutObject");
+    }
+}
+
+#[tokio::test]
+async fn manual_uploads_and_api_writes_with_awkward_keys_round_trip() {
+    let valkey = Valkey::start();
+    let dir = temp_dir("keys");
+    let local = Local::start(&dir, Some(valkey.url())).await;
+
+    local
+        .upload("manual/upload.json", b"{\"by\":\"hand\"}")
+        .await;
+    for key in [
+        "with space",
+        "plus+sign",
+        "per%cent",
+        "ünï/cødé ✓",
+        "a+b %2B c",
+    ] {
+        let body = serde_json::json!({ "key": key }).to_string();
+        assert_eq!(local.put(key, &body).await.status, 201, "{key}");
+        local.settle().await;
+        let read = local.get(key).await;
+        assert_eq!(
+            (read.status, read.cache.as_deref(), read.body.as_str()),
+            (200, Some("HIT"), body.as_str()),
+            "{key}"
+        );
+        let stored = local
+            .s3
+            .get_object()
+            .bucket("s3kv")
+            .key(format!("{key}.json"))
+            .send()
+            .await;
+        assert!(stored.is_ok(), "{key} is stored under its decoded name");
+    }
+    local.settle().await;
+    let read = local.get("manual/upload").await;
+    assert_eq!(
+        (read.status, read.cache.as_deref(), read.body.as_str()),
+        (200, Some("HIT"), "{\"by\":\"hand\"}")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn multipart_copy_and_delete_objects_propagate() {
+    let valkey = Valkey::start();
+    let dir = temp_dir("s3ops");
+    let local = Local::start(&dir, Some(valkey.url())).await;
+    let s3 = &local.s3;
+
+    // An 8 MiB JSON document in two parts (S3's minimum part size is 5 MiB).
+    let document = serde_json::json!({ "rows": vec!["x".repeat(1000); 9 * 1024] }).to_string();
+    assert!(document.len() > 8 * 1024 * 1024);
+    let (first, second) = document.as_bytes().split_at(5 * 1024 * 1024);
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("s3kv")
+        .key("big.json")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let mut parts = Vec::new();
+    for (number, chunk) in [(1, first), (2, second)] {
+        let part = s3
+            .upload_part()
+            .bucket("s3kv")
+            .key("big.json")
+            .upload_id(id)
+            .part_number(number)
+            .body(ByteStream::from(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(part.e_tag().map(str::to_owned))
+                .build(),
+        );
+    }
+    let completed = CompletedMultipartUpload::builder()
+        .set_parts(Some(parts))
+        .build();
+    s3.complete_multipart_upload()
+        .bucket("s3kv")
+        .key("big.json")
+        .upload_id(id)
+        .multipart_upload(completed)
+        .send()
+        .await
+        .unwrap();
+
+    local.upload("source.json", b"{\"copied\":true}").await;
+    s3.copy_object()
+        .bucket("s3kv")
+        .key("copy.json")
+        .copy_source("s3kv/source.json")
+        .send()
+        .await
+        .unwrap();
+    for key in ["d1", "d2", "d3"] {
+        local.upload(&format!("{key}.json"), b"1").await;
+    }
+    local.settle().await;
+    assert_eq!(local.get("d2").await.status, 200);
+
+    let big = local.get("big").await;
+    assert_eq!((big.status, big.cache.as_deref()), (200, Some("HIT")));
+    assert!(
+        big.body == document,
+        "the multipart document is served whole"
+    );
+    let copy = local.get("copy").await;
+    assert_eq!(
+        (copy.status, copy.cache.as_deref(), copy.body.as_str()),
+        (200, Some("HIT"), "{\"copied\":true}")
+    );
+
+    let ids: Vec<ObjectIdentifier> = ["d1", "d2", "d3"]
+        .iter()
+        .map(|k| {
+            ObjectIdentifier::builder()
+                .key(format!("{k}.json"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let delete = Delete::builder().set_objects(Some(ids)).build().unwrap();
+    s3.delete_objects()
+        .bucket("s3kv")
+        .delete(delete)
+        .send()
+        .await
+        .unwrap();
+    local.settle().await;
+    for key in ["d1", "d2", "d3"] {
+        let read = local.get(key).await;
+        assert_eq!(
+            (read.status, read.cache.as_deref()),
+            (404, Some("HIT")),
+            "{key}: the tombstone answers"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_api_key_is_forbidden() {
+    let valkey = Valkey::start();
+    let dir = temp_dir("auth");
+    let local = Local::start(&dir, Some(valkey.url())).await;
+    for api_key in [None, Some("wrong"), Some("")] {
+        for method in ["GET", "PUT", "DELETE"] {
+            let reply = local.request(method, "k", api_key, Some("{}")).await;
+            assert_eq!(reply.status, 403, "{method} with {api_key:?}");
+        }
+    }
+    let listed = local
+        .s3
+        .list_objects_v2()
+        .bucket("s3kv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.key_count(),
+        Some(0),
+        "nothing was written without the key"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_writes_leave_the_cache_equal_to_s3() {
+    let valkey = Valkey::start();
+    let dir = temp_dir("concurrent");
+    let local = std::sync::Arc::new(Local::start(&dir, Some(valkey.url())).await);
+    let keys = ["hot/a", "hot/b", "hot/c", "hot/d"];
+    let writes = (0..200).map(|i| {
+        let local = local.clone();
+        tokio::spawn(async move {
+            let key = keys[i % keys.len()];
+            let reply = local.put(key, &format!("{{\"write\":{i}}}")).await;
+            assert!(matches!(reply.status, 200 | 201), "{reply:?}");
+        })
+    });
+    futures::future::try_join_all(writes).await.unwrap();
+    local.settle().await;
+    for key in keys {
+        let object = local
+            .s3
+            .get_object()
+            .bucket("s3kv")
+            .key(format!("{key}.json"))
+            .send()
+            .await
+            .unwrap();
+        let in_s3 = String::from_utf8(object.body.collect().await.unwrap().to_vec()).unwrap();
+        let read = local.get(key).await;
+        assert_eq!(
+            (read.cache.as_deref(), read.body.as_str()),
+            (Some("HIT"), in_s3.as_str()),
+            "{key}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_data_and_never_serves_stale_items() {
+    let dir = temp_dir("restart");
+    let valkey = Valkey::start();
+    {
+        let local = Local::start(&dir, Some(valkey.url())).await;
+        assert_eq!(local.put("kept", "{\"v\":1}").await.status, 201);
+        assert_eq!(
+            local.put("removed-while-down", "{\"v\":1}").await.status,
+            201
+        );
+        local.settle().await;
+        assert_eq!(
+            local.get("removed-while-down").await.cache.as_deref(),
+            Some("HIT")
+        );
+    }
+    // While the stack is down, someone removes an object from the data directory by hand.
+    std::fs::remove_file(dir.join("s3kv").join("removed-while-down.json")).unwrap();
+
+    // Same Valkey (which still caches the removed item) and a fresh, private one: both must match the bucket.
+    for valkey_url in [Some(valkey.url()), None] {
+        let local = Local::start(&dir, valkey_url.clone()).await;
+        local.settle().await;
+        let kept = local.get("kept").await;
+        assert_eq!(
+            (kept.status, kept.cache.as_deref(), kept.body.as_str()),
+            (200, Some("HIT"), "{\"v\":1}"),
+            "{valkey_url:?}"
+        );
+        assert_eq!(
+            local.get("removed-while-down").await.status,
+            404,
+            "{valkey_url:?}"
+        );
+        drop(local);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_aws_cli_uploads_and_removes_items() {
+    let Some(aws) = std::env::var("S3KV_AWS_CLI")
+        .ok()
+        .filter(|p| Path::new(p).is_file())
+    else {
+        eprintln!("S3KV_AWS_CLI not set: skipping the aws CLI test (scripts/test installs the CLI and sets it)");
+        return;
+    };
+    let valkey = Valkey::start();
+    let dir = temp_dir("cli");
+    let local = Local::start(&dir, Some(valkey.url())).await;
+    let file = dir.join("upload.json");
+    std::fs::write(&file, "{\"from\": \"the aws CLI\"}").unwrap();
+    let endpoint = format!("http://{}", local.stack.s3_addr);
+    // Async: the stack serves on this test's runtime, so a blocking wait here would deadlock it.
+    let cli = |args: &'static [&'static str]| {
+        let mut command = tokio::process::Command::new(&aws);
+        command
+            .current_dir(&dir)
+            .args(["--endpoint-url", &endpoint])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", local::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", local::SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", local::REGION)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .stdout(std::process::Stdio::null());
+        async move {
+            let status = command.status().await.expect("run aws");
+            assert!(status.success(), "aws {args:?} failed");
+        }
+    };
+    cli(&["s3", "cp", "upload.json", "s3://s3kv/cli/my doc.json"]).await;
+    local.settle().await;
+    let read = local.get("cli/my doc").await;
+    assert_eq!(
+        (read.status, read.cache.as_deref(), read.body.as_str()),
+        (200, Some("HIT"), "{\"from\": \"the aws CLI\"}")
+    );
+    cli(&["s3", "rm", "s3://s3kv/cli/my doc.json"]).await;
+    local.settle().await;
+    assert_eq!(local.get("cli/my doc").await.status, 404);
+    let _ = std::fs::remove_dir_all(&local.data_dir);
+}
