@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use common::Stack;
 use http::Method;
+use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
+use s3kv::key::ItemKey;
 use s3kv::ports::Etag;
+use s3kv::read::{CacheStatus, Reader};
 use s3kv::s3_event::EventName;
 
 fn etag_of(response: &common::Response) -> Etag {
@@ -288,6 +291,41 @@ async fn with_valkey_stopped_the_reader_still_answers_from_s3() {
     }
     let read = last.expect("reader reconnected to Valkey within 5 s");
     assert_eq!((read.status, read.header("x-cache")), (200, Some("MISS")));
+}
+
+#[tokio::test]
+async fn a_reader_that_starts_while_valkey_is_down_recovers_when_it_comes_up() {
+    let mut stack = Stack::start().await;
+    let etag = etag_of(&stack.put("k", "{\"v\":1}").await);
+    stack
+        .sync(vec![stack.created("items/k.json", &etag)])
+        .await
+        .unwrap();
+    stack.valkey.stop();
+
+    // A cold start with Valkey unreachable: the client must keep trying in the background.
+    let cache = ValkeyCache::new(&stack.valkey.url(), stack.config.cache_timeout).unwrap();
+    cache.connect(Duration::from_millis(200)).await;
+    let store = S3Store::new(stack.s3.client.clone(), common::BUCKET);
+    let reader = Reader::new(store, cache, &stack.config);
+    let key = ItemKey::parse("k").unwrap();
+    let first = reader.get(&key, common::deadline(5)).await.unwrap();
+    assert_eq!(first.cache, CacheStatus::Bypass);
+
+    stack.valkey.restart();
+    let mut status = first.cache;
+    for _ in 0..50 {
+        status = reader.get(&key, common::deadline(5)).await.unwrap().cache;
+        if status != CacheStatus::Bypass {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(
+        status,
+        CacheStatus::Bypass,
+        "still bypassing 5 s after Valkey came up"
+    );
 }
 
 #[tokio::test]

@@ -25,9 +25,10 @@ impl ValkeyCache {
     /// Builds a client for `url` (any of fred's URL forms: `valkey://`, `valkeys://`, `valkey-cluster://`,
     /// `valkeys-cluster://`, with `user:password@`). Does not connect; see [`ValkeyCache::connect`].
     ///
-    /// `command_timeout` bounds each command. Commands fail fast while disconnected instead of queueing, and the
-    /// client reconnects forever with capped exponential backoff: a Lambda thawed after minutes frozen, with a
-    /// dead socket, recovers on its own.
+    /// `command_timeout` bounds each command, including one issued while disconnected, so callers fall back within
+    /// it. The client reconnects forever with capped exponential backoff, from the very first connection too
+    /// (`fail_fast = false`): a Lambda that cold-starts while Valkey is unreachable, or is thawed after minutes
+    /// frozen with a dead socket, recovers on its own.
     pub fn new(url: &str, command_timeout: Duration) -> Result<Self, ConfigError> {
         let config = Config::from_url(url).map_err(|e| ConfigError::Invalid {
             var: "VALKEY_URL",
@@ -41,7 +42,7 @@ impl ValkeyCache {
                 c.internal_command_timeout = Duration::from_secs(2);
                 c.max_command_attempts = 2;
             })
-            .with_config(|c| c.fail_fast = true)
+            .with_config(|c| c.fail_fast = false)
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
             .build()
             .map_err(|e| ConfigError::Invalid {
