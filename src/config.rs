@@ -50,6 +50,11 @@ pub struct Config {
     pub sync_concurrency: usize,
     /// `AWS_ENDPOINT_URL_S3`: an S3-compatible endpoint; when set, path-style addressing is used.
     pub s3_endpoint: Option<String>,
+    /// `S3KV_VALKEY_IAM_CACHE`: the ElastiCache Serverless cache name; when set, the `VALKEY_URL` user
+    /// authenticates with IAM tokens signed by the function's role instead of a password.
+    pub valkey_iam_cache: Option<String>,
+    /// `AWS_REGION` (set by Lambda): the region IAM tokens are signed for.
+    pub aws_region: Option<String>,
 }
 
 impl Config {
@@ -111,6 +116,8 @@ impl Config {
             tombstone_ttl: Duration::from_secs(positive("S3KV_TOMBSTONE_TTL_SECS", 86_400)?),
             sync_concurrency: positive("S3KV_SYNC_CONCURRENCY", 16)? as usize,
             s3_endpoint: get("AWS_ENDPOINT_URL_S3"),
+            valkey_iam_cache: get("S3KV_VALKEY_IAM_CACHE"),
+            aws_region: get("AWS_REGION"),
         })
     }
 
@@ -119,6 +126,14 @@ impl Config {
         self.valkey_url.as_deref().ok_or(ConfigError::Missing {
             var: "VALKEY_URL",
             hint: "set it to the cache endpoint, e.g. valkeys-cluster://user:password@host:6379",
+        })
+    }
+
+    /// The region for IAM tokens: required only when IAM authentication is on.
+    pub fn require_region(&self) -> Result<&str, ConfigError> {
+        self.aws_region.as_deref().ok_or(ConfigError::Missing {
+            var: "AWS_REGION",
+            hint: "S3KV_VALKEY_IAM_CACHE needs the region to sign tokens for (Lambda sets AWS_REGION itself)",
         })
     }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 
+use crate::adapters::iam_auth::IamTokenProvider;
 use crate::config::ConfigError;
 use crate::ports::{Applied, Cache, CacheChange, CacheError, CacheLookup, Etag, Object};
 use crate::sequencer::Sequencer;
@@ -30,11 +31,37 @@ impl ValkeyCache {
     /// (`fail_fast = false`): a Lambda that cold-starts while Valkey is unreachable, or is thawed after minutes
     /// frozen with a dead socket, recovers on its own.
     pub fn new(url: &str, command_timeout: Duration) -> Result<Self, ConfigError> {
-        let config = Config::from_url(url).map_err(|e| ConfigError::Invalid {
-            var: "VALKEY_URL",
-            value: redact(url),
-            reason: e.details().to_string(),
-        })?;
+        Self::build(parse_url(url)?, url, command_timeout)
+    }
+
+    /// The client the Lambda functions use: `VALKEY_URL`, with IAM authentication when `S3KV_VALKEY_IAM_CACHE`
+    /// is set (the URL then carries the user and no password; credentials come from the function's role).
+    pub async fn from_config(
+        config: &crate::config::Config,
+        command_timeout: Duration,
+    ) -> Result<Self, ConfigError> {
+        let url = config.require_valkey_url()?;
+        let mut valkey = parse_url(url)?;
+        if let Some(cache_name) = &config.valkey_iam_cache {
+            let user = valkey.username.clone().ok_or_else(|| ConfigError::Invalid {
+                var: "VALKEY_URL",
+                value: redact(url),
+                reason: "IAM authentication (S3KV_VALKEY_IAM_CACHE) needs the ElastiCache user id in the URL: valkeys-cluster://USER@host:port".into(),
+            })?;
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let credentials = aws.credentials_provider().ok_or(ConfigError::Missing {
+                var: "AWS_ACCESS_KEY_ID",
+                hint: "IAM authentication to Valkey needs AWS credentials (the function's role provides them)",
+            })?;
+            let provider =
+                IamTokenProvider::new(&user, cache_name, config.require_region()?, credentials);
+            valkey.password = None;
+            valkey.credential_provider = Some(std::sync::Arc::new(provider));
+        }
+        Self::build(valkey, url, command_timeout)
+    }
+
+    fn build(config: Config, url: &str, command_timeout: Duration) -> Result<Self, ConfigError> {
         let client = Builder::from_config(config)
             .with_performance_config(|p| p.default_command_timeout = command_timeout)
             .with_connection_config(|c| {
@@ -197,6 +224,14 @@ fn cache_error(error: Error) -> CacheError {
         }
         _ => CacheError::Unavailable(Box::new(error)),
     }
+}
+
+fn parse_url(url: &str) -> Result<Config, ConfigError> {
+    Config::from_url(url).map_err(|e| ConfigError::Invalid {
+        var: "VALKEY_URL",
+        value: redact(url),
+        reason: e.details().to_string(),
+    })
 }
 
 /// The URL without its password, for error messages.

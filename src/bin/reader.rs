@@ -11,7 +11,7 @@ use s3kv::{api, config::Config, read::Reader, retry::deadline_from_epoch_millis,
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let cache = ValkeyCache::new(config.require_valkey_url()?, config.cache_timeout)?;
+    let cache = ValkeyCache::from_config(&config, config.cache_timeout).await?;
     cache.connect(Duration::from_secs(1)).await;
     let reader = &Reader::new(S3Store::from_config(&config).await, cache, &config);
     run(service_fn(

@@ -11,7 +11,7 @@ use s3kv::{config::Config, retry::deadline_from_epoch_millis, s3_event, sync::Sy
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
-    let cache = ValkeyCache::new(config.require_valkey_url()?, config.sync_cache_timeout)?;
+    let cache = ValkeyCache::from_config(&config, config.sync_cache_timeout).await?;
     cache.connect(Duration::from_secs(2)).await;
     let syncer = &Syncer::new(S3Store::from_config(&config).await, cache, &config);
     run(service_fn(move |event: LambdaEvent<S3Event>| async move {

@@ -1,0 +1,96 @@
+"""template.yaml and the Rust code agree: what the functions read is what the template sets, the notification
+filter selects exactly what the key mapping treats as items, and every function points at a real binary.
+
+Run by scripts/validate-template (pytest, in .venv-lint). Uses cfn-lint's loader, which reads !Ref/!Sub/!GetAtt
+as CloudFormation does.
+"""
+
+import pathlib
+import re
+import tomllib
+
+from cfnlint.decode import cfn_yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TEMPLATE = cfn_yaml.load(str(ROOT / "template.yaml"))
+RESOURCES = TEMPLATE["Resources"]
+FUNCTIONS = {name: r for name, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"}
+GLOBAL_ENV = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+CONFIG_RS = (ROOT / "src" / "config.rs").read_text()
+KEY_RS = (ROOT / "src" / "key.rs").read_text()
+
+# Variables the code reads, from the one place it reads them.
+CODE_VARS = set(re.findall(r'get\("([A-Z0-9_]+)"\)', CONFIG_RS)) | set(re.findall(r'"([A-Z0-9_]+)",\s*\d', CONFIG_RS))
+REQUIRED = {"writer": {"S3KV_BUCKET"}, "syncer": {"S3KV_BUCKET", "VALKEY_URL"}, "reader": {"S3KV_BUCKET", "VALKEY_URL"}}
+EVENTS = {"writer": {("Api", "PUT"), ("Api", "POST"), ("Api", "DELETE")}, "reader": {("Api", "GET")}, "syncer": {("S3", None)}}
+
+
+def binary(function):
+    return function["Metadata"]["BuildProperties"]["Binary"]
+
+
+def env(function):
+    return {**GLOBAL_ENV, **function["Properties"].get("Environment", {}).get("Variables", {})}
+
+
+def test_the_config_parser_was_read():
+    assert {"S3KV_BUCKET", "S3KV_PREFIX", "VALKEY_URL", "S3KV_CACHE_TIMEOUT_MS"} <= CODE_VARS
+
+
+def test_every_function_builds_a_binary_that_exists():
+    cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    bins = {b["name"]: b["path"] for b in cargo["bin"]}
+    assert sorted(binary(f) for f in FUNCTIONS.values()) == ["reader", "syncer", "writer"]
+    for name, function in FUNCTIONS.items():
+        assert function["Metadata"]["BuildMethod"] == "rust-cargolambda", name
+        assert (ROOT / bins[binary(function)]).is_file(), name
+        assert function["Properties"].get("Handler", TEMPLATE["Globals"]["Function"]["Handler"]) == "bootstrap"
+
+
+def test_every_variable_the_functions_need_is_set_and_every_variable_set_is_read():
+    for name, function in FUNCTIONS.items():
+        variables = set(env(function))
+        assert REQUIRED[binary(function)] <= variables, name
+        assert variables - {"RUST_LOG"} <= CODE_VARS, f"{name} sets variables the code never reads"
+
+
+def test_functions_use_the_bucket_the_template_creates():
+    bucket_name = RESOURCES["ItemsBucket"]["Properties"]["BucketName"]
+    assert GLOBAL_ENV["S3KV_BUCKET"] == bucket_name
+
+
+def test_notification_filter_matches_the_key_mapping():
+    assert 'const SUFFIX: &str = ".json";' in KEY_RS
+    (syncer,) = [f for f in FUNCTIONS.values() if binary(f) == "syncer"]
+    (event,) = syncer["Properties"]["Events"].values()
+    assert event["Type"] == "S3"
+    assert set(event["Properties"]["Events"]) == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    rules = {r["Name"]: r["Value"] for r in event["Properties"]["Filter"]["S3Key"]["Rules"]}
+    assert rules == {"prefix": GLOBAL_ENV["S3KV_PREFIX"], "suffix": ".json"}
+
+
+def test_routes_reach_the_right_handler_and_need_the_api_key():
+    api = RESOURCES["Api"]["Properties"]
+    assert api["Auth"]["ApiKeyRequired"] is True
+    for function in FUNCTIONS.values():
+        seen = set()
+        for event in function["Properties"]["Events"].values():
+            props = event["Properties"]
+            if event["Type"] == "Api":
+                assert props["Path"] == "/items/{key+}"  # the handlers read path parameter "key"
+                seen.add(("Api", props["Method"]))
+            else:
+                seen.add((event["Type"], None))
+        assert seen == EVENTS[binary(function)], binary(function)
+
+
+def test_cache_functions_are_in_the_vpc_and_authenticate_with_iam():
+    for function in FUNCTIONS.values():
+        props = function["Properties"]
+        if "VALKEY_URL" in env(function):
+            assert "VpcConfig" in props, binary(function)
+            assert "S3KV_VALKEY_IAM_CACHE" in env(function)
+            url = env(function)["VALKEY_URL"]["Fn::Sub"]
+            assert url.startswith("valkeys-cluster://${CacheUser}@"), url
+        else:
+            assert "VpcConfig" not in props, binary(function)
