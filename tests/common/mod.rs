@@ -267,7 +267,8 @@ impl Stack {
         );
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config");
         let store = || S3Store::new(s3.client.clone(), BUCKET);
-        let cache = |timeout| ValkeyCache::new(&valkey.url(), timeout).expect("valkey url");
+        let valkey_url = config.require_valkey_url().unwrap().to_owned();
+        let cache = |timeout| ValkeyCache::new(&valkey_url, timeout).expect("valkey url");
         let (reader_cache, syncer_cache) = (
             cache(config.cache_timeout),
             cache(config.sync_cache_timeout),
