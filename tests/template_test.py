@@ -94,3 +94,10 @@ def test_cache_functions_are_in_the_vpc_and_authenticate_with_iam():
             assert url.startswith("valkeys-cluster://${CacheUser}@"), url
         else:
             assert "VpcConfig" not in props, binary(function)
+
+
+def test_the_cache_user_may_touch_exactly_the_keys_the_code_writes():
+    (default_prefix,) = re.findall(r'get\("S3KV_CACHE_PREFIX"\)\.unwrap_or_else\(\|\| "([^"]*)"', CONFIG_RS)
+    access = RESOURCES["CacheUser"]["Properties"]["AccessString"]
+    assert f"~{default_prefix}*" in access.split()
+    assert all("S3KV_CACHE_PREFIX" not in env(f) for f in FUNCTIONS.values()), "a custom prefix needs a new ACL"
