@@ -72,6 +72,9 @@ impl Retryable for StoreError {
     fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
+    fn deadline_reached() -> Self {
+        StoreError::Unavailable("no answer from S3 before the invocation's deadline".into())
+    }
 }
 
 pub trait ObjectStore: Send + Sync {
@@ -96,6 +99,25 @@ pub trait ObjectStore: Send + Sync {
 
     /// Deletes; succeeds whether or not the object existed (as S3 does).
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// One page of the objects under `prefix`, in key order; pass the returned `next` to continue.
+    fn list(
+        &self,
+        prefix: &str,
+        next: Option<String>,
+    ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub etag: Etag,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub objects: Vec<Listed>,
+    pub next: Option<String>,
 }
 
 /// What the cache holds for one item.
@@ -138,6 +160,9 @@ impl Retryable for CacheError {
     fn is_retryable(&self) -> bool {
         matches!(self, CacheError::Unavailable(_))
     }
+    fn deadline_reached() -> Self {
+        CacheError::Unavailable("no answer from Valkey before the invocation's deadline".into())
+    }
 }
 
 pub trait Cache: Send + Sync {
@@ -162,6 +187,31 @@ pub trait Cache: Send + Sync {
         cache_key: &str,
         object: &Object,
     ) -> impl Future<Output = Result<bool, CacheError>> + Send;
+
+    /// Every cache key starting with `prefix` (SCAN; never KEYS).
+    fn keys(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send;
+
+    /// The entry's metadata without its body, or `None` when there is no entry.
+    fn snapshot(
+        &self,
+        cache_key: &str,
+    ) -> impl Future<Output = Result<Option<Snapshot>, CacheError>> + Send;
+
+    /// Deletes the entry only if it still matches `expected`, so a change applied since the snapshot is never
+    /// lost. Returns whether it deleted.
+    fn remove_if_unchanged(
+        &self,
+        cache_key: &str,
+        expected: &Snapshot,
+    ) -> impl Future<Output = Result<bool, CacheError>> + Send;
+}
+
+/// A cache entry's metadata: which event wrote it, which object version it holds, or that it is a tombstone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub sequencer: Option<String>,
+    pub etag: Option<String>,
+    pub tombstone: Option<String>,
 }
 
 #[cfg(test)]

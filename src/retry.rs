@@ -15,7 +15,12 @@ use backoff::ExponentialBackoff;
 /// Whether trying the same call again could succeed.
 pub trait Retryable {
     fn is_retryable(&self) -> bool;
+    /// The error for an attempt cut off by the deadline.
+    fn deadline_reached() -> Self;
 }
+
+/// Attempts end this long before the deadline, leaving time to answer (an API response, a failed invocation).
+const ANSWER_MARGIN: Duration = Duration::from_millis(50);
 
 /// Time kept back for one more attempt after a wait: no wait is started that would leave less than this.
 const RESERVE: Duration = Duration::from_millis(200);
@@ -41,9 +46,10 @@ where
     backoff::future::retry_notify(
         policy,
         || {
-            let attempt = op();
+            let cutoff = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
+            let attempt = tokio::time::timeout_at(cutoff.into(), op());
             async move {
-                attempt.await.map_err(|e| {
+                attempt.await.unwrap_or_else(|_| Err(E::deadline_reached())).map_err(|e| {
                     if e.is_retryable() {
                         backoff::Error::transient(e)
                     } else {
@@ -92,6 +98,9 @@ mod tests {
     impl Retryable for E {
         fn is_retryable(&self) -> bool {
             self.0
+        }
+        fn deadline_reached() -> Self {
+            E(false)
         }
     }
     impl std::fmt::Display for E {
@@ -162,13 +171,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_slow_attempt_is_cut_off_at_the_deadline() {
+        let start = Instant::now();
+        let result: Result<(), E> =
+            with_deadline(start + Duration::from_millis(300), "t", || async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(())
+            })
+            .await;
+        assert!(result.is_err());
+        assert!(
+            start.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
     async fn a_deadline_already_near_means_one_attempt() {
         let calls = AtomicU32::new(0);
-        let result: Result<(), E> = with_deadline(Instant::now(), "t", || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err(E(true))
-        })
-        .await;
+        let result: Result<(), E> =
+            with_deadline(Instant::now() + ANSWER_MARGIN * 2, "t", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(E(true))
+            })
+            .await;
         assert!(result.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }

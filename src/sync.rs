@@ -168,46 +168,43 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
             }
         };
         let cache_key = self.keys.cache_key(&key);
-        let change = match &record.change {
-            Change::Removed => self.tombstone("deleted"),
-            Change::Created { etag } => {
-                let read = retry::with_deadline(deadline, "s3 get", || {
-                    self.store
-                        .get(&record.object_key, etag.as_ref(), self.max_object_bytes)
-                })
-                .await;
-                match read {
-                    Ok(object) => match document::validate(&object.body) {
-                        Ok(()) => CacheChange::Put(object),
-                        Err(error) => {
-                            self.apply_change(
-                                &cache_key,
-                                record,
-                                &self.tombstone("invalid_json"),
-                                deadline,
-                            )
-                            .await?;
-                            return Ok(Outcome::Skipped(format!(
-                                "object is not valid JSON: {error}"
-                            )));
-                        }
-                    },
-                    Err(StoreError::PreconditionFailed | StoreError::NotFound) => {
-                        return Ok(Outcome::Superseded)
-                    }
-                    Err(error @ StoreError::TooLarge { .. }) => {
-                        self.apply_change(
-                            &cache_key,
-                            record,
-                            &self.tombstone("too_large"),
-                            deadline,
-                        )
+        // Both kinds read S3's current state. A create reads its own version (If-Match: a 412 or 404 means a newer
+        // change exists, and its record does the work). A delete confirms the object is gone: in a versioned
+        // bucket, deleting a delete marker restores an object and sends only an ObjectRemoved event, so a
+        // delete whose object exists stores that object (the newest state) under the delete's sequencer.
+        let if_match = match &record.change {
+            Change::Created { etag } => etag.as_ref(),
+            Change::Removed => None,
+        };
+        let read = retry::with_deadline(deadline, "s3 get", || {
+            self.store
+                .get(&record.object_key, if_match, self.max_object_bytes)
+        })
+        .await;
+        let change = match read {
+            Ok(object) => match document::validate(&object.body) {
+                Ok(()) => CacheChange::Put(object),
+                Err(error) => {
+                    let invalid = self.tombstone("invalid_json");
+                    self.apply_change(&cache_key, record, &invalid, deadline)
                         .await?;
-                        return Ok(Outcome::Skipped(error.to_string()));
-                    }
-                    Err(error) => return Err(error.into()),
+                    return Ok(Outcome::Skipped(format!(
+                        "object is not valid JSON: {error}"
+                    )));
                 }
+            },
+            Err(StoreError::NotFound) if record.change == Change::Removed => {
+                self.tombstone("deleted")
             }
+            Err(StoreError::PreconditionFailed | StoreError::NotFound) => {
+                return Ok(Outcome::Superseded)
+            }
+            Err(error @ StoreError::TooLarge { .. }) => {
+                self.apply_change(&cache_key, record, &self.tombstone("too_large"), deadline)
+                    .await?;
+                return Ok(Outcome::Skipped(error.to_string()));
+            }
+            Err(error) => return Err(error.into()),
         };
         Ok(
             match self

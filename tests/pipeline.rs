@@ -431,3 +431,54 @@ async fn the_reader_only_serves_get() {
         (405, Some("GET"))
     );
 }
+#[tokio::test]
+async fn an_undelete_in_a_versioned_bucket_brings_the_item_back() {
+    // Deleting a delete marker restores the object and sends only ObjectRemoved:Delete.
+    let stack = Stack::start().await;
+    let s3 = &stack.s3.client;
+    let versioning = aws_sdk_s3::types::VersioningConfiguration::builder()
+        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+        .build();
+    s3.put_bucket_versioning()
+        .bucket(common::BUCKET)
+        .versioning_configuration(versioning)
+        .send()
+        .await
+        .unwrap();
+    let etag = stack.s3.upload("items/flag.json", b"{\"on\":true}").await;
+    stack
+        .sync(vec![stack.created("items/flag.json", &etag)])
+        .await
+        .unwrap();
+
+    let marker = s3
+        .delete_object()
+        .bucket(common::BUCKET)
+        .key("items/flag.json")
+        .send()
+        .await
+        .unwrap();
+    stack
+        .sync(vec![stack.removed("items/flag.json")])
+        .await
+        .unwrap();
+    assert_eq!(stack.get("flag").await.status, 404);
+
+    let marker_version = marker.version_id().expect("a delete marker version");
+    let undelete = s3
+        .delete_object()
+        .bucket(common::BUCKET)
+        .key("items/flag.json")
+        .version_id(marker_version);
+    undelete.send().await.unwrap();
+    let report = stack
+        .sync(vec![stack.removed("items/flag.json")])
+        .await
+        .unwrap();
+    assert_eq!(report.applied, 1, "{report:?}");
+    let read = stack.get("flag").await;
+    assert_eq!(
+        (read.status, read.header("x-cache"), read.body.as_str()),
+        (200, Some("HIT"), "{\"on\":true}")
+    );
+}

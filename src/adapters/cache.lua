@@ -6,7 +6,8 @@
 -- ARGV[1] = 'put'  ARGV[2] = sequencer, ARGV[3] = etag,   ARGV[4] = body
 -- ARGV[1] = 'tomb' ARGV[2] = sequencer, ARGV[3] = reason, ARGV[5] = ttl in ms
 -- ARGV[1] = 'fill'                      ARGV[3] = etag,   ARGV[4] = body  (only if the key is absent)
--- Returns 1 when the entry changed, 0 when the change was stale (or the fill found an entry).
+-- ARGV[1] = 'del_if' ARGV[2..4] = the s, e, d the caller saw ('' for absent): delete only if nothing changed
+-- Returns 1 when the entry changed, 0 when the change was stale (or the fill found an entry, or del_if a change).
 
 -- Is sequencer a strictly newer than b? Right-pad the shorter with '0', compare bytes (not locale collation).
 local function newer(a, b)
@@ -19,9 +20,22 @@ local function newer(a, b)
 end
 
 local key, op = KEYS[1], ARGV[1]
+if op ~= 'put' and op ~= 'tomb' and op ~= 'fill' and op ~= 'del_if' then
+  return redis.error_reply('S3KV_SCRIPT_ERR unknown op ' .. tostring(op))
+end
 if op == 'fill' then
   if redis.call('EXISTS', key) == 1 then return 0 end
   redis.call('HSET', key, 'e', ARGV[3], 'b', ARGV[4])
+  return 1
+end
+
+if op == 'del_if' then
+  local fields = redis.call('HMGET', key, 's', 'e', 'd')
+  if redis.call('EXISTS', key) == 0 then return 0 end
+  for i = 1, 3 do
+    if (fields[i] or '') ~= ARGV[i + 1] then return 0 end
+  end
+  redis.call('DEL', key)
   return 1
 end
 
@@ -30,10 +44,8 @@ if current and not newer(ARGV[2], current) then return 0 end
 redis.call('DEL', key)
 if op == 'put' then
   redis.call('HSET', key, 's', ARGV[2], 'e', ARGV[3], 'b', ARGV[4])
-elseif op == 'tomb' then
+else
   redis.call('HSET', key, 's', ARGV[2], 'd', ARGV[3])
   redis.call('PEXPIRE', key, ARGV[5])
-else
-  return redis.error_reply('s3kv: unknown op ' .. tostring(op))
 end
 return 1

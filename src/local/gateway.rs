@@ -58,6 +58,13 @@ impl Gateway {
             );
         };
         let method = request.method().clone();
+        // Only these methods have integrations; API Gateway answers any other itself, with 403.
+        if ![Method::GET, Method::PUT, Method::POST, Method::DELETE].contains(&method) {
+            return plain(
+                StatusCode::FORBIDDEN,
+                json!({ "message": "Missing Authentication Token" }),
+            );
+        }
         let headers = request.headers().clone();
         let body = match Limited::new(request.into_body(), MAX_PAYLOAD)
             .collect()
