@@ -18,8 +18,9 @@
 //!   [`document`] (what counts as a JSON document), [`config`] (one validated struct from the environment).
 //! * **Ports**: [`ports`] declares the two small traits the use cases need, [`ports::ObjectStore`] and
 //!   [`ports::Cache`], with error types that say whether a failure is worth retrying.
-//! * **Use cases** (pure over the ports): [`write`], [`read`], [`sync`]. They hold the semantics: create vs
-//!   replace, cache-first reads with a safe fill, and ordered, idempotent cache updates.
+//! * **Use cases** (pure over the ports): [`write`], [`read`], [`sync`], [`reconcile`]. They hold the semantics:
+//!   create vs replace, cache-first reads with a safe fill, ordered and idempotent cache updates, and repairing
+//!   the cache from the bucket without ever racing a sync into a rollback.
 //! * **Event edges**: [`api`] turns API Gateway proxy requests into use-case calls and every error into an HTTP
 //!   status (the HTTP contract lives there and only there); [`s3_event`] turns S3 notification records into
 //!   sync operations, and can also build records in AWS's format for local delivery and tests.
@@ -28,7 +29,7 @@
 //!   Lambda invocation's deadline.
 //! * **Local stack**: [`local`] runs the same handlers on 127.0.0.1 behind an S3 endpoint that emits
 //!   notifications and an API that checks keys like API Gateway (`s3kv-local`).
-//! * **Entrypoints**: `src/bin/{writer,syncer,reader,s3kv-local}.rs` build config and clients once, then hand each
+//! * **Entrypoints**: `src/bin/{writer,syncer,reader,reconcile,s3kv-local}.rs` build config and clients once, then hand each
 //!   Lambda event to a handler from this library. Only they import `lambda_runtime`.
 //!
 //! # Why the cache can never roll back
@@ -49,6 +50,7 @@ pub mod local;
 pub mod percent;
 pub mod ports;
 pub mod read;
+pub mod reconcile;
 pub mod retry;
 pub mod s3_event;
 pub mod sequencer;

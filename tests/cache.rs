@@ -207,3 +207,52 @@ async fn a_stopped_server_is_reported_as_unavailable_not_a_panic() {
     let error = cache.lookup("k").await.unwrap_err();
     assert!(s3kv::retry::Retryable::is_retryable(&error), "{error}");
 }
+
+#[tokio::test]
+async fn remove_if_unchanged_never_loses_a_change_made_since_the_snapshot() {
+    let valkey = Valkey::start();
+    let cache = cache(&valkey).await;
+    cache
+        .apply("k", &seq("10"), &CacheChange::Put(object("v1", "e1")))
+        .await
+        .unwrap();
+    let before = cache.snapshot("k").await.unwrap().expect("an entry");
+    assert_eq!(
+        (before.sequencer.as_deref(), before.etag.as_deref()),
+        (Some("10"), Some("e1"))
+    );
+
+    cache
+        .apply("k", &seq("11"), &CacheChange::Put(object("v2", "e2")))
+        .await
+        .unwrap();
+    assert!(
+        !cache.remove_if_unchanged("k", &before).await.unwrap(),
+        "the entry changed: keep it"
+    );
+    assert_eq!(
+        cache.lookup("k").await.unwrap(),
+        CacheLookup::Hit(object("v2", "e2"))
+    );
+
+    let now = cache.snapshot("k").await.unwrap().unwrap();
+    assert!(cache.remove_if_unchanged("k", &now).await.unwrap());
+    assert_eq!(cache.lookup("k").await.unwrap(), CacheLookup::Miss);
+    assert!(
+        !cache.remove_if_unchanged("k", &now).await.unwrap(),
+        "nothing left to remove"
+    );
+
+    cache.apply("t", &seq("10"), &tomb(60_000)).await.unwrap();
+    let tombstone = cache.snapshot("t").await.unwrap().unwrap();
+    assert_eq!(tombstone.tombstone.as_deref(), Some("deleted"));
+    assert!(cache.fill("f", &object("x", "ef")).await.unwrap());
+    let filled = cache.snapshot("f").await.unwrap().unwrap();
+    assert_eq!(
+        (filled.sequencer, filled.etag.as_deref()),
+        (None, Some("ef")),
+        "fills carry no sequencer"
+    );
+    let keys = cache.keys("").await.unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+}

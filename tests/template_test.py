@@ -21,8 +21,18 @@ KEY_RS = (ROOT / "src" / "key.rs").read_text()
 
 # Variables the code reads, from the one place it reads them.
 CODE_VARS = set(re.findall(r'get\("([A-Z0-9_]+)"\)', CONFIG_RS)) | set(re.findall(r'"([A-Z0-9_]+)",\s*\d', CONFIG_RS))
-REQUIRED = {"writer": {"S3KV_BUCKET"}, "syncer": {"S3KV_BUCKET", "VALKEY_URL"}, "reader": {"S3KV_BUCKET", "VALKEY_URL"}}
-EVENTS = {"writer": {("Api", "PUT"), ("Api", "POST"), ("Api", "DELETE")}, "reader": {("Api", "GET")}, "syncer": {("S3", None)}}
+REQUIRED = {
+    "writer": {"S3KV_BUCKET"},
+    "syncer": {"S3KV_BUCKET", "VALKEY_URL"},
+    "reader": {"S3KV_BUCKET", "VALKEY_URL"},
+    "reconcile": {"S3KV_BUCKET", "VALKEY_URL"},
+}
+EVENTS = {
+    "writer": {("Api", "PUT"), ("Api", "POST"), ("Api", "DELETE")},
+    "reader": {("Api", "GET")},
+    "syncer": {("S3", None)},
+    "reconcile": {("Schedule", None)},
+}
 
 
 def binary(function):
@@ -40,7 +50,7 @@ def test_the_config_parser_was_read():
 def test_every_function_builds_a_binary_that_exists():
     cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())
     bins = {b["name"]: b["path"] for b in cargo["bin"]}
-    assert sorted(binary(f) for f in FUNCTIONS.values()) == ["reader", "syncer", "writer"]
+    assert sorted(binary(f) for f in FUNCTIONS.values()) == ["reader", "reconcile", "syncer", "writer"]
     for name, function in FUNCTIONS.items():
         assert function["Metadata"]["BuildMethod"] == "rust-cargolambda", name
         assert (ROOT / bins[binary(function)]).is_file(), name

@@ -13,7 +13,7 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::ports::{Etag, Object, ObjectStore, PutMode, StoreError};
+use crate::ports::{Etag, ListPage, Listed, Object, ObjectStore, PutMode, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct S3Store {
@@ -125,6 +125,33 @@ impl ObjectStore for S3Store {
         .await
         .map_err(store_error)?;
         Ok(())
+    }
+
+    async fn list(&self, prefix: &str, next: Option<String>) -> Result<ListPage, StoreError> {
+        let request = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_continuation_token(next)
+            .send();
+        let output = Box::pin(request).await.map_err(store_error)?;
+        let objects = output
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let etag = Etag::new(o.e_tag().unwrap_or_default());
+                Some(Listed {
+                    key: o.key()?.to_owned(),
+                    etag,
+                })
+            })
+            .collect();
+        let next = output
+            .next_continuation_token()
+            .filter(|_| output.is_truncated() == Some(true))
+            .map(str::to_owned);
+        Ok(ListPage { objects, next })
     }
 }
 

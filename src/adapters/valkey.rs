@@ -11,7 +11,7 @@ use fred::types::scripts::Script;
 
 use crate::adapters::iam_auth::IamTokenProvider;
 use crate::config::ConfigError;
-use crate::ports::{Applied, Cache, CacheChange, CacheError, CacheLookup, Etag, Object};
+use crate::ports::{Applied, Cache, CacheChange, CacheError, CacheLookup, Etag, Object, Snapshot};
 use crate::sequencer::Sequencer;
 
 const SCRIPT: &str = include_str!("cache.lua");
@@ -101,25 +101,6 @@ impl ValkeyCache {
 
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    /// Every key under `prefix`, via SCAN on every primary (KEYS is unavailable on ElastiCache Serverless).
-    pub async fn scan_keys(&self, prefix: &str) -> Result<Vec<String>, CacheError> {
-        use futures::TryStreamExt;
-        let pattern = format!("{}*", escape_glob(prefix));
-        let keys: Vec<Key> = if self.client.is_clustered() {
-            self.client
-                .scan_cluster_buffered(pattern, Some(500), None)
-                .try_collect()
-                .await
-        } else {
-            self.client
-                .scan_buffered(pattern, Some(500), None)
-                .try_collect()
-                .await
-        }
-        .map_err(cache_error)?;
-        Ok(keys.into_iter().filter_map(|k| k.into_string()).collect())
     }
 }
 
@@ -212,6 +193,67 @@ impl Cache for ValkeyCache {
             .map_err(cache_error)?;
         Ok(changed == 1)
     }
+
+    /// SCAN on every primary (KEYS is unavailable on ElastiCache Serverless).
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, CacheError> {
+        use futures::TryStreamExt;
+        let pattern = format!("{}*", escape_glob(prefix));
+        let keys: Vec<Key> = if self.client.is_clustered() {
+            self.client
+                .scan_cluster_buffered(pattern, Some(500), None)
+                .try_collect()
+                .await
+        } else {
+            self.client
+                .scan_buffered(pattern, Some(500), None)
+                .try_collect()
+                .await
+        }
+        .map_err(cache_error)?;
+        Ok(keys.into_iter().filter_map(|k| k.into_string()).collect())
+    }
+
+    async fn snapshot(&self, cache_key: &str) -> Result<Option<Snapshot>, CacheError> {
+        let fields: Vec<Option<String>> = self
+            .client
+            .hmget(cache_key, vec!["s", "e", "d"])
+            .await
+            .map_err(cache_error)?;
+        Ok(match fields.as_slice() {
+            [None, None, None] => None,
+            [s, e, d] => Some(Snapshot {
+                sequencer: s.clone(),
+                etag: e.clone(),
+                tombstone: d.clone(),
+            }),
+            other => {
+                return Err(CacheError::Unexpected(format!(
+                    "HMGET returned {} fields",
+                    other.len()
+                )))
+            }
+        })
+    }
+
+    async fn remove_if_unchanged(
+        &self,
+        cache_key: &str,
+        expected: &Snapshot,
+    ) -> Result<bool, CacheError> {
+        let field = |f: &Option<String>| Value::from(f.clone().unwrap_or_default());
+        let args: Vec<Value> = vec![
+            "del_if".into(),
+            field(&expected.sequencer),
+            field(&expected.etag),
+            field(&expected.tombstone),
+        ];
+        let changed: i64 = self
+            .script
+            .evalsha_with_reload(&self.client, cache_key, args)
+            .await
+            .map_err(cache_error)?;
+        Ok(changed == 1)
+    }
 }
 
 fn cache_error(error: Error) -> CacheError {
@@ -219,7 +261,9 @@ fn cache_error(error: Error) -> CacheError {
         ErrorKind::InvalidArgument | ErrorKind::InvalidCommand | ErrorKind::Parse => {
             CacheError::Unexpected(error.to_string())
         }
-        _ if error.details().starts_with("WRONGTYPE") || error.details().contains("s3kv:") => {
+        _ if error.details().starts_with("WRONGTYPE")
+            || error.details().contains("S3KV_SCRIPT_ERR") =>
+        {
             CacheError::Unexpected(error.to_string())
         }
         _ => CacheError::Unavailable(Box::new(error)),

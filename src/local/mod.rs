@@ -12,7 +12,6 @@ pub mod delivery;
 pub mod gateway;
 pub mod s3_endpoint;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,9 +26,8 @@ use tokio::task::JoinHandle;
 
 use crate::adapters::{s3::S3Store, valkey::ValkeyCache};
 use crate::config::{Config, ConfigError};
-use crate::key::ObjectKind;
 use crate::read::Reader;
-use crate::s3_event::EventName;
+use crate::reconcile::Reconciler;
 use crate::sync::Syncer;
 use crate::write::Writer;
 use delivery::Backlog;
@@ -59,7 +57,7 @@ pub enum LocalError {
     },
     #[error("cannot start valkey-server: {0}")]
     Valkey(String),
-    #[error("cannot reload the cache from the bucket: {0}")]
+    #[error("cannot reconcile the cache with the bucket: {0}")]
     Reload(String),
 }
 
@@ -232,11 +230,16 @@ impl LocalStack {
         let syncer_cache = ValkeyCache::new(&valkey_url, config.sync_cache_timeout)?;
         reader_cache.connect(Duration::from_secs(5)).await;
         syncer_cache.connect(Duration::from_secs(5)).await;
-        let scan_cache = syncer_cache.clone();
+        // The cache may be fresh (a private valkey-server) or hold what an earlier run left: make it match the
+        // bucket before serving, as the scheduled reconcile does in AWS.
+        let reconciler = Reconciler::new(store.clone(), syncer_cache.clone(), &config);
+        let report = reconciler
+            .run(std::time::Instant::now() + Duration::from_secs(300))
+            .await;
+        tracing::info!(?report, "cache reconciled with the bucket");
+        report.map_err(|e| LocalError::Reload(e.to_string()))?;
         let syncer = Arc::new(Syncer::new(store.clone(), syncer_cache, &config));
         tasks.push(tokio::spawn(delivery::run(syncer, rx, backlog.clone())));
-
-        reload(&store, &scan_cache, &config, &outbox).await?;
 
         // API.
         let api_key = options.api_key.clone().unwrap_or_else(generate_api_key);
@@ -318,61 +321,6 @@ pub fn s3_client(s3_addr: SocketAddr, config: &Config) -> aws_sdk_s3::Client {
         )
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
-}
-
-/// On start the cache is made to match the bucket: every item is (re)loaded, and cache entries whose object is gone
-/// get a tombstone, all through the normal notification path with fresh sequencers.
-async fn reload(
-    store: &S3Store,
-    cache: &ValkeyCache,
-    config: &Config,
-    outbox: &Outbox,
-) -> Result<(), LocalError> {
-    let keys = config.key_map();
-    let mut present = HashSet::new();
-    let mut pages = store
-        .client()
-        .list_objects_v2()
-        .bucket(&config.bucket)
-        .prefix(keys.object_prefix())
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            LocalError::Reload(aws_sdk_s3::error::DisplayErrorContext(e).to_string())
-        })?;
-        for object in page.contents() {
-            let Some(object_key) = object.key() else {
-                continue;
-            };
-            if let ObjectKind::Item(key) = keys.classify(object_key) {
-                outbox.emit(
-                    EventName::Put,
-                    &config.bucket,
-                    object_key,
-                    object.e_tag(),
-                    object.size(),
-                );
-                present.insert(keys.cache_key(&key));
-            }
-        }
-    }
-    let cached = cache
-        .scan_keys(&config.cache_prefix)
-        .await
-        .map_err(|e| LocalError::Reload(e.to_string()))?;
-    for cache_key in cached.iter().filter(|k| !present.contains(*k)) {
-        if let Some(key) = keys.item_from_cache_key(cache_key) {
-            outbox.emit(
-                EventName::Delete,
-                &config.bucket,
-                &keys.object_key(&key),
-                None,
-                None,
-            );
-        }
-    }
-    Ok(())
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, LocalError> {

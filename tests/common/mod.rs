@@ -363,6 +363,28 @@ impl Stack {
         .await
     }
 
+    /// Runs a reconcile, as the scheduled function does.
+    pub async fn reconcile(
+        &self,
+    ) -> Result<s3kv::reconcile::ReconcileReport, s3kv::reconcile::ReconcileError> {
+        let cache = ValkeyCache::new(
+            self.config.require_valkey_url().unwrap(),
+            Duration::from_secs(2),
+        )
+        .expect("valkey url");
+        cache.connect(Duration::from_secs(5)).await;
+        let store = S3Store::new(self.s3.client.clone(), BUCKET);
+        s3kv::reconcile::Reconciler::new(store, cache, &self.config)
+            .run(deadline(60))
+            .await
+    }
+
+    /// Removes every cache entry, like a flushed or replaced cache.
+    pub async fn flush_cache(&self) {
+        let client = self.valkey.client().await;
+        let _: () = client.flushall(false).await.unwrap();
+    }
+
     /// The raw cache entry (field → value), for asserting on tombstones and sequencers.
     pub async fn cache_entry(&self, key: &str) -> HashMap<String, String> {
         let client = self.valkey.client().await;
