@@ -57,27 +57,22 @@ pub fn decode(input: &str, encoding: Encoding) -> Result<String, PercentError> {
 
 /// Encodes an object key the way S3 writes it into event notifications (form encoding, `/` kept).
 pub fn encode_form(input: &str) -> String {
-    let mut out = String::with_capacity(input.len());
-    for byte in input.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(byte as char)
-            }
-            b' ' => out.push('+'),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
+    encode(input, Encoding::Form)
 }
 
 /// Encodes one path parameter value the way a client puts it in a URL (every byte but unreserved and `/`).
 pub fn encode_path(input: &str) -> String {
+    encode(input, Encoding::Path)
+}
+
+fn encode(input: &str, encoding: Encoding) -> String {
     let mut out = String::with_capacity(input.len());
     for byte in input.bytes() {
         match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
                 out.push(byte as char)
             }
+            b' ' if encoding == Encoding::Form => out.push('+'),
             other => out.push_str(&format!("%{other:02X}")),
         }
     }

@@ -52,6 +52,33 @@ impl S3Store {
     }
 }
 
+/// A client for an S3-compatible endpoint with static credentials (the local stack, tests): path-style, SDK
+/// retries off as everywhere in s3kv, and `attempt_timeout` per request.
+pub fn endpoint_client(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    attempt_timeout: std::time::Duration,
+) -> Client {
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            access_key, secret_key, None, None, "static",
+        ))
+        .force_path_style(true)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(attempt_timeout)
+                .connect_timeout(attempt_timeout)
+                .build(),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
 // Each `send()` future is boxed: smithy's orchestrator futures are so deeply nested that, inlined into a
 // handler future inside lambda_runtime's, they overflow rustc's layout recursion limit in every crate that
 // awaits a handler (the binaries and the integration tests). One allocation per S3 call is noise beside the call.

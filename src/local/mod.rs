@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{Credentials, Region};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use thiserror::Error;
@@ -300,27 +299,12 @@ impl LocalStack {
 
 /// A client for the local endpoint, with the stack's credentials (whatever AWS credentials the user has set).
 pub fn s3_client(s3_addr: SocketAddr, config: &Config) -> aws_sdk_s3::Client {
-    let s3_config = aws_sdk_s3::config::Builder::new()
-        .behavior_version_latest()
-        .region(Region::new(REGION))
-        .endpoint_url(format!("http://{s3_addr}"))
-        .credentials_provider(Credentials::new(
-            ACCESS_KEY,
-            SECRET_KEY,
-            None,
-            None,
-            "s3kv-local",
-        ))
-        .force_path_style(true)
-        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-        .timeout_config(
-            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
-                .operation_attempt_timeout(config.s3_timeout)
-                .connect_timeout(config.s3_timeout)
-                .build(),
-        )
-        .build();
-    aws_sdk_s3::Client::from_conf(s3_config)
+    crate::adapters::s3::endpoint_client(
+        &format!("http://{s3_addr}"),
+        ACCESS_KEY,
+        SECRET_KEY,
+        config.s3_timeout,
+    )
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, LocalError> {

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::s3::S3EventRecord;
-use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use fred::prelude::*;
 use http::Method;
@@ -164,20 +163,9 @@ impl S3 {
             .spawn()
             .expect("spawn moto_server");
         wait_for_port(port, &mut child, "moto_server");
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version_latest()
-            .region(Region::new("us-east-1"))
-            .endpoint_url(format!("http://127.0.0.1:{port}"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .force_path_style(true)
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-            .timeout_config(
-                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs(5))
-                    .build(),
-            )
-            .build();
-        let client = aws_sdk_s3::Client::from_conf(config);
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client =
+            s3kv::adapters::s3::endpoint_client(&endpoint, "test", "test", Duration::from_secs(5));
         client
             .create_bucket()
             .bucket(BUCKET)
