@@ -1,9 +1,10 @@
 //! What counts as a stored document: one JSON value, validated without building it.
 //!
 //! Documents are stored and served byte-for-byte, so validation only has to prove the bytes parse. Parsing into
-//! `IgnoredAny` allocates nothing, accepts numbers beyond f64 and duplicate object keys (both legal JSON), and
-//! inherits serde_json's recursion limit, so a body nested 100,000 deep is an error instead of a stack overflow.
-//! UTF-8 is checked first and separately: skipping a string with `IgnoredAny` does not validate its bytes.
+//! `IgnoredAny` allocates nothing and accepts numbers beyond f64 and duplicate object keys (both legal JSON). Two
+//! checks come separately, because skipping with `IgnoredAny` does neither: UTF-8 (it does not validate skipped
+//! strings), and depth (it skips nesting without limit). Past [`MAX_DEPTH`] levels, clients that parse
+//! recursively, as most do, would overflow their stacks on what we serve.
 
 use serde::de::IgnoredAny;
 use thiserror::Error;
@@ -19,6 +20,9 @@ pub enum DocumentError {
         column: usize,
     },
 }
+
+/// Deepest nesting of arrays and objects accepted (serde_json's own default for typed parsing).
+pub const MAX_DEPTH: usize = 128;
 
 pub fn validate(bytes: &[u8]) -> Result<(), DocumentError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -39,6 +43,7 @@ pub fn validate(bytes: &[u8]) -> Result<(), DocumentError> {
             column,
         }
     })?;
+    check_depth(bytes)?;
     serde_json::from_str::<IgnoredAny>(text)
         .map(|_| ())
         .map_err(|e| {
@@ -51,6 +56,41 @@ pub fn validate(bytes: &[u8]) -> Result<(), DocumentError> {
                 column: e.column(),
             }
         })
+}
+
+/// Fails at the first bracket that opens level `MAX_DEPTH + 1`, outside strings.
+fn check_depth(bytes: &[u8]) -> Result<(), DocumentError> {
+    let (mut depth, mut in_string, mut escaped, mut line, mut line_start) =
+        (0usize, false, false, 1, 0);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'\n' => (line, line_start) = (line + 1, i + 1),
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    let message = format!("nested deeper than {MAX_DEPTH} levels");
+                    return Err(DocumentError::Malformed {
+                        message,
+                        line,
+                        column: i - line_start + 1,
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -121,5 +161,23 @@ mod tests {
             validate(deep.as_bytes()),
             Err(DocumentError::Malformed { .. })
         ));
+        let balanced = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let message = "nested deeper than 128 levels".to_owned();
+        assert_eq!(
+            validate(balanced.as_bytes()),
+            Err(DocumentError::Malformed {
+                message,
+                line: 1,
+                column: 129
+            })
+        );
+    }
+
+    #[test]
+    fn the_depth_limit_is_exact_and_ignores_brackets_in_strings() {
+        let at_limit = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(validate(at_limit.as_bytes()), Ok(()));
+        let in_strings = format!("[\"{}\", \"\\\"[[[\"]", "[{".repeat(500));
+        assert_eq!(validate(in_strings.as_bytes()), Ok(()));
     }
 }
