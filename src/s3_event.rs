@@ -49,6 +49,22 @@ pub fn decode(record: &S3EventRecord) -> Result<Option<SyncRecord>, String> {
     }))
 }
 
+/// The syncer Lambda's entry: S3's `s3:TestEvent` (sent once when the notification is configured, and without
+/// `Records`) is acknowledged; anything else must be an [`S3Event`].
+pub async fn handle_json<S: ObjectStore, C: Cache>(
+    syncer: &Syncer<S, C>,
+    event: serde_json::Value,
+    deadline: Instant,
+) -> Result<SyncReport, Box<dyn std::error::Error + Send + Sync>> {
+    if event.get("Event").and_then(|e| e.as_str()) == Some("s3:TestEvent") {
+        tracing::info!(bucket = ?event.get("Bucket"), "S3 test event: the notification reaches the syncer");
+        return Ok(SyncReport::default());
+    }
+    let event: S3Event =
+        serde_json::from_value(event).map_err(|e| format!("not an S3 notification: {e}"))?;
+    Ok(handle(syncer, event, deadline).await?)
+}
+
 /// The syncer Lambda's handler: every record of `event`, in one report, or an error that fails the invocation.
 pub async fn handle<S: ObjectStore, C: Cache>(
     syncer: &Syncer<S, C>,

@@ -56,6 +56,10 @@ fn every_sample_is_covered_by_a_test() {
         .map(|s| s.0.to_owned())
         .chain(S3_SAMPLES.iter().map(|s| s.0.to_owned()))
         .collect();
+    let covered: BTreeSet<String> = covered
+        .into_iter()
+        .chain(["s3-test-event.json".to_owned()])
+        .collect();
     assert_eq!(on_disk, covered);
 }
 
@@ -206,4 +210,27 @@ async fn materialize(stack: &Stack, key: &str, event_name: &str) -> String {
             .to_owned()
     };
     etag.trim_matches('"').to_owned()
+}
+
+#[tokio::test]
+async fn the_s3_test_event_is_acknowledged_not_failed() {
+    let stack = Stack::start_with(&[("S3KV_PREFIX", "")]).await;
+    let event: serde_json::Value = load("s3-test-event.json");
+    let report = s3kv::s3_event::handle_json(&stack.syncer, event, common::deadline(10))
+        .await
+        .unwrap();
+    assert_eq!(report.records, 0);
+    // Anything else that is not an S3 notification still fails the invocation, for the failure queue.
+    let junk = serde_json::json!({ "hello": "world" });
+    assert!(
+        s3kv::s3_event::handle_json(&stack.syncer, junk, common::deadline(10))
+            .await
+            .is_err()
+    );
+    // And real notifications go through the same entry.
+    let event: serde_json::Value = load("s3-delete.json");
+    let report = s3kv::s3_event::handle_json(&stack.syncer, event, common::deadline(10))
+        .await
+        .unwrap();
+    assert_eq!(report.applied, 1, "{report:?}");
 }

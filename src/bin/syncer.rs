@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::s3::S3Event;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
 use s3kv::{config::Config, retry::deadline_from_epoch_millis, s3_event, sync::Syncer, telemetry};
@@ -14,9 +13,11 @@ async fn main() -> Result<(), Error> {
     let cache = ValkeyCache::from_config(&config, config.sync_cache_timeout).await?;
     cache.connect(Duration::from_secs(2)).await;
     let syncer = &Syncer::new(S3Store::from_config(&config).await, cache, &config);
-    run(service_fn(move |event: LambdaEvent<S3Event>| async move {
-        let deadline = deadline_from_epoch_millis(event.context.deadline);
-        Ok::<_, Error>(s3_event::handle(syncer, event.payload, deadline).await?)
-    }))
+    run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let deadline = deadline_from_epoch_millis(event.context.deadline);
+            s3_event::handle_json(syncer, event.payload, deadline).await
+        },
+    ))
     .await
 }
