@@ -218,7 +218,8 @@ fn item(k: usize) -> ItemKey {
 }
 
 impl World {
-    async fn new(valkey_url: &str, run: u64) -> Self {
+    /// `cache` is shared by every schedule (one connection); each schedule has its own key prefix.
+    fn new(cache: &ValkeyCache, run: u64) -> Self {
         let cache_prefix = format!("run{run}:");
         let env: HashMap<&str, String> = HashMap::from([
             ("S3KV_BUCKET", "model".to_owned()),
@@ -226,11 +227,9 @@ impl World {
             ("S3KV_CACHE_TIMEOUT_MS", "2000".to_owned()),
         ]);
         let config = Config::from_lookup(|k| env.get(k).cloned()).unwrap();
-        let cache = ValkeyCache::new(valkey_url, Duration::from_secs(2)).unwrap();
-        cache.connect(Duration::from_secs(5)).await;
         let down = Arc::new(AtomicBool::new(false));
         let flaky = Flaky {
-            inner: cache,
+            inner: cache.clone(),
             down: down.clone(),
         };
         let s3 = ModelS3::default();
@@ -363,12 +362,12 @@ impl World {
 static RUN: AtomicU64 = AtomicU64::new(0);
 
 fn check(
-    valkey_url: &str,
+    cache: &ValkeyCache,
     runtime: &tokio::runtime::Runtime,
     ops: Vec<Op>,
 ) -> Result<(), TestCaseError> {
     runtime.block_on(async {
-        let mut world = World::new(valkey_url, RUN.fetch_add(1, Ordering::SeqCst)).await;
+        let mut world = World::new(cache, RUN.fetch_add(1, Ordering::SeqCst));
         for op in &ops {
             world.step(op).await;
         }
@@ -425,11 +424,13 @@ impl World {
 #[test]
 fn the_cache_converges_to_s3_under_any_delivery_schedule() {
     let valkey = common::Valkey::start();
-    let url = valkey.url();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    // One client for all schedules: a client per schedule, never quit, made long runs slow down steadily.
+    let cache = ValkeyCache::new(&valkey.url(), Duration::from_secs(2)).unwrap();
+    runtime.block_on(cache.connect(Duration::from_secs(5)));
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -439,6 +440,6 @@ fn the_cache_converges_to_s3_under_any_delivery_schedule() {
         ..ProptestConfig::default()
     };
     proptest!(config, |(ops in prop::collection::vec(op(), 1..40))| {
-        check(&url, &runtime, ops)?;
+        check(&cache, &runtime, ops)?;
     });
 }
