@@ -27,6 +27,8 @@
 //! * **Adapters**: [`adapters::s3`] (aws-sdk-s3) and [`adapters::valkey`] (fred + one Lua script).
 //! * **Retry**: [`retry`] is the only module that knows the `backoff` crate; every retry is bounded by the
 //!   Lambda invocation's deadline.
+//! * **In memory**: [`memory::MemoryStore`] is an [`ports::ObjectStore`] with S3's semantics and no I/O, for unit
+//!   tests, fuzzing and benchmarks of the use cases; no function uses it.
 //! * **Local stack**: [`local`] runs the same handlers on 127.0.0.1 behind an S3 endpoint that emits
 //!   notifications and an API that checks keys like API Gateway (`s3kv-local`).
 //! * **Entrypoints**: `src/bin/{writer,syncer,reader,reconcile,s3kv-local}.rs` build config and clients once, then hand each
@@ -47,6 +49,7 @@ pub mod config;
 pub mod document;
 pub mod key;
 pub mod local;
+pub mod memory;
 pub mod percent;
 pub mod ports;
 pub mod read;

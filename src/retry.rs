@@ -32,19 +32,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let policy = UntilDeadline {
-        inner: ExponentialBackoff {
-            initial_interval: Duration::from_millis(20),
-            randomization_factor: 0.5,
-            multiplier: 2.0,
-            max_interval: Duration::from_secs(2),
-            max_elapsed_time: None,
-            ..ExponentialBackoff::default()
-        },
-        deadline,
-    };
     backoff::future::retry_notify(
-        policy,
+        UntilDeadline::new(deadline),
         || {
             let cutoff = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
             let attempt = tokio::time::timeout_at(cutoff.into(), op());
@@ -75,6 +64,26 @@ pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
 struct UntilDeadline {
     inner: ExponentialBackoff,
     deadline: Instant,
+}
+
+impl UntilDeadline {
+    /// Waits of 20 ms doubling to 2 s, each drawn from ±50% around its step, so that the many invocations a
+    /// shared outage fails at once do not come back in lockstep.
+    fn new(deadline: Instant) -> Self {
+        Self {
+            inner: ExponentialBackoff {
+                // Both, since `reset` is what copies the initial interval into the current one.
+                current_interval: Duration::from_millis(20),
+                initial_interval: Duration::from_millis(20),
+                randomization_factor: 0.5,
+                multiplier: 2.0,
+                max_interval: Duration::from_secs(2),
+                max_elapsed_time: None,
+                ..ExponentialBackoff::default()
+            },
+            deadline,
+        }
+    }
 }
 
 impl Backoff for UntilDeadline {
@@ -121,6 +130,31 @@ mod tests {
             "{remaining:?}"
         );
         assert!(deadline_from_epoch_millis(0) <= Instant::now() + Duration::from_millis(1));
+    }
+
+    #[test]
+    fn waits_are_jittered_around_a_doubling_step() {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let schedules: Vec<Vec<Duration>> = (0..20)
+            .map(|_| {
+                let mut policy = UntilDeadline::new(deadline);
+                (0..6).map(|_| policy.next_backoff().unwrap()).collect()
+            })
+            .collect();
+        for (step, base) in [20u64, 40, 80, 160, 320, 640].into_iter().enumerate() {
+            let waits: Vec<Duration> = schedules.iter().map(|s| s[step]).collect();
+            for wait in &waits {
+                let base = Duration::from_millis(base);
+                assert!(
+                    *wait >= base / 2 && *wait <= base * 3 / 2,
+                    "step {step}: {wait:?}"
+                );
+            }
+            assert!(
+                waits.iter().any(|w| *w != waits[0]),
+                "step {step}: 20 clients waited exactly alike: {waits:?}"
+            );
+        }
     }
 
     #[tokio::test]

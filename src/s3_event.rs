@@ -26,8 +26,8 @@ pub fn decode(record: &S3EventRecord) -> Result<Option<SyncRecord>, String> {
             etag: object
                 .e_tag
                 .as_deref()
-                .filter(|e| !e.is_empty())
-                .map(Etag::new),
+                .map(Etag::new)
+                .filter(|e| !e.as_str().is_empty()),
         }
     } else if name.starts_with("ObjectRemoved:") {
         Change::Removed
@@ -224,6 +224,21 @@ mod tests {
         assert_eq!(decoded.object_key, "dir/my file+1 é.json");
         assert_eq!(decoded.sequencer, seq);
         assert_eq!(decoded.change, Change::Created { etag: Some(etag) });
+    }
+
+    #[test]
+    fn an_etag_of_only_quotes_counts_as_no_etag() {
+        // Otherwise the syncer would read with `If-Match: ""`, get 412, and drop the record as superseded.
+        let seq = Sequencer::from_counter(1);
+        for raw in ["", "\"\"", "W/\"\"", " "] {
+            let mut r = record(&change(EventName::Put, "a.json", None, &seq));
+            r.s3.object.e_tag = Some(raw.into());
+            assert_eq!(
+                decode(&r).unwrap().unwrap().change,
+                Change::Created { etag: None },
+                "{raw:?}"
+            );
+        }
     }
 
     #[test]

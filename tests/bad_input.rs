@@ -439,3 +439,36 @@ async fn s3_records_and_uploaded_objects() {
     sentinel_intact(&stack).await;
     assert_eq!(stack.get("good").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_50_mb_upload_is_skipped_under_the_default_limit_and_never_served() {
+    let stack = Stack::start().await; // default S3KV_MAX_OBJECT_BYTES: 16 MiB
+    let etag = stack
+        .s3
+        .upload("items/sentinel.json", SENTINEL.as_bytes())
+        .await;
+    stack
+        .sync(vec![stack.created("items/sentinel.json", &etag)])
+        .await
+        .unwrap();
+    // A valid JSON document, just too big: a 50 MB string.
+    let mut body = Vec::with_capacity(50_000_002);
+    body.push(b'"');
+    body.resize(50_000_001, b'x');
+    body.push(b'"');
+    let etag = stack.s3.upload("items/huge.json", &body).await;
+
+    let report = stack
+        .sync(vec![stack.created("items/huge.json", &etag)])
+        .await
+        .expect("an oversized object is a counted skip, not a failed invocation");
+    assert_eq!(
+        (report.skipped, report.failed, report.applied),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    let read = stack.get("huge").await;
+    assert_eq!(read.status, 404, "{}", read.body);
+    assert_eq!(read.json()["error"], "not_found");
+    sentinel_intact(&stack).await;
+}

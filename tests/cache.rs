@@ -201,7 +201,7 @@ async fn the_script_survives_a_script_flush() {
 
 #[tokio::test]
 async fn a_stopped_server_is_reported_as_unavailable_not_a_panic() {
-    let mut valkey = Valkey::start();
+    let valkey = Valkey::start();
     let cache = cache(&valkey).await;
     valkey.stop();
     let error = cache.lookup("k").await.unwrap_err();

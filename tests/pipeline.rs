@@ -263,7 +263,7 @@ async fn a_miss_reads_s3_and_fills_the_cache() {
 
 #[tokio::test]
 async fn with_valkey_stopped_the_reader_still_answers_from_s3() {
-    let mut stack = Stack::start().await;
+    let stack = Stack::start().await;
     let etag = etag_of(&stack.put("k", "{\"v\":1}").await);
     stack
         .sync(vec![stack.created("items/k.json", &etag)])
@@ -295,7 +295,7 @@ async fn with_valkey_stopped_the_reader_still_answers_from_s3() {
 
 #[tokio::test]
 async fn a_reader_that_starts_while_valkey_is_down_recovers_when_it_comes_up() {
-    let mut stack = Stack::start().await;
+    let stack = Stack::start().await;
     let etag = etag_of(&stack.put("k", "{\"v\":1}").await);
     stack
         .sync(vec![stack.created("items/k.json", &etag)])

@@ -32,14 +32,19 @@ impl S3Store {
     /// Builds the client from the standard AWS environment (credentials, region, `AWS_ENDPOINT_URL_S3`), with
     /// path-style addressing when an endpoint is set, since S3-compatible servers rarely do virtual hosts.
     pub async fn from_config(config: &Config) -> Self {
-        let loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(config.s3_timeout)
-                    .connect_timeout(config.s3_timeout)
-                    .build(),
-            );
+        Self::from_loader(aws_config::defaults(BehaviorVersion::latest()), config).await
+    }
+
+    /// [`S3Store::from_config`] over a loader the caller has already pointed somewhere (tests give it an
+    /// endpoint and static credentials); what s3kv itself requires, no SDK retries and bounded attempts, is set
+    /// here and wins.
+    pub async fn from_loader(loader: aws_config::ConfigLoader, config: &Config) -> Self {
+        let loader = loader.retry_config(RetryConfig::disabled()).timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(config.s3_timeout)
+                .connect_timeout(config.s3_timeout)
+                .build(),
+        );
         let shared = loader.load().await;
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.s3_endpoint.is_some())

@@ -27,6 +27,10 @@ use s3kv::sync::{SyncError, SyncReport, Syncer};
 use s3kv::write::Writer;
 use s3kv::{api, key::ItemKey};
 
+mod faulty;
+#[allow(unused_imports)] // only the fault tests use it
+pub use faulty::{Fault, FaultyS3};
+
 pub const BUCKET: &str = "s3kv-test";
 
 /// A port the OS just said was free. Ports handed out in this process are never reused, so parallel tests
@@ -92,42 +96,70 @@ impl Drop for Server {
 }
 
 pub struct Valkey {
-    server: Option<Server>,
+    server: Mutex<Option<Server>>,
+    /// With a directory, the server keeps an fsync'd append-only file there and a restart keeps the data.
+    data_dir: Option<std::path::PathBuf>,
     pub port: u16,
 }
 
 impl Valkey {
     pub fn start() -> Self {
+        Self::start_on(free_port(), None)
+    }
+
+    /// A server that persists every acknowledged write (`appendfsync always`), so a kill and a restart is an
+    /// outage, not a flush.
+    pub fn start_persistent() -> Self {
         let port = free_port();
-        let mut valkey = Self { server: None, port };
+        let dir = std::env::temp_dir().join(format!("s3kv-valkey-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("valkey data dir");
+        Self::start_on(port, Some(dir))
+    }
+
+    fn start_on(port: u16, data_dir: Option<std::path::PathBuf>) -> Self {
+        let valkey = Self {
+            server: Mutex::new(None),
+            data_dir,
+            port,
+        };
         valkey.restart();
         valkey
     }
 
-    /// Starts (again) on the same port, empty: no persistence, like a flushed or replaced cache node.
-    pub fn restart(&mut self) {
+    /// Starts (again) on the same port: empty, like a flushed or replaced cache node, unless persistent.
+    pub fn restart(&self) {
         self.stop();
+        let port = self.port.to_string();
+        let mut args = vec!["--port", &port, "--bind", "127.0.0.1", "--save", ""];
+        let dir;
+        match &self.data_dir {
+            Some(path) => {
+                dir = path.to_string_lossy().into_owned();
+                args.extend([
+                    "--dir",
+                    &dir,
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                ]);
+            }
+            None => args.extend(["--appendonly", "no"]),
+        }
         let mut child = Command::new(binary("S3KV_VALKEY_SERVER", "valkey-server"))
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn valkey-server");
         wait_for_port(self.port, &mut child, "valkey-server");
-        self.server = Some(Server(child));
+        *self.server.lock().unwrap() = Some(Server(child));
     }
 
-    pub fn stop(&mut self) {
-        self.server = None;
+    /// Kills the server (SIGKILL: no chance to save anything that was not already on disk).
+    pub fn stop(&self) {
+        self.server.lock().unwrap().take();
     }
 
     pub fn url(&self) -> String {
@@ -144,6 +176,15 @@ impl Valkey {
         );
         client.init().await.expect("connect to valkey");
         client
+    }
+}
+
+impl Drop for Valkey {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -239,8 +280,19 @@ impl Stack {
 
     /// `overrides` are extra environment variables for the functions' configuration.
     pub async fn start_with(overrides: &[(&str, &str)]) -> Self {
-        let valkey = Valkey::start();
         let s3 = S3::start().await;
+        let client = s3.client.clone();
+        Self::assemble(Valkey::start(), s3, client, overrides).await
+    }
+
+    /// The functions use `store_client` for S3 (a client through a [`FaultyS3`] proxy, say); the test's own
+    /// helpers keep talking to `s3` directly.
+    pub async fn assemble(
+        valkey: Valkey,
+        s3: S3,
+        store_client: aws_sdk_s3::Client,
+        overrides: &[(&str, &str)],
+    ) -> Self {
         let mut env: HashMap<String, String> = HashMap::from([
             ("S3KV_BUCKET".into(), BUCKET.into()),
             ("S3KV_PREFIX".into(), "items/".into()),
@@ -254,7 +306,7 @@ impl Stack {
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config");
-        let store = || S3Store::new(s3.client.clone(), BUCKET);
+        let store = || S3Store::new(store_client.clone(), BUCKET);
         let valkey_url = config.require_valkey_url().unwrap().to_owned();
         let cache = |timeout| ValkeyCache::new(&valkey_url, timeout).expect("valkey url");
         let (reader_cache, syncer_cache) = (
