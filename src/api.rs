@@ -10,16 +10,21 @@ use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use aws_lambda_events::encodings::Body;
 use base64::Engine;
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ALLOW, CONTENT_TYPE, ETAG};
+use http::header::{
+    HeaderName, HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW,
+    CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH, VARY,
+};
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
 use thiserror::Error;
 
+use crate::config::Config;
 use crate::document::DocumentError;
 use crate::key::{ItemKey, KeyError};
-use crate::ports::{Cache, ObjectStore, StoreError};
+use crate::ports::{Cache, Etag, ObjectStore, StoreError};
 use crate::read::Reader;
-use crate::write::{WriteError, Writer};
+use crate::write::{Precondition, Unmet, WriteError, Writer};
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
@@ -46,6 +51,20 @@ pub enum ApiError {
     MethodNotAllowed { method: Method, allow: &'static str },
     #[error("no item with key {0:?}")]
     NotFound(String),
+    #[error("invalid {name} header: {reason}")]
+    InvalidHeader {
+        name: &'static str,
+        reason: &'static str,
+    },
+    #[error("invalid query parameter {name}: {reason}")]
+    InvalidQuery {
+        name: &'static str,
+        reason: &'static str,
+    },
+    #[error("{0}; {advice}", advice = precondition_advice(*.0))]
+    PreconditionFailed(Unmet),
+    #[error("another write to this key was in progress at the same moment; retry the request (after a GET for the current ETag if you send If-Match)")]
+    Conflict,
     #[error("storage is unavailable, try again shortly: {0}")]
     Unavailable(StoreError),
     #[error("storage rejected the request: {0}")]
@@ -61,7 +80,11 @@ impl ApiError {
             | ApiError::InvalidKey(_)
             | ApiError::EmptyBody
             | ApiError::InvalidJson { .. }
-            | ApiError::InvalidBase64 => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidBase64
+            | ApiError::InvalidHeader { .. }
+            | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -77,6 +100,10 @@ impl ApiError {
             ApiError::EmptyBody => "empty_body",
             ApiError::InvalidJson { .. } => "invalid_json",
             ApiError::InvalidBase64 => "invalid_body",
+            ApiError::InvalidHeader { .. } => "invalid_header",
+            ApiError::InvalidQuery { .. } => "invalid_query",
+            ApiError::PreconditionFailed(_) => "precondition_failed",
+            ApiError::Conflict => "conflict",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotFound(_) => "not_found",
@@ -108,6 +135,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(_) => ApiError::Unavailable(error),
+            StoreError::Conflict => ApiError::Conflict,
             other => ApiError::Upstream(other),
         }
     }
@@ -136,8 +164,79 @@ impl From<WriteError> for ApiError {
             WriteError::Document(e) => e.into(),
             WriteError::TooLarge { size, limit } => ApiError::BodyTooLarge { size, limit },
             WriteError::NotFound => ApiError::NotFound(String::new()),
+            WriteError::PreconditionFailed(unmet) => ApiError::PreconditionFailed(unmet),
             WriteError::Store(e) => e.into(),
         }
+    }
+}
+
+fn precondition_advice(unmet: Unmet) -> &'static str {
+    match unmet {
+        Unmet::Exists => {
+            "send If-Match with its ETag to replace it, or no condition to overwrite it"
+        }
+        Unmet::Changed => {
+            "GET the item for its current ETag and its value, then retry with that ETag"
+        }
+    }
+}
+
+/// The methods and request headers browsers may use; the template's CORS settings list the same.
+pub const CORS_ALLOW_METHODS: &str = "GET,PUT,POST,DELETE,OPTIONS";
+pub const CORS_ALLOW_HEADERS: &str = "Content-Type,X-Api-Key,If-Match,If-None-Match";
+
+/// CORS for browser clients: with `S3KV_CORS_ORIGIN` set, every response names the allowed origin and exposes
+/// `ETag` and `X-Cache`. Preflights never reach a function in AWS (API Gateway answers `OPTIONS` itself, as the
+/// template configures); the local gateway answers them with [`Cors::preflight`].
+#[derive(Debug, Clone, Default)]
+pub struct Cors {
+    origin: Option<HeaderValue>,
+}
+
+impl Cors {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            origin: config
+                .cors_origin
+                .as_deref()
+                .and_then(|o| HeaderValue::from_str(o).ok()),
+        }
+    }
+
+    pub fn apply(&self, mut response: ApiGatewayProxyResponse) -> ApiGatewayProxyResponse {
+        self.apply_to(&mut response.headers);
+        response
+    }
+
+    pub fn apply_to(&self, headers: &mut HeaderMap) {
+        if let Some(origin) = &self.origin {
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            headers.insert(
+                ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("ETag,X-Cache"),
+            );
+            if origin != "*" {
+                headers.append(VARY, HeaderValue::from_static("Origin"));
+            }
+        }
+    }
+
+    /// The answer to an `OPTIONS` preflight.
+    pub fn preflight(&self) -> ApiGatewayProxyResponse {
+        let mut response = empty_response(StatusCode::NO_CONTENT);
+        if self.origin.is_some() {
+            let headers = &mut response.headers;
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(CORS_ALLOW_METHODS),
+            );
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(CORS_ALLOW_HEADERS),
+            );
+            headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        }
+        self.apply(response)
     }
 }
 
@@ -177,15 +276,16 @@ async fn write<S: ObjectStore>(
         });
     }
     let key = item_key(&request)?;
+    let precondition = write_precondition(&request)?;
     if method == Method::DELETE {
-        return match writer.delete(&key, deadline).await {
+        return match writer.delete(&key, &precondition, deadline).await {
             Ok(()) => Ok(empty_response(StatusCode::NO_CONTENT)),
             Err(WriteError::NotFound) => Err(ApiError::NotFound(key.to_string())),
             Err(e) => Err(e.into()),
         };
     }
     let body = request_body(&request, writer.max_body_bytes())?;
-    let written = writer.put(&key, body, deadline).await?;
+    let written = writer.put(&key, body, &precondition, deadline).await?;
     let status = if written.created {
         StatusCode::CREATED
     } else {
@@ -209,7 +309,12 @@ async fn read<S: ObjectStore, C: Cache>(
         });
     }
     let key = item_key(&request)?;
-    let result = reader.get(&key, deadline).await?;
+    let not_modified_if = read_precondition(&request)?;
+    let result = if consistent(&request)? {
+        reader.get_consistent(&key, deadline).await?
+    } else {
+        reader.get(&key, deadline).await?
+    };
     let mut headers = HeaderMap::new();
     headers.insert(X_CACHE, HeaderValue::from_static(result.cache.as_str()));
     let Some(object) = result.object else {
@@ -218,6 +323,11 @@ async fn read<S: ObjectStore, C: Cache>(
         return Ok(response);
     };
     headers.insert(ETAG, header_value(&object.etag.quoted())?);
+    if not_modified_if.is_some_and(|tags| tags.matches(&object.etag)) {
+        let mut response = empty_response(StatusCode::NOT_MODIFIED);
+        response.headers = headers;
+        return Ok(response);
+    }
     let text = String::from_utf8(Vec::from(object.body))
         .map_err(|_| ApiError::Internal(format!("stored value for {key:?} is not UTF-8")))?;
     Ok(json_response(StatusCode::OK, headers, text))
@@ -230,6 +340,122 @@ fn item_key(request: &ApiGatewayProxyRequest) -> Result<ItemKey, ApiError> {
         .get("key")
         .ok_or(ApiError::MissingKey)?;
     Ok(ItemKey::from_path_param(raw)?)
+}
+
+/// The one value of a header, if sent; sending it twice is ambiguous and refused.
+fn single_header<'r>(
+    request: &'r ApiGatewayProxyRequest,
+    name: &HeaderName,
+    display: &'static str,
+) -> Result<Option<&'r str>, ApiError> {
+    let mut values = request.headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::InvalidHeader {
+            name: display,
+            reason: "sent more than once",
+        });
+    }
+    first
+        .to_str()
+        .map(|v| Some(v.trim()))
+        .map_err(|_| ApiError::InvalidHeader {
+            name: display,
+            reason: "not visible ASCII",
+        })
+}
+
+/// `If-None-Match: *` (create only) or `If-Match: "<etag>"` (replace or delete only that version).
+fn write_precondition(request: &ApiGatewayProxyRequest) -> Result<Precondition, ApiError> {
+    let if_match = single_header(request, &IF_MATCH, "If-Match")?;
+    let if_none_match = single_header(request, &IF_NONE_MATCH, "If-None-Match")?;
+    match (if_match, if_none_match) {
+        (None, None) => Ok(Precondition::None),
+        (Some(_), Some(_)) => Err(ApiError::InvalidHeader {
+            name: "If-Match",
+            reason: "send If-Match or If-None-Match, not both",
+        }),
+        (None, Some("*")) => Ok(Precondition::Absent),
+        (None, Some(_)) => Err(ApiError::InvalidHeader {
+            name: "If-None-Match",
+            reason: "on writes only * (create only) is supported",
+        }),
+        (Some(value), None) => {
+            let reason = if value == "*" {
+                "* is not supported; send the item's ETag"
+            } else if value.contains(',') {
+                "send exactly one ETag"
+            } else if value.starts_with("W/") {
+                "a weak ETag never matches for a write; send the ETag as s3kv returned it"
+            } else if value.trim_matches('"').is_empty() {
+                "empty ETag"
+            } else {
+                return Ok(Precondition::Matches(Etag::new(value)));
+            };
+            Err(ApiError::InvalidHeader {
+                name: "If-Match",
+                reason,
+            })
+        }
+    }
+}
+
+/// `If-None-Match` on a read: the tags the client already has.
+enum KnownTags {
+    Any,
+    Some(Vec<Etag>),
+}
+
+impl KnownTags {
+    /// Weak comparison, as RFC 9110 prescribes for If-None-Match.
+    fn matches(&self, current: &Etag) -> bool {
+        match self {
+            KnownTags::Any => true,
+            KnownTags::Some(tags) => tags.contains(current),
+        }
+    }
+}
+
+fn read_precondition(request: &ApiGatewayProxyRequest) -> Result<Option<KnownTags>, ApiError> {
+    if request.headers.contains_key(IF_MATCH) {
+        return Err(ApiError::InvalidHeader {
+            name: "If-Match",
+            reason: "not supported on reads; use If-None-Match",
+        });
+    }
+    let Some(value) = single_header(request, &IF_NONE_MATCH, "If-None-Match")? else {
+        return Ok(None);
+    };
+    if value == "*" {
+        return Ok(Some(KnownTags::Any));
+    }
+    let tags: Vec<Etag> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(Etag::new)
+        .collect();
+    if tags.is_empty() {
+        return Err(ApiError::InvalidHeader {
+            name: "If-None-Match",
+            reason: "no ETag given",
+        });
+    }
+    Ok(Some(KnownTags::Some(tags)))
+}
+
+/// `?consistent=true`: read S3 directly, for read-after-write.
+fn consistent(request: &ApiGatewayProxyRequest) -> Result<bool, ApiError> {
+    match request.query_string_parameters.first("consistent") {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::InvalidQuery {
+            name: "consistent",
+            reason: "must be true or false",
+        }),
+    }
 }
 
 /// The request body as bytes, decoding base64 when API Gateway says it is encoded. The size limit is checked
@@ -322,6 +548,28 @@ mod tests {
                 "method_not_allowed",
             ),
             (ApiError::NotFound("k".into()), 404, "not_found"),
+            (
+                ApiError::InvalidHeader {
+                    name: "If-Match",
+                    reason: "x",
+                },
+                400,
+                "invalid_header",
+            ),
+            (
+                ApiError::InvalidQuery {
+                    name: "consistent",
+                    reason: "x",
+                },
+                400,
+                "invalid_query",
+            ),
+            (
+                WriteError::PreconditionFailed(Unmet::Changed).into(),
+                412,
+                "precondition_failed",
+            ),
+            (StoreError::Conflict.into(), 409, "conflict"),
             (
                 StoreError::Unavailable("down".into()).into(),
                 503,

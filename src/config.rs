@@ -55,6 +55,9 @@ pub struct Config {
     pub valkey_iam_cache: Option<String>,
     /// `AWS_REGION` (set by Lambda): the region IAM tokens are signed for.
     pub aws_region: Option<String>,
+    /// `S3KV_CORS_ORIGIN`: the origin browsers may call the API from (`*` or `https://app.example.com`);
+    /// unset, responses carry no CORS headers.
+    pub cors_origin: Option<String>,
 }
 
 impl Config {
@@ -103,6 +106,17 @@ impl Config {
             }
         };
         let ms = |var, default| positive(var, default).map(Duration::from_millis);
+        let cors_origin = get("S3KV_CORS_ORIGIN");
+        if let Some(origin) = &cors_origin {
+            let visible = origin.bytes().all(|b| b.is_ascii_graphic());
+            if !visible || origin.contains(',') {
+                return Err(invalid(
+                    "S3KV_CORS_ORIGIN",
+                    origin,
+                    "expected * or one origin such as https://app.example.com",
+                ));
+            }
+        }
         Ok(Self {
             bucket,
             object_prefix,
@@ -118,6 +132,7 @@ impl Config {
             s3_endpoint: get("AWS_ENDPOINT_URL_S3"),
             valkey_iam_cache: get("S3KV_VALKEY_IAM_CACHE"),
             aws_region: get("AWS_REGION"),
+            cors_origin,
         })
     }
 

@@ -69,8 +69,13 @@ impl ObjectStore for MemoryStore {
     async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<Etag, StoreError> {
         let etag = Self::etag_of(&body);
         let mut objects = self.lock();
-        if mode == PutMode::CreateOnly && objects.contains_key(key) {
-            return Err(StoreError::PreconditionFailed);
+        match (&mode, objects.get(key)) {
+            (PutMode::CreateOnly, Some(_)) => return Err(StoreError::PreconditionFailed),
+            (PutMode::Replace(_), None) => return Err(StoreError::NotFound),
+            (PutMode::Replace(wanted), Some(current)) if Self::etag_of(current) != *wanted => {
+                return Err(StoreError::PreconditionFailed)
+            }
+            _ => {}
         }
         objects.insert(key.to_owned(), body);
         Ok(etag)
@@ -82,8 +87,16 @@ impl ObjectStore for MemoryStore {
             .ok_or(StoreError::NotFound)
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.lock().remove(key);
+    async fn delete(&self, key: &str, if_match: Option<&Etag>) -> Result<(), StoreError> {
+        let mut objects = self.lock();
+        if let Some(wanted) = if_match {
+            match objects.get(key) {
+                Some(current) if Self::etag_of(current) == *wanted => {}
+                Some(_) => return Err(StoreError::PreconditionFailed),
+                None => return Err(StoreError::NotFound),
+            }
+        }
+        objects.remove(key);
         Ok(())
     }
 
@@ -140,8 +153,36 @@ mod tests {
             store.get("a", None, 1).await,
             Err(StoreError::TooLarge { size: 2, limit: 1 })
         ));
-        store.delete("a").await.unwrap();
+        let replaced = store
+            .put(
+                "a",
+                Bytes::from_static(b"1"),
+                PutMode::Replace(etag.clone()),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .put(
+                    "a",
+                    Bytes::from_static(b"2"),
+                    PutMode::Replace(etag.clone())
+                )
+                .await,
+            Err(StoreError::PreconditionFailed)
+        ));
+        assert!(matches!(
+            store.delete("a", Some(&etag)).await,
+            Err(StoreError::PreconditionFailed)
+        ));
+        store.delete("a", Some(&replaced)).await.unwrap();
         assert!(matches!(store.head("a").await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            store
+                .put("a", Bytes::from_static(b"3"), PutMode::Replace(replaced))
+                .await,
+            Err(StoreError::NotFound)
+        ));
     }
 
     #[tokio::test]

@@ -43,10 +43,13 @@ pub struct Object {
     pub etag: Etag,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutMode {
     /// `If-None-Match: *`: fails with [`StoreError::PreconditionFailed`] when the object exists.
     CreateOnly,
+    /// `If-Match: <etag>`: replaces only that version; [`StoreError::PreconditionFailed`] when the object has
+    /// another tag, [`StoreError::NotFound`] (as S3 answers) when there is none.
+    Replace(Etag),
     Overwrite,
 }
 
@@ -56,6 +59,10 @@ pub enum StoreError {
     NotFound,
     #[error("the object changed (precondition failed)")]
     PreconditionFailed,
+    /// S3's `409 ConditionalRequestConflict`: another write to the key was in flight. Worth retrying; the
+    /// condition is evaluated afresh.
+    #[error("a concurrent write to the same object conflicted with this one")]
+    Conflict,
     #[error("the object is {size} bytes, over the {limit}-byte limit")]
     TooLarge { size: u64, limit: u64 },
     #[error("S3 is unavailable: {0}")]
@@ -70,7 +77,7 @@ pub enum StoreError {
 
 impl Retryable for StoreError {
     fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict)
     }
     fn deadline_reached() -> Self {
         StoreError::Unavailable("no answer from S3 before the invocation's deadline".into())
@@ -97,8 +104,13 @@ pub trait ObjectStore: Send + Sync {
     /// The object's tag, or `NotFound`.
     fn head(&self, key: &str) -> impl Future<Output = Result<Etag, StoreError>> + Send;
 
-    /// Deletes; succeeds whether or not the object existed (as S3 does).
-    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes; succeeds whether or not the object existed (as S3 does). With `if_match`, deletes only that
+    /// version and fails with `PreconditionFailed` otherwise.
+    fn delete(
+        &self,
+        key: &str,
+        if_match: Option<&Etag>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// One page of the objects under `prefix`, in key order; pass the returned `next` to continue.
     fn list(

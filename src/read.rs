@@ -82,6 +82,27 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
                 CacheStatus::Bypass
             }
         };
+        // Boxed like the SDK calls in the S3 adapter (see there): inlined, the nesting overflows rustc's layout
+        // recursion limit in the binaries. Only the S3 path pays the allocation, never a cache hit.
+        Box::pin(self.read_s3(key, status, deadline)).await
+    }
+
+    /// Read-after-write: straight from S3, which is strongly consistent, without consulting or filling the cache.
+    pub async fn get_consistent(
+        &self,
+        key: &ItemKey,
+        deadline: Instant,
+    ) -> Result<ReadResult, StoreError> {
+        Box::pin(self.read_s3(key, CacheStatus::Bypass, deadline)).await
+    }
+
+    /// The S3 half of a read; after a miss (`status` is `Miss`) the answer is also offered to the cache.
+    async fn read_s3(
+        &self,
+        key: &ItemKey,
+        status: CacheStatus,
+        deadline: Instant,
+    ) -> Result<ReadResult, StoreError> {
         let object_key = self.keys.object_key(key);
         let fetched = retry::with_deadline(deadline, "s3 get", || {
             self.store.get(&object_key, None, self.max_object_bytes)
@@ -113,6 +134,7 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
             });
         }
         if status == CacheStatus::Miss {
+            let cache_key = self.keys.cache_key(key);
             match tokio::time::timeout(self.cache_timeout, self.cache.fill(&cache_key, &object))
                 .await
             {

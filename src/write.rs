@@ -22,6 +22,9 @@ pub enum WriteError {
     TooLarge { size: usize, limit: usize },
     #[error("no item with this key")]
     NotFound,
+    /// The client's precondition does not hold for the item as S3 holds it now.
+    #[error("{0}")]
+    PreconditionFailed(Unmet),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -31,6 +34,27 @@ pub struct Written {
     pub etag: Etag,
     /// True when no object existed under the key before this write.
     pub created: bool,
+}
+
+/// A client's condition on the item's current state (`If-None-Match: *`, `If-Match: <etag>`), carried out by
+/// S3's own conditional requests so that it holds however many writers race.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Precondition {
+    #[default]
+    None,
+    /// Only if no item exists under the key.
+    Absent,
+    /// Only if the item's current version has this tag.
+    Matches(Etag),
+}
+
+/// Why a precondition failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum Unmet {
+    #[error("an item with this key already exists")]
+    Exists,
+    #[error("the item's current ETag is not the one given (it was changed or deleted since)")]
+    Changed,
 }
 
 pub struct Writer<S> {
@@ -52,12 +76,13 @@ impl<S: ObjectStore> Writer<S> {
         self.max_body_bytes
     }
 
-    /// Stores `body` byte-for-byte. One round trip for a create (`If-None-Match: *`), two for a replace; the
-    /// conditional create is what makes 201 vs 200 truthful under concurrent writers.
+    /// Stores `body` byte-for-byte. Without a precondition: one round trip for a create (`If-None-Match: *`), two
+    /// for a replace; the conditional create is what makes 201 vs 200 truthful under concurrent writers.
     pub async fn put(
         &self,
         key: &ItemKey,
         body: Bytes,
+        precondition: &Precondition,
         deadline: Instant,
     ) -> Result<Written, WriteError> {
         if body.len() > self.max_body_bytes {
@@ -68,35 +93,74 @@ impl<S: ObjectStore> Writer<S> {
         }
         document::validate(&body)?;
         let object_key = self.keys.object_key(key);
-        let put = |mode| {
+        let put = |mode: PutMode| {
             let body = body.clone();
             let object_key = &object_key;
             retry::with_deadline(deadline, "s3 put", move || {
-                self.store.put(object_key, body.clone(), mode)
+                self.store.put(object_key, body.clone(), mode.clone())
             })
         };
-        match put(PutMode::CreateOnly).await {
-            Ok(etag) => Ok(Written {
-                etag,
-                created: true,
-            }),
-            Err(StoreError::PreconditionFailed) => Ok(Written {
-                etag: put(PutMode::Overwrite).await?,
-                created: false,
-            }),
-            Err(e) => Err(e.into()),
+        let created = |etag| Written {
+            etag,
+            created: true,
+        };
+        let replaced = |etag| Written {
+            etag,
+            created: false,
+        };
+        match precondition {
+            Precondition::Absent => match put(PutMode::CreateOnly).await {
+                Err(StoreError::PreconditionFailed) => {
+                    Err(WriteError::PreconditionFailed(Unmet::Exists))
+                }
+                other => Ok(created(other?)),
+            },
+            Precondition::Matches(etag) => match put(PutMode::Replace(etag.clone())).await {
+                Err(StoreError::PreconditionFailed | StoreError::NotFound) => {
+                    Err(WriteError::PreconditionFailed(Unmet::Changed))
+                }
+                other => Ok(replaced(other?)),
+            },
+            Precondition::None => match put(PutMode::CreateOnly).await {
+                Err(StoreError::PreconditionFailed) => Ok(replaced(put(PutMode::Overwrite).await?)),
+                other => Ok(created(other?)),
+            },
         }
     }
 
-    /// Deletes an existing item; `NotFound` when there is none (S3 itself would not say).
-    pub async fn delete(&self, key: &ItemKey, deadline: Instant) -> Result<(), WriteError> {
+    /// Deletes an existing item; `NotFound` when there is none (S3 itself would not say). With
+    /// `Precondition::Matches`, S3 deletes only that version.
+    pub async fn delete(
+        &self,
+        key: &ItemKey,
+        precondition: &Precondition,
+        deadline: Instant,
+    ) -> Result<(), WriteError> {
         let object_key = self.keys.object_key(key);
         match retry::with_deadline(deadline, "s3 head", || self.store.head(&object_key)).await {
+            Ok(_) if *precondition == Precondition::Absent => {
+                return Err(WriteError::PreconditionFailed(Unmet::Exists))
+            }
             Ok(_) => {}
+            Err(StoreError::NotFound) if matches!(precondition, Precondition::Matches(_)) => {
+                return Err(WriteError::PreconditionFailed(Unmet::Changed))
+            }
             Err(StoreError::NotFound) => return Err(WriteError::NotFound),
             Err(e) => return Err(e.into()),
         }
-        retry::with_deadline(deadline, "s3 delete", || self.store.delete(&object_key)).await?;
-        Ok(())
+        let if_match = match precondition {
+            Precondition::Matches(etag) => Some(etag),
+            _ => None,
+        };
+        match retry::with_deadline(deadline, "s3 delete", || {
+            self.store.delete(&object_key, if_match)
+        })
+        .await
+        {
+            Err(StoreError::PreconditionFailed | StoreError::NotFound) if if_match.is_some() => {
+                Err(WriteError::PreconditionFailed(Unmet::Changed))
+            }
+            other => Ok(other?),
+        }
     }
 }

@@ -88,7 +88,7 @@ impl ObjectStore for ModelS3 {
             .map(|b| etag_of(b))
             .ok_or(StoreError::NotFound)
     }
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+    async fn delete(&self, key: &str, _if_match: Option<&Etag>) -> Result<(), StoreError> {
         self.objects.lock().unwrap().remove(key);
         Ok(())
     }
@@ -288,7 +288,10 @@ impl World {
                 self.notify(k, Change::Created { etag: Some(etag) });
             }
             Op::Delete { k } => {
-                self.s3.delete(&format!("key-{k}.json")).await.unwrap();
+                self.s3
+                    .delete(&format!("key-{k}.json"), None)
+                    .await
+                    .unwrap();
                 self.notify(k, Change::Removed);
             }
             Op::Deliver { pick, keep } => self.deliver(pick, keep, Duration::from_secs(10)).await,

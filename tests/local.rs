@@ -28,7 +28,14 @@ struct Local {
 struct Reply {
     status: u16,
     cache: Option<String>,
+    headers: http::HeaderMap,
     body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -74,14 +81,23 @@ impl Local {
         api_key: Option<&str>,
         body: Option<&str>,
     ) -> Reply {
-        let uri = format!(
-            "http://{}/items/{}",
-            self.stack.api_addr,
-            percent::encode_path(key)
-        );
+        let path = format!("/items/{}", percent::encode_path(key));
+        let headers: Vec<(&str, &str)> = api_key.map(|k| ("x-api-key", k)).into_iter().collect();
+        self.send(method, &path, &headers, body).await
+    }
+
+    /// Any request to the API: `path` may carry a query string.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let uri = format!("http://{}{path}", self.stack.api_addr);
         let mut request = http::Request::builder().method(method).uri(uri);
-        if let Some(api_key) = api_key {
-            request = request.header("x-api-key", api_key);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
@@ -92,6 +108,7 @@ impl Local {
             .headers()
             .get("x-cache")
             .map(|v| v.to_str().unwrap().to_owned());
+        let headers = response.headers().clone();
         let body = String::from_utf8(
             response
                 .into_body()
@@ -105,6 +122,7 @@ impl Local {
         Reply {
             status,
             cache,
+            headers,
             body,
         }
     }
@@ -429,4 +447,132 @@ async fn the_aws_cli_uploads_and_removes_items() {
     local.settle().await;
     assert_eq!(local.get("cli/my doc").await.status, 404);
     let _ = std::fs::remove_dir_all(&local.data_dir);
+}
+
+#[tokio::test]
+async fn compare_and_swap_lets_exactly_one_of_many_racing_writers_win() {
+    let dir = temp_dir("cas");
+    let local = Local::start(&dir, None).await;
+    let created = local
+        .send(
+            "PUT",
+            "/items/counter",
+            &[("x-api-key", "test-key"), ("if-none-match", "*")],
+            Some("0"),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let v0 = created.header("etag").unwrap().to_owned();
+
+    // Twenty clients read version 0 and all try to swap it for their own value at once.
+    let attempts = (1..=20).map(|i| {
+        let (local, v0) = (&local, v0.clone());
+        async move {
+            let body = i.to_string();
+            let headers = [("x-api-key", "test-key"), ("if-match", v0.as_str())];
+            (
+                i,
+                local
+                    .send("PUT", "/items/counter", &headers, Some(&body))
+                    .await,
+            )
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners: Vec<_> = results.iter().filter(|(_, r)| r.status == 200).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (_, reply) in results.iter().filter(|(_, r)| r.status != 200) {
+        assert!(matches!(reply.status, 409 | 412), "{reply:?}");
+    }
+    let (winner, _) = winners[0];
+    local.settle().await;
+    let read = local.get("counter").await;
+    assert_eq!(
+        (read.status, read.body.as_str()),
+        (200, winner.to_string().as_str())
+    );
+    let strong = local
+        .send(
+            "GET",
+            "/items/counter?consistent=true",
+            &[("x-api-key", "test-key")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (strong.body.as_str(), strong.cache.as_deref()),
+        (read.body.as_str(), Some("BYPASS"))
+    );
+    let unchanged = local
+        .send(
+            "GET",
+            "/items/counter",
+            &[
+                ("x-api-key", "test-key"),
+                ("if-none-match", read.header("etag").unwrap()),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!((unchanged.status, unchanged.body.as_str()), (304, ""));
+    drop(local);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn browsers_get_cors_headers_and_preflights_need_no_api_key() {
+    let dir = temp_dir("cors");
+    let local = Local::start(&dir, None).await;
+    let preflight = local
+        .send(
+            "OPTIONS",
+            "/items/flag",
+            &[
+                ("origin", "http://localhost:5173"),
+                ("access-control-request-method", "PUT"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(preflight.status, 204, "{preflight:?}");
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some(s3kv::api::CORS_ALLOW_METHODS)
+    );
+    let allowed = preflight
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    for header in ["x-api-key", "if-match", "if-none-match", "content-type"] {
+        assert!(
+            allowed.split(',').any(|h| h == header),
+            "{header} not in {allowed}"
+        );
+    }
+    // Every answer carries the origin and exposes the headers a client reads, errors included.
+    let put = local.put("flag", "true").await;
+    let forbidden = local.request("GET", "flag", None, None).await;
+    let missing = local.get("nothing").await;
+    for reply in [&put, &forbidden, &missing] {
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            Some("*"),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(
+        (put.status, forbidden.status, missing.status),
+        (201, 403, 404)
+    );
+    let exposed = put
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("etag") && exposed.contains("x-cache"),
+        "{exposed}"
+    );
+    drop(local);
+    let _ = std::fs::remove_dir_all(&dir);
 }

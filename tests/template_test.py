@@ -111,3 +111,17 @@ def test_the_cache_user_may_touch_exactly_the_keys_the_code_writes():
     access = RESOURCES["CacheUser"]["Properties"]["AccessString"]
     assert f"~{default_prefix}*" in access.split()
     assert all("S3KV_CACHE_PREFIX" not in env(f) for f in FUNCTIONS.values()), "a custom prefix needs a new ACL"
+
+
+def test_cors_settings_match_what_the_functions_and_local_gateway_send():
+    api_rs = (ROOT / "src" / "api.rs").read_text()
+    methods = re.search(r'CORS_ALLOW_METHODS: &str = "([^"]+)"', api_rs).group(1)
+    headers = re.search(r'CORS_ALLOW_HEADERS: &str = "([^"]+)"', api_rs).group(1)
+    (api,) = [r for r in RESOURCES.values() if r["Type"] == "AWS::Serverless::Api"]
+    cors = api["Properties"]["Cors"]
+    assert cors["AllowMethods"] == f"'{methods}'"
+    assert cors["AllowHeaders"] == f"'{headers}'"
+    assert GLOBAL_ENV["S3KV_CORS_ORIGIN"] == {"Ref": "CorsOrigin"}
+    for response in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        origin = api["Properties"]["GatewayResponses"][response]["ResponseParameters"]["Headers"]
+        assert origin["Access-Control-Allow-Origin"] == cors["AllowOrigin"], response

@@ -127,6 +127,10 @@ impl ObjectStore for S3Store {
             .key(key)
             .content_type("application/json")
             .set_if_none_match((mode == PutMode::CreateOnly).then(|| "*".to_owned()))
+            .set_if_match(match &mode {
+                PutMode::Replace(etag) => Some(etag.quoted()),
+                _ => None,
+            })
             .body(ByteStream::from(body))
             .send();
         let output = Box::pin(output).await.map_err(store_error)?;
@@ -146,12 +150,13 @@ impl ObjectStore for S3Store {
         Ok(Etag::new(output.e_tag().unwrap_or_default()))
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+    async fn delete(&self, key: &str, if_match: Option<&Etag>) -> Result<(), StoreError> {
         Box::pin(
             self.client
                 .delete_object()
                 .bucket(&self.bucket)
                 .key(key)
+                .set_if_match(if_match.map(Etag::quoted))
                 .send(),
         )
         .await
@@ -200,9 +205,9 @@ where
     match status {
         Some(404) => StoreError::NotFound,
         Some(412) => StoreError::PreconditionFailed,
-        // 409 ConditionalRequestConflict (a concurrent conditional write), 429, 5xx, and no response at all
-        // (timeout, connection refused): worth another attempt.
-        Some(409 | 429 | 500..=599) | None => StoreError::Unavailable(Box::new(error)),
+        Some(409) => StoreError::Conflict,
+        // 429, 5xx, and no response at all (timeout, connection refused): worth another attempt.
+        Some(429 | 500..=599) | None => StoreError::Unavailable(Box::new(error)),
         Some(status) => StoreError::Rejected {
             status,
             source: Box::new(error),

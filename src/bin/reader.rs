@@ -14,10 +14,11 @@ async fn main() -> Result<(), Error> {
     let cache = ValkeyCache::from_config(&config, config.cache_timeout).await?;
     cache.connect(Duration::from_secs(1)).await;
     let reader = &Reader::new(S3Store::from_config(&config).await, cache, &config);
+    let cors = &api::Cors::from_config(&config);
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);
-            Ok::<_, Error>(api::handle_read(reader, event.payload, deadline).await)
+            Ok::<_, Error>(cors.apply(api::handle_read(reader, event.payload, deadline).await))
         },
     ))
     .await

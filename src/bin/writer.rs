@@ -12,10 +12,11 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let writer = &Writer::new(S3Store::from_config(&config).await, &config);
+    let cors = &api::Cors::from_config(&config);
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);
-            Ok::<_, Error>(api::handle_write(writer, event.payload, deadline).await)
+            Ok::<_, Error>(cors.apply(api::handle_write(writer, event.payload, deadline).await))
         },
     ))
     .await

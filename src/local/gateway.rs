@@ -28,6 +28,7 @@ const TIMEOUT: Duration = Duration::from_secs(29);
 
 pub struct Gateway {
     pub api_key: String,
+    pub cors: api::Cors,
     pub writer: Writer<S3Store>,
     pub reader: Reader<S3Store, ValkeyCache>,
 }
@@ -37,10 +38,16 @@ impl Gateway {
         self: Arc<Self>,
         request: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
-        Ok(self.handle(request).await)
+        let mut response = self.handle(request).await;
+        self.cors.apply_to(response.headers_mut());
+        Ok(response)
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        // Preflights carry no API key; API Gateway answers them itself (a mock integration, no key required).
+        if request.method() == Method::OPTIONS && request.uri().path().starts_with("/items/") {
+            return to_http(self.cors.preflight());
+        }
         // API Gateway checks the key before routing, and answers 403 for a missing or wrong one.
         let key_ok = request
             .headers()
@@ -58,6 +65,7 @@ impl Gateway {
             );
         };
         let method = request.method().clone();
+        let request_query = request.uri().query().map(str::to_owned);
         // Only these methods have integrations; API Gateway answers any other itself, with 403.
         if ![Method::GET, Method::PUT, Method::POST, Method::DELETE].contains(&method) {
             return plain(
@@ -83,6 +91,7 @@ impl Gateway {
         event.path = Some(path.clone());
         event.http_method = method.clone();
         event.headers = headers;
+        event.query_string_parameters = query_parameters(request_query.as_deref());
         event.path_parameters = HashMap::from([("key".to_owned(), encoded_key.to_owned())]);
         if !body.is_empty() {
             match std::str::from_utf8(&body) {
@@ -101,6 +110,24 @@ impl Gateway {
         };
         to_http(response)
     }
+}
+
+/// The query string as API Gateway hands it over: decoded, repeated names kept.
+fn query_parameters(query: Option<&str>) -> aws_lambda_events::query_map::QueryMap {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            crate::percent::decode(s, crate::percent::Encoding::Form)
+                .unwrap_or_else(|_| s.to_owned())
+        };
+        map.entry(decode(name)).or_default().push(decode(value));
+    }
+    map.into()
 }
 
 fn to_http(response: ApiGatewayProxyResponse) -> Response<Full<Bytes>> {

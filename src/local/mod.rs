@@ -221,6 +221,8 @@ impl LocalStack {
             "S3KV_PREFIX" => Some(options.prefix.clone()),
             "VALKEY_URL" => Some(valkey_url.clone()),
             "AWS_ENDPOINT_URL_S3" => Some(format!("http://{s3_addr}")),
+            // Browser apps under development call the local API from their own dev server's origin.
+            "S3KV_CORS_ORIGIN" => std::env::var(name).ok().or_else(|| Some("*".to_owned())),
             other => std::env::var(other).ok(),
         };
         let config = Config::from_lookup(env)?;
@@ -244,6 +246,7 @@ impl LocalStack {
         let api_key = options.api_key.clone().unwrap_or_else(generate_api_key);
         let gateway = Arc::new(Gateway {
             api_key: api_key.clone(),
+            cors: crate::api::Cors::from_config(&config),
             writer: Writer::new(store.clone(), &config),
             reader: Reader::new(store, reader_cache, &config),
         });
