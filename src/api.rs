@@ -61,6 +61,10 @@ pub enum ApiError {
         name: &'static str,
         reason: &'static str,
     },
+    #[error("the body must be {{\"keys\": [\"key\", ...]}} with 1 to 100 keys")]
+    InvalidBatch,
+    #[error("keys[{index}] is not a valid key: {source}")]
+    InvalidBatchKey { index: usize, source: KeyError },
     #[error("{0}; {advice}", advice = precondition_advice(*.0))]
     PreconditionFailed(Unmet),
     #[error("another write to this key was in progress at the same moment; retry the request (after a GET for the current ETag if you send If-Match)")]
@@ -82,7 +86,9 @@ impl ApiError {
             | ApiError::InvalidJson { .. }
             | ApiError::InvalidBase64
             | ApiError::InvalidHeader { .. }
-            | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidQuery { .. }
+            | ApiError::InvalidBatch
+            | ApiError::InvalidBatchKey { .. } => StatusCode::BAD_REQUEST,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -96,7 +102,10 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::MissingKey | ApiError::InvalidKey(_) => "invalid_key",
+            ApiError::MissingKey | ApiError::InvalidKey(_) | ApiError::InvalidBatchKey { .. } => {
+                "invalid_key"
+            }
+            ApiError::InvalidBatch => "invalid_body",
             ApiError::EmptyBody => "empty_body",
             ApiError::InvalidJson { .. } => "invalid_json",
             ApiError::InvalidBase64 => "invalid_body",
@@ -297,11 +306,25 @@ async fn write<S: ObjectStore>(
     Ok(json_response(status, headers, body.to_string()))
 }
 
+/// The reader function's routes, told apart by API Gateway's `resource` (the local gateway sets it the same way).
+pub const ROUTE_LIST: &str = "/items";
+pub const ROUTE_BATCH_GET: &str = "/batch-get";
+/// Most items one listing page holds, and the default.
+pub const LIST_LIMIT_MAX: usize = 1000;
+pub const LIST_LIMIT_DEFAULT: usize = 100;
+/// Most keys one batch get takes.
+pub const BATCH_GET_MAX: usize = 100;
+
 async fn read<S: ObjectStore, C: Cache>(
     reader: &Reader<S, C>,
     request: ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> Result<ApiGatewayProxyResponse, ApiError> {
+    match request.resource.as_deref() {
+        Some(ROUTE_LIST) => return list(reader, &request, deadline).await,
+        Some(ROUTE_BATCH_GET) => return batch_get(reader, &request, deadline).await,
+        _ => {}
+    }
     if request.http_method != Method::GET {
         return Err(ApiError::MethodNotAllowed {
             method: request.http_method.clone(),
@@ -331,6 +354,152 @@ async fn read<S: ObjectStore, C: Cache>(
     let text = String::from_utf8(Vec::from(object.body))
         .map_err(|_| ApiError::Internal(format!("stored value for {key:?} is not UTF-8")))?;
     Ok(json_response(StatusCode::OK, headers, text))
+}
+
+/// `GET /items?prefix=&limit=&cursor=`: item keys from S3, the source of truth, one page at a time.
+async fn list<S: ObjectStore, C: Cache>(
+    reader: &Reader<S, C>,
+    request: &ApiGatewayProxyRequest,
+    deadline: Instant,
+) -> Result<ApiGatewayProxyResponse, ApiError> {
+    if request.http_method != Method::GET {
+        return Err(ApiError::MethodNotAllowed {
+            method: request.http_method.clone(),
+            allow: "GET",
+        });
+    }
+    let query = &request.query_string_parameters;
+    let prefix = query.first("prefix").unwrap_or_default();
+    if prefix.len() > crate::key::MAX_KEY_BYTES || prefix.chars().any(char::is_control) {
+        return Err(ApiError::InvalidQuery {
+            name: "prefix",
+            reason: "at most 512 bytes, no control characters",
+        });
+    }
+    let limit = match query.first("limit") {
+        None => LIST_LIMIT_DEFAULT,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=LIST_LIMIT_MAX).contains(n))
+            .ok_or(ApiError::InvalidQuery {
+                name: "limit",
+                reason: "a whole number from 1 to 1000",
+            })?,
+    };
+    let bad_cursor = ApiError::InvalidQuery {
+        name: "cursor",
+        reason: "not a cursor this API returned; start again without one",
+    };
+    let token = match query.first("cursor") {
+        None | Some("") => None,
+        Some(cursor) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or(ApiError::InvalidQuery {
+                    name: "cursor",
+                    reason: "not a cursor this API returned; start again without one",
+                })?,
+        ),
+    };
+    let listing = match reader.list(prefix, limit, token, deadline).await {
+        // S3 answers 400 to a continuation token it never issued.
+        Err(StoreError::Rejected { status: 400, .. }) => return Err(bad_cursor),
+        other => other?,
+    };
+    let items: Vec<serde_json::Value> = listing
+        .items
+        .iter()
+        .map(|item| {
+            json!({
+                "key": item.key.as_str(),
+                "etag": item.etag.as_str(),
+                "size": item.size,
+                "lastModified": item.last_modified,
+            })
+        })
+        .collect();
+    let cursor = listing
+        .next
+        .map(|token| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
+    let body = json!({ "items": items, "cursor": cursor });
+    Ok(json_response(
+        StatusCode::OK,
+        HeaderMap::new(),
+        body.to_string(),
+    ))
+}
+
+/// `POST /batch-get` with `{"keys": [...]}`: up to 100 items in one request, from one pipelined cache lookup.
+async fn batch_get<S: ObjectStore, C: Cache>(
+    reader: &Reader<S, C>,
+    request: &ApiGatewayProxyRequest,
+    deadline: Instant,
+) -> Result<ApiGatewayProxyResponse, ApiError> {
+    if request.http_method != Method::POST {
+        return Err(ApiError::MethodNotAllowed {
+            method: request.http_method.clone(),
+            allow: "POST",
+        });
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct BatchGet {
+        keys: Vec<String>,
+    }
+    let body = request_body(request, 64 * 1024)?;
+    crate::document::validate(&body)?;
+    let batch: BatchGet = serde_json::from_slice(&body).map_err(|_| ApiError::InvalidBatch)?;
+    if batch.keys.is_empty() || batch.keys.len() > BATCH_GET_MAX {
+        return Err(ApiError::InvalidBatch);
+    }
+    let mut unique: Vec<ItemKey> = Vec::with_capacity(batch.keys.len());
+    let mut position = Vec::with_capacity(batch.keys.len());
+    for (index, raw) in batch.keys.iter().enumerate() {
+        let key =
+            ItemKey::parse(raw).map_err(|source| ApiError::InvalidBatchKey { index, source })?;
+        let at = match unique.iter().position(|k| *k == key) {
+            Some(at) => at,
+            None => {
+                unique.push(key);
+                unique.len() - 1
+            }
+        };
+        position.push(at);
+    }
+    let results = reader.get_many(&unique, deadline).await?;
+    let mut items = Vec::with_capacity(position.len());
+    for at in position {
+        let key = unique[at].as_str();
+        let result = &results[at];
+        items.push(match &result.object {
+            None => json!({ "key": key, "found": false }),
+            Some(object) => {
+                let text = std::str::from_utf8(&object.body).map_err(|_| {
+                    ApiError::Internal(format!("stored value for {key:?} is not UTF-8"))
+                })?;
+                let value =
+                    serde_json::value::RawValue::from_string(text.to_owned()).map_err(|_| {
+                        ApiError::Internal(format!("stored value for {key:?} is not JSON"))
+                    })?;
+                json!({
+                    "key": key,
+                    "found": true,
+                    "etag": object.etag.as_str(),
+                    "cache": result.cache.as_str(),
+                    "value": value,
+                })
+            }
+        });
+    }
+    let body = json!({ "items": items });
+    Ok(json_response(
+        StatusCode::OK,
+        HeaderMap::new(),
+        body.to_string(),
+    ))
 }
 
 /// The `{key+}` path parameter, percent-decoded and checked against the key rules.

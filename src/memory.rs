@@ -100,9 +100,14 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
-    async fn list(&self, prefix: &str, next: Option<String>) -> Result<ListPage, StoreError> {
+    async fn list(
+        &self,
+        prefix: &str,
+        next: Option<String>,
+        max_keys: usize,
+    ) -> Result<ListPage, StoreError> {
         let objects = self.lock();
-        let limit = self.page_size.unwrap_or(1000);
+        let limit = self.page_size.unwrap_or(1000).min(max_keys).max(1);
         let mut page: Vec<Listed> = objects
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
@@ -114,6 +119,8 @@ impl ObjectStore for MemoryStore {
             .map(|(k, b)| Listed {
                 key: k.clone(),
                 etag: Self::etag_of(b),
+                size: b.len() as u64,
+                last_modified: None,
             })
             .collect();
         let next = (page.len() > limit).then(|| {
@@ -196,7 +203,7 @@ mod tests {
         }
         let (mut seen, mut next) = (Vec::new(), None);
         loop {
-            let page = store.list("p/", next).await.unwrap();
+            let page = store.list("p/", next, 1000).await.unwrap();
             seen.extend(page.objects.into_iter().map(|o| o.key));
             match page.next {
                 Some(n) => next = Some(n),

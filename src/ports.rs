@@ -112,11 +112,13 @@ pub trait ObjectStore: Send + Sync {
         if_match: Option<&Etag>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// One page of the objects under `prefix`, in key order; pass the returned `next` to continue.
+    /// One page of at most `max_keys` (≤ 1,000) objects under `prefix`, in key order; pass the returned `next`
+    /// to continue.
     fn list(
         &self,
         prefix: &str,
         next: Option<String>,
+        max_keys: usize,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
 }
 
@@ -124,6 +126,9 @@ pub trait ObjectStore: Send + Sync {
 pub struct Listed {
     pub key: String,
     pub etag: Etag,
+    pub size: u64,
+    /// RFC 3339, as S3 reports it.
+    pub last_modified: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -182,6 +187,13 @@ pub trait Cache: Send + Sync {
         &self,
         cache_key: &str,
     ) -> impl Future<Output = Result<CacheLookup, CacheError>> + Send;
+
+    /// Looks up many entries in as few round trips as the deployment allows (one pipeline, split by node in a
+    /// cluster); one answer per key, in order.
+    fn lookup_many(
+        &self,
+        cache_keys: &[String],
+    ) -> impl Future<Output = Result<Vec<CacheLookup>, CacheError>> + Send;
 
     /// Applies `change` atomically if `sequencer` is newer than the entry's, so duplicates and late events are
     /// harmless.

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::document;
-use crate::key::{ItemKey, KeyMap};
-use crate::ports::{Cache, CacheLookup, Object, ObjectStore, StoreError};
+use crate::key::{ItemKey, KeyMap, ObjectKind};
+use crate::ports::{Cache, CacheLookup, Etag, Object, ObjectStore, StoreError};
 use crate::retry;
 
 /// Where an answer came from; sent to clients as `X-Cache`.
@@ -34,6 +34,22 @@ pub struct ReadResult {
     /// `None` when there is no item under the key.
     pub object: Option<Object>,
     pub cache: CacheStatus,
+}
+
+/// One page of items, straight from S3 (the source of truth), never from the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub items: Vec<ListedItem>,
+    /// S3's continuation token, when there is more.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedItem {
+    pub key: ItemKey,
+    pub etag: Etag,
+    pub size: u64,
+    pub last_modified: Option<String>,
 }
 
 pub struct Reader<S, C> {
@@ -94,6 +110,94 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
         deadline: Instant,
     ) -> Result<ReadResult, StoreError> {
         Box::pin(self.read_s3(key, CacheStatus::Bypass, deadline)).await
+    }
+
+    /// Many items at once: one pipelined cache lookup for all of them, then S3 for the misses (concurrently, each
+    /// filling the cache like a single read). Answers are in the order of `keys`.
+    pub async fn get_many(
+        &self,
+        keys: &[ItemKey],
+        deadline: Instant,
+    ) -> Result<Vec<ReadResult>, StoreError> {
+        use futures::{StreamExt, TryStreamExt};
+        let cache_keys: Vec<String> = keys.iter().map(|k| self.keys.cache_key(k)).collect();
+        let lookups: Vec<Option<CacheLookup>> =
+            match tokio::time::timeout(self.cache_timeout, self.cache.lookup_many(&cache_keys))
+                .await
+            {
+                Ok(Ok(found)) if found.len() == keys.len() => found.into_iter().map(Some).collect(),
+                Ok(Ok(_)) => {
+                    tracing::warn!("cache answered a batch with the wrong count; reading from S3");
+                    vec![None; keys.len()]
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "batch cache lookup failed; reading from S3");
+                    vec![None; keys.len()]
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        timeout_ms = self.cache_timeout.as_millis() as u64,
+                        "batch cache lookup timed out; reading from S3"
+                    );
+                    vec![None; keys.len()]
+                }
+            };
+        // Indexed rather than zipped with `keys.iter()`: a closure taking `&ItemKey` makes the future's `Send` bound
+        // higher-ranked, which rustc cannot prove.
+        futures::stream::iter(lookups.into_iter().enumerate())
+            .map(|(i, lookup)| async move {
+                let key = &keys[i];
+                match lookup {
+                    Some(CacheLookup::Hit(object)) => Ok(ReadResult {
+                        object: Some(object),
+                        cache: CacheStatus::Hit,
+                    }),
+                    Some(CacheLookup::Tombstone) => Ok(ReadResult {
+                        object: None,
+                        cache: CacheStatus::Hit,
+                    }),
+                    Some(CacheLookup::Miss) => {
+                        Box::pin(self.read_s3(key, CacheStatus::Miss, deadline)).await
+                    }
+                    None => Box::pin(self.read_s3(key, CacheStatus::Bypass, deadline)).await,
+                }
+            })
+            .buffered(16)
+            .try_collect()
+            .await
+    }
+
+    /// Items whose key starts with `prefix`, in key order, at most `limit` S3 objects per page. Objects in the
+    /// bucket that are not items (no `.json`, keys breaking the rules) are left out, so a page may hold fewer.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        limit: usize,
+        next: Option<String>,
+        deadline: Instant,
+    ) -> Result<Listing, StoreError> {
+        let object_prefix = format!("{}{prefix}", self.keys.object_prefix());
+        let page = retry::with_deadline(deadline, "s3 list", || {
+            self.store.list(&object_prefix, next.clone(), limit)
+        })
+        .await?;
+        let items = page
+            .objects
+            .into_iter()
+            .filter_map(|o| match self.keys.classify(&o.key) {
+                ObjectKind::Item(key) => Some(ListedItem {
+                    key,
+                    etag: o.etag,
+                    size: o.size,
+                    last_modified: o.last_modified,
+                }),
+                _ => None,
+            })
+            .collect();
+        Ok(Listing {
+            items,
+            next: page.next,
+        })
     }
 
     /// The S3 half of a read; after a miss (`status` is `Miss`) the answer is also offered to the cache.

@@ -88,7 +88,7 @@ impl<S: ObjectStore, C: Cache> Reconciler<S, C> {
         loop {
             let prefix = self.keys.object_prefix();
             let page = retry::with_deadline(deadline, "s3 list", || {
-                self.store.list(prefix, next.clone())
+                self.store.list(prefix, next.clone(), 1000)
             })
             .await
             .map_err(ReconcileError::List)?;

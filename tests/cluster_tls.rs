@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::Stack;
+use s3kv::key::ItemKey;
 use s3kv::ports::Etag;
+use s3kv::read::CacheStatus;
 
 const ADMIN_PASSWORD: &str = "admin-pw";
 const APP_USER: &str = "s3kv";
@@ -277,6 +279,26 @@ async fn sync_and_read_over_tls_with_an_acl_user_across_slots_and_a_slot_migrati
         );
     }
 
+    // A batch read pipelines lookups for keys on all three primaries, and gets every one back, in order.
+    let item_keys: Vec<ItemKey> = keys.iter().map(|k| ItemKey::parse(k).unwrap()).collect();
+    let batch_hits = |results: Vec<s3kv::read::ReadResult>| {
+        results
+            .iter()
+            .zip(&keys)
+            .filter(|(r, key)| {
+                r.cache == CacheStatus::Hit
+                    && r.object.as_ref().map(|o| o.body.clone())
+                        == Some(format!("{{\"key\":\"{key}\"}}").into())
+            })
+            .count()
+    };
+    let batch = stack
+        .reader
+        .get_many(&item_keys, common::deadline(10))
+        .await
+        .unwrap();
+    assert_eq!(batch_hits(batch), keys.len());
+
     // Move every slot of the first primary to the second, keys included, while the clients stay connected.
     let id = |port: u16| cluster.cli(port, &["cluster", "myid"]).trim().to_owned();
     let (from, to) = (id(cluster.ports[0]), id(cluster.ports[1]));
@@ -312,6 +334,12 @@ async fn sync_and_read_over_tls_with_an_acl_user_across_slots_and_a_slot_migrati
             "{key} after MOVED"
         );
     }
+    let batch = stack
+        .reader
+        .get_many(&item_keys, common::deadline(10))
+        .await
+        .unwrap();
+    assert_eq!(batch_hits(batch), keys.len(), "batch reads after MOVED");
     let object_key = "items/flags/feature-0.json";
     let etag = stack
         .s3

@@ -12,8 +12,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +22,7 @@ use proptest::prelude::*;
 use s3kv::adapters::valkey::ValkeyCache;
 use s3kv::config::Config;
 use s3kv::key::ItemKey;
+use s3kv::memory::MemoryStore;
 use s3kv::ports::*;
 use s3kv::read::Reader;
 use s3kv::sequencer::Sequencer;
@@ -30,11 +30,11 @@ use s3kv::sync::{Change, SyncRecord, Syncer};
 
 const KEYS: usize = 3;
 
-/// S3 as the model: one current version per key. Clones share the same bucket. A gate makes the next read take
-/// its snapshot now and return only when released: a syncer that read S3 and then stalled before writing the cache.
+/// S3 as the model: [`MemoryStore`] (S3's read semantics, in memory), plus a gate that makes the next read take its
+/// snapshot now and return only when released: a syncer that read S3 and then stalled before writing the cache.
 #[derive(Clone, Default)]
 struct ModelS3 {
-    objects: Arc<Mutex<BTreeMap<String, Bytes>>>,
+    store: MemoryStore,
     gate: Arc<Mutex<Option<Gate>>>,
 }
 
@@ -44,30 +44,14 @@ struct Gate {
     release: Arc<tokio::sync::Semaphore>,
 }
 
-fn etag_of(body: &[u8]) -> Etag {
-    let mut hasher = DefaultHasher::new();
-    body.hash(&mut hasher);
-    Etag::new(&format!("{:016x}", hasher.finish()))
-}
-
 impl ObjectStore for ModelS3 {
     async fn get(
         &self,
         key: &str,
         if_match: Option<&Etag>,
-        _max: u64,
+        max: u64,
     ) -> Result<Object, StoreError> {
-        let snapshot = self.objects.lock().unwrap().get(key).cloned();
-        let result = match snapshot {
-            None => Err(StoreError::NotFound),
-            Some(body) => {
-                let etag = etag_of(&body);
-                match if_match {
-                    Some(wanted) if *wanted != etag => Err(StoreError::PreconditionFailed),
-                    _ => Ok(Object { body, etag }),
-                }
-            }
-        };
+        let result = self.store.get(key, if_match, max).await;
         let gate = self.gate.lock().unwrap().take();
         if let Some(gate) = gate {
             gate.read_done.add_permits(1);
@@ -75,37 +59,22 @@ impl ObjectStore for ModelS3 {
         }
         result
     }
-    async fn put(&self, key: &str, body: Bytes, _mode: PutMode) -> Result<Etag, StoreError> {
-        let etag = etag_of(&body);
-        self.objects.lock().unwrap().insert(key.to_owned(), body);
-        Ok(etag)
+    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<Etag, StoreError> {
+        self.store.put(key, body, mode).await
     }
     async fn head(&self, key: &str) -> Result<Etag, StoreError> {
-        self.objects
-            .lock()
-            .unwrap()
-            .get(key)
-            .map(|b| etag_of(b))
-            .ok_or(StoreError::NotFound)
+        self.store.head(key).await
     }
-    async fn delete(&self, key: &str, _if_match: Option<&Etag>) -> Result<(), StoreError> {
-        self.objects.lock().unwrap().remove(key);
-        Ok(())
+    async fn delete(&self, key: &str, if_match: Option<&Etag>) -> Result<(), StoreError> {
+        self.store.delete(key, if_match).await
     }
-    async fn list(&self, prefix: &str, _next: Option<String>) -> Result<ListPage, StoreError> {
-        let objects = self.objects.lock().unwrap();
-        let objects = objects
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, b)| Listed {
-                key: k.clone(),
-                etag: etag_of(b),
-            })
-            .collect();
-        Ok(ListPage {
-            objects,
-            next: None,
-        })
+    async fn list(
+        &self,
+        prefix: &str,
+        next: Option<String>,
+        max: usize,
+    ) -> Result<ListPage, StoreError> {
+        self.store.list(prefix, next, max).await
     }
 }
 
@@ -129,6 +98,10 @@ impl Cache for Flaky {
     async fn lookup(&self, k: &str) -> Result<CacheLookup, CacheError> {
         self.check()?;
         self.inner.lookup(k).await
+    }
+    async fn lookup_many(&self, k: &[String]) -> Result<Vec<CacheLookup>, CacheError> {
+        self.check()?;
+        self.inner.lookup_many(k).await
     }
     async fn apply(&self, k: &str, s: &Sequencer, c: &CacheChange) -> Result<Applied, CacheError> {
         self.check()?;
@@ -380,13 +353,7 @@ fn check(
             world.deliver(0, false, Duration::from_secs(10)).await;
         }
         for k in 0..KEYS {
-            let truth = world
-                .s3
-                .objects
-                .lock()
-                .unwrap()
-                .get(&format!("key-{k}.json"))
-                .cloned();
+            let truth = world.s3.store.body(&format!("key-{k}.json"));
             let read = world
                 .reader
                 .get(&item(k), common::deadline(10))

@@ -576,3 +576,55 @@ async fn browsers_get_cors_headers_and_preflights_need_no_api_key() {
     drop(local);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn listing_and_batch_get_are_routed_like_api_gateway() {
+    let dir = temp_dir("routes");
+    let local = Local::start(&dir, None).await;
+    for key in ["cfg/a", "cfg/b c", "other"] {
+        assert_eq!(local.put(key, "{}").await.status, 201);
+    }
+    local.settle().await;
+    let key = [("x-api-key", "test-key")];
+    let listed = local
+        .send("GET", "/items?prefix=cfg%2F&limit=1", &key, None)
+        .await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    let page: serde_json::Value = serde_json::from_str(&listed.body).unwrap();
+    assert_eq!(page["items"][0]["key"], "cfg/a");
+    let cursor = page["cursor"].as_str().expect("a second page");
+    let next = local
+        .send(
+            "GET",
+            &format!("/items?prefix=cfg/&limit=1&cursor={cursor}"),
+            &key,
+            None,
+        )
+        .await;
+    let page: serde_json::Value = serde_json::from_str(&next.body).unwrap();
+    assert_eq!(page["items"][0]["key"], "cfg/b c", "{next:?}");
+
+    let batch = local
+        .send(
+            "POST",
+            "/batch-get",
+            &key,
+            Some(r#"{"keys":["cfg/b c","nope"]}"#),
+        )
+        .await;
+    assert_eq!(batch.status, 200, "{batch:?}");
+    let batch: serde_json::Value = serde_json::from_str(&batch.body).unwrap();
+    assert_eq!(
+        (&batch["items"][0]["cache"], &batch["items"][1]["found"]),
+        (&serde_json::json!("HIT"), &serde_json::json!(false))
+    );
+    // The API key is required on the new routes too, and methods without an integration are refused.
+    assert_eq!(local.send("GET", "/items", &[], None).await.status, 403);
+    assert_eq!(local.send("DELETE", "/items", &key, None).await.status, 403);
+    assert_eq!(
+        local.send("GET", "/batch-get", &key, None).await.status,
+        403
+    );
+    drop(local);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,11 +28,12 @@ REQUIRED = {
     "reconcile": {"S3KV_BUCKET", "VALKEY_URL"},
 }
 EVENTS = {
-    "writer": {("Api", "PUT"), ("Api", "POST"), ("Api", "DELETE")},
-    "reader": {("Api", "GET")},
-    "syncer": {("S3", None)},
-    "reconcile": {("Schedule", None)},
+    "writer": {("Api", "/items/{key+}", "PUT"), ("Api", "/items/{key+}", "POST"), ("Api", "/items/{key+}", "DELETE")},
+    "reader": {("Api", "/items/{key+}", "GET"), ("Api", "/items", "GET"), ("Api", "/batch-get", "POST")},
+    "syncer": {("S3", None, None)},
+    "reconcile": {("Schedule", None, None)},
 }
+API_RS = (ROOT / "src" / "api.rs").read_text()
 
 
 def binary(function):
@@ -87,11 +88,14 @@ def test_routes_reach_the_right_handler_and_need_the_api_key():
         for event in function["Properties"]["Events"].values():
             props = event["Properties"]
             if event["Type"] == "Api":
-                assert props["Path"] == "/items/{key+}"  # the handlers read path parameter "key"
-                seen.add(("Api", props["Method"]))
+                seen.add(("Api", props["Path"], props["Method"]))
             else:
-                seen.add((event["Type"], None))
+                seen.add((event["Type"], None, None))
         assert seen == EVENTS[binary(function)], binary(function)
+    # The reader tells its routes apart by resource; the names it matches are the template's paths.
+    assert 'pub const ROUTE_LIST: &str = "/items";' in API_RS
+    assert 'pub const ROUTE_BATCH_GET: &str = "/batch-get";' in API_RS
+    assert '.get("key")' in API_RS  # the item routes' path parameter, {key+}
 
 
 def test_cache_functions_are_in_the_vpc_and_authenticate_with_iam():
@@ -114,9 +118,8 @@ def test_the_cache_user_may_touch_exactly_the_keys_the_code_writes():
 
 
 def test_cors_settings_match_what_the_functions_and_local_gateway_send():
-    api_rs = (ROOT / "src" / "api.rs").read_text()
-    methods = re.search(r'CORS_ALLOW_METHODS: &str = "([^"]+)"', api_rs).group(1)
-    headers = re.search(r'CORS_ALLOW_HEADERS: &str = "([^"]+)"', api_rs).group(1)
+    methods = re.search(r'CORS_ALLOW_METHODS: &str = "([^"]+)"', API_RS).group(1)
+    headers = re.search(r'CORS_ALLOW_HEADERS: &str = "([^"]+)"', API_RS).group(1)
     (api,) = [r for r in RESOURCES.values() if r["Type"] == "AWS::Serverless::Api"]
     cors = api["Properties"]["Cors"]
     assert cors["AllowMethods"] == f"'{methods}'"

@@ -164,12 +164,18 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
-    async fn list(&self, prefix: &str, next: Option<String>) -> Result<ListPage, StoreError> {
+    async fn list(
+        &self,
+        prefix: &str,
+        next: Option<String>,
+        max_keys: usize,
+    ) -> Result<ListPage, StoreError> {
         let request = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
+            .max_keys(max_keys.clamp(1, 1000) as i32)
             .set_continuation_token(next)
             .send();
         let output = Box::pin(request).await.map_err(store_error)?;
@@ -181,6 +187,10 @@ impl ObjectStore for S3Store {
                 Some(Listed {
                     key: o.key()?.to_owned(),
                     etag,
+                    size: o.size().unwrap_or_default().max(0) as u64,
+                    last_modified: o
+                        .last_modified()
+                        .and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok()),
                 })
             })
             .collect();

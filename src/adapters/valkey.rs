@@ -115,29 +115,64 @@ fn escape_glob(prefix: &str) -> String {
     })
 }
 
+/// The hash fields a read needs: body, ETag, and the tombstone marker.
+const LOOKUP_FIELDS: [&str; 3] = ["b", "e", "d"];
+
+fn decode_lookup(fields: Vec<Option<Bytes>>) -> Result<CacheLookup, CacheError> {
+    Ok(match fields.as_slice() {
+        [Some(body), etag, _] => CacheLookup::Hit(Object {
+            body: body.clone(),
+            etag: Etag::new(
+                std::str::from_utf8(etag.as_deref().unwrap_or_default()).unwrap_or_default(),
+            ),
+        }),
+        [None, _, Some(_)] => CacheLookup::Tombstone,
+        [None, _, None] => CacheLookup::Miss,
+        other => {
+            return Err(CacheError::Unexpected(format!(
+                "HMGET returned {} fields",
+                other.len()
+            )))
+        }
+    })
+}
+
 impl Cache for ValkeyCache {
     async fn lookup(&self, cache_key: &str) -> Result<CacheLookup, CacheError> {
         let fields: Vec<Option<Bytes>> = self
             .client
-            .hmget(cache_key, vec!["b", "e", "d"])
+            .hmget(cache_key, LOOKUP_FIELDS.to_vec())
             .await
             .map_err(cache_error)?;
-        Ok(match fields.as_slice() {
-            [Some(body), etag, _] => CacheLookup::Hit(Object {
-                body: body.clone(),
-                etag: Etag::new(
-                    std::str::from_utf8(etag.as_deref().unwrap_or_default()).unwrap_or_default(),
-                ),
-            }),
-            [None, _, Some(_)] => CacheLookup::Tombstone,
-            [None, _, None] => CacheLookup::Miss,
-            other => {
-                return Err(CacheError::Unexpected(format!(
-                    "HMGET returned {} fields",
-                    other.len()
-                )))
-            }
-        })
+        decode_lookup(fields)
+    }
+
+    /// One pipeline: fred writes each command to the node owning its key without waiting for answers, so a
+    /// batch costs one round trip per node involved.
+    async fn lookup_many(&self, cache_keys: &[String]) -> Result<Vec<CacheLookup>, CacheError> {
+        let pipeline = self.client.pipeline();
+        for cache_key in cache_keys {
+            let () = pipeline
+                .hmget(cache_key.as_str(), LOOKUP_FIELDS.to_vec())
+                .await
+                .map_err(cache_error)?;
+        }
+        let answers = pipeline.try_all::<Value>().await;
+        if answers.len() != cache_keys.len() {
+            return Err(CacheError::Unexpected(format!(
+                "{} answers to {} lookups",
+                answers.len(),
+                cache_keys.len()
+            )));
+        }
+        answers
+            .into_iter()
+            .map(|answer| {
+                let fields: Vec<Option<Bytes>> =
+                    answer.and_then(|v| v.convert()).map_err(cache_error)?;
+                decode_lookup(fields)
+            })
+            .collect()
     }
 
     async fn apply(

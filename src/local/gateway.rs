@@ -44,8 +44,10 @@ impl Gateway {
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_owned();
+        let route = route(&path);
         // Preflights carry no API key; API Gateway answers them itself (a mock integration, no key required).
-        if request.method() == Method::OPTIONS && request.uri().path().starts_with("/items/") {
+        if request.method() == Method::OPTIONS && route.is_some() {
             return to_http(self.cors.preflight());
         }
         // API Gateway checks the key before routing, and answers 403 for a missing or wrong one.
@@ -57,17 +59,16 @@ impl Gateway {
         if !key_ok {
             return plain(StatusCode::FORBIDDEN, json!({ "message": "Forbidden" }));
         }
-        let path = request.uri().path().to_owned();
-        let Some(encoded_key) = path.strip_prefix("/items/").filter(|k| !k.is_empty()) else {
+        let Some((resource, encoded_key, methods)) = route else {
             return plain(
                 StatusCode::NOT_FOUND,
-                json!({ "error": "not_found", "message": format!("no route for {path}; use /items/{{key}}") }),
+                json!({ "error": "not_found", "message": format!("no route for {path}; use /items/{{key}}, /items or /batch-get") }),
             );
         };
         let method = request.method().clone();
         let request_query = request.uri().query().map(str::to_owned);
         // Only these methods have integrations; API Gateway answers any other itself, with 403.
-        if ![Method::GET, Method::PUT, Method::POST, Method::DELETE].contains(&method) {
+        if !methods.contains(&method) {
             return plain(
                 StatusCode::FORBIDDEN,
                 json!({ "message": "Missing Authentication Token" }),
@@ -87,12 +88,14 @@ impl Gateway {
             }
         };
         let mut event = ApiGatewayProxyRequest::default();
-        event.resource = Some("/items/{key+}".to_owned());
+        event.resource = Some(resource.to_owned());
         event.path = Some(path.clone());
         event.http_method = method.clone();
         event.headers = headers;
         event.query_string_parameters = query_parameters(request_query.as_deref());
-        event.path_parameters = HashMap::from([("key".to_owned(), encoded_key.to_owned())]);
+        if let Some(encoded_key) = encoded_key {
+            event.path_parameters = HashMap::from([("key".to_owned(), encoded_key.to_owned())]);
+        }
         if !body.is_empty() {
             match std::str::from_utf8(&body) {
                 Ok(text) => event.body = Some(text.to_owned()),
@@ -103,12 +106,30 @@ impl Gateway {
             }
         }
         let deadline = Instant::now() + TIMEOUT;
-        let response = if method == Method::GET {
+        let response = if method == Method::GET || resource != ITEM {
             api::handle_read(&self.reader, event, deadline).await
         } else {
             api::handle_write(&self.writer, event, deadline).await
         };
         to_http(response)
+    }
+}
+
+const ITEM: &str = "/items/{key+}";
+
+/// The API's routes as the template declares them: resource, `{key+}` value, methods with an integration.
+fn route(path: &str) -> Option<(&'static str, Option<&str>, &'static [Method])> {
+    match path {
+        api::ROUTE_LIST => Some((api::ROUTE_LIST, None, &[Method::GET])),
+        api::ROUTE_BATCH_GET => Some((api::ROUTE_BATCH_GET, None, &[Method::POST])),
+        _ => {
+            let key = path.strip_prefix("/items/").filter(|k| !k.is_empty())?;
+            Some((
+                ITEM,
+                Some(key),
+                &[Method::GET, Method::PUT, Method::POST, Method::DELETE],
+            ))
+        }
     }
 }
 
