@@ -338,6 +338,9 @@ async fn read<S: ObjectStore, C: Cache>(
     } else {
         reader.get(&key, deadline).await?
     };
+    reader
+        .metrics()
+        .emit("reader", &crate::metrics::for_reads(&[result.cache]));
     let mut headers = HeaderMap::new();
     headers.insert(X_CACHE, HeaderValue::from_static(result.cache.as_str()));
     let Some(object) = result.object else {
@@ -470,6 +473,10 @@ async fn batch_get<S: ObjectStore, C: Cache>(
         position.push(at);
     }
     let results = reader.get_many(&unique, deadline).await?;
+    let statuses: Vec<_> = results.iter().map(|r| r.cache).collect();
+    reader
+        .metrics()
+        .emit("reader", &crate::metrics::for_reads(&statuses));
     let mut items = Vec::with_capacity(position.len());
     for at in position {
         let key = unique[at].as_str();

@@ -58,6 +58,10 @@ pub struct Config {
     /// `S3KV_CORS_ORIGIN`: the origin browsers may call the API from (`*` or `https://app.example.com`);
     /// unset, responses carry no CORS headers.
     pub cors_origin: Option<String>,
+    /// `S3KV_METRICS_NAMESPACE`: CloudWatch namespace of the EMF metrics (default `s3kv`).
+    pub metrics_namespace: String,
+    /// `S3KV_METRICS`: `on` (default) or `off`, whether to write EMF metric lines.
+    pub metrics: bool,
 }
 
 impl Config {
@@ -106,6 +110,11 @@ impl Config {
             }
         };
         let ms = |var, default| positive(var, default).map(Duration::from_millis);
+        let metrics = match get("S3KV_METRICS").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => return Err(invalid("S3KV_METRICS", other, "expected on or off")),
+        };
         let cors_origin = get("S3KV_CORS_ORIGIN");
         if let Some(origin) = &cors_origin {
             let visible = origin.bytes().all(|b| b.is_ascii_graphic());
@@ -133,6 +142,8 @@ impl Config {
             valkey_iam_cache: get("S3KV_VALKEY_IAM_CACHE"),
             aws_region: get("AWS_REGION"),
             cors_origin,
+            metrics_namespace: get("S3KV_METRICS_NAMESPACE").unwrap_or_else(|| "s3kv".to_owned()),
+            metrics,
         })
     }
 

@@ -25,6 +25,8 @@
 //!   status (the HTTP contract lives there and only there); [`s3_event`] turns S3 notification records into
 //!   sync operations, and can also build records in AWS's format for local delivery and tests.
 //! * **Adapters**: [`adapters::s3`] (aws-sdk-s3) and [`adapters::valkey`] (fred + one Lua script).
+//! * **Metrics**: [`metrics`] writes CloudWatch Embedded Metric Format lines (cache hits, misses and bypasses;
+//!   records applied, skipped and failed; propagation lag from `eventTime` to the cache write).
 //! * **Retry**: [`retry`] is the only module that knows the `backoff` crate; every retry is bounded by the
 //!   Lambda invocation's deadline.
 //! * **In memory**: [`memory::MemoryStore`] is an [`ports::ObjectStore`] with S3's semantics and no I/O, for unit
@@ -50,6 +52,7 @@ pub mod document;
 pub mod key;
 pub mod local;
 pub mod memory;
+pub mod metrics;
 pub mod percent;
 pub mod ports;
 pub mod read;

@@ -42,10 +42,14 @@ pub fn decode(record: &S3EventRecord) -> Result<Option<SyncRecord>, String> {
         .as_deref()
         .ok_or_else(|| format!("record for {object_key:?} has no sequencer"))?;
     let sequencer = Sequencer::parse(sequencer).map_err(|e| e.to_string())?;
+    // A record without a plausible eventTime (hand-made events) gets no lag measurement rather than a wrong one.
+    let event_time = Some(std::time::SystemTime::from(record.event_time))
+        .filter(|t| *t > std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400));
     Ok(Some(SyncRecord {
         object_key,
         sequencer,
         change,
+        event_time,
     }))
 }
 
@@ -92,10 +96,19 @@ pub async fn handle<S: ObjectStore, C: Cache>(
         report.ignored += ignored;
         report
     });
-    match &result {
-        Ok(report) => tracing::info!(?report, "sync done"),
-        Err(error) => tracing::error!(report = ?error.report, %error, "sync failed"),
-    }
+    let (report, failed) = match &result {
+        Ok(report) => {
+            tracing::info!(?report, "sync done");
+            (report, false)
+        }
+        Err(error) => {
+            tracing::error!(report = ?error.report, %error, "sync failed");
+            (&error.report, true)
+        }
+    };
+    syncer
+        .metrics()
+        .emit("syncer", &crate::metrics::for_sync(report, failed));
     result
 }
 

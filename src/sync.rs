@@ -14,6 +14,7 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::document;
 use crate::key::{KeyMap, ObjectKind};
+use crate::metrics::Metrics;
 use crate::ports::{Applied, Cache, CacheChange, CacheError, Etag, ObjectStore, StoreError};
 use crate::retry;
 use crate::sequencer::Sequencer;
@@ -25,6 +26,8 @@ pub struct SyncRecord {
     pub object_key: String,
     pub sequencer: Sequencer,
     pub change: Change,
+    /// S3's `eventTime`, for the propagation lag metric.
+    pub event_time: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +72,9 @@ pub struct SyncReport {
     pub ignored: usize,
     pub skipped: usize,
     pub failed: usize,
+    /// For each applied record with an `eventTime`: milliseconds from that time to the cache write.
+    #[serde(skip)]
+    pub lag_ms: Vec<u64>,
 }
 
 impl SyncReport {
@@ -101,6 +107,7 @@ pub struct Syncer<S, C> {
     max_object_bytes: u64,
     tombstone_ttl: Duration,
     concurrency: usize,
+    metrics: Metrics,
 }
 
 impl<S: ObjectStore, C: Cache> Syncer<S, C> {
@@ -112,7 +119,12 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
             max_object_bytes: config.max_object_bytes,
             tombstone_ttl: config.tombstone_ttl,
             concurrency: config.sync_concurrency,
+            metrics: Metrics::from_config(config),
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Applies every record; records that failed to decode arrive as `Err(reason)` and are counted as skipped.
@@ -121,13 +133,18 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
         records: Vec<Result<SyncRecord, String>>,
         deadline: Instant,
     ) -> Result<SyncReport, SyncError> {
+        let mut lags = Vec::new();
         let outcomes: Vec<Result<Outcome, RecordError>> = stream::iter(records)
             .map(|record| async move {
                 let record = match record {
                     Ok(record) => record,
-                    Err(reason) => return Ok(Outcome::Skipped(reason)),
+                    Err(reason) => return (Ok(Outcome::Skipped(reason)), None),
                 };
                 let outcome = self.apply(&record, deadline).await;
+                let lag = record
+                    .event_time
+                    .filter(|_| matches!(outcome, Ok(Outcome::Applied)))
+                    .and_then(|t| t.elapsed().ok());
                 match &outcome {
                     Ok(Outcome::Skipped(reason)) => {
                         tracing::warn!(object_key = %record.object_key, sequencer = %record.sequencer, %reason, "record skipped")
@@ -137,12 +154,21 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
                     }
                     Ok(_) => {}
                 }
-                outcome
+                (outcome, lag)
             })
             .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
-        let mut report = SyncReport::default();
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .map(|(outcome, lag)| {
+                lags.extend(lag.map(|l| l.as_millis() as u64));
+                outcome
+            })
+            .collect();
+        let mut report = SyncReport {
+            lag_ms: lags,
+            ..SyncReport::default()
+        };
         outcomes.iter().for_each(|o| report.count(o));
         match outcomes.into_iter().find_map(Result::err) {
             None => Ok(report),

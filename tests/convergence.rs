@@ -221,6 +221,7 @@ impl World {
         self.sequence += 1;
         let sequencer = Sequencer::from_counter(self.sequence);
         self.pending.push(SyncRecord {
+            event_time: None,
             object_key: format!("key-{k}.json"),
             sequencer,
             change,

@@ -482,3 +482,25 @@ async fn an_undelete_in_a_versioned_bucket_brings_the_item_back() {
         (200, Some("HIT"), "{\"on\":true}")
     );
 }
+
+#[tokio::test]
+async fn propagation_lag_is_measured_from_event_time_for_applied_records_only() {
+    let stack = Stack::start().await;
+    let etag = etag_of(&stack.put("k", "{}").await);
+    let record = stack.created("items/k.json", &etag);
+    tokio::time::sleep(Duration::from_millis(120)).await; // the notification is "late"
+    let report = stack.sync(vec![record.clone()]).await.unwrap();
+    assert_eq!(report.lag_ms.len(), 1, "{report:?}");
+    assert!(
+        (120..60_000).contains(&report.lag_ms[0]),
+        "lag {} ms",
+        report.lag_ms[0]
+    );
+    let metrics = s3kv::metrics::for_sync(&report, false);
+    assert!(metrics
+        .iter()
+        .any(|(name, _, values)| *name == "PropagationLag" && values.len() == 1));
+    // A duplicate changes nothing, so it says nothing about propagation.
+    let duplicate = stack.sync(vec![record]).await.unwrap();
+    assert_eq!((duplicate.stale, duplicate.lag_ms.len()), (1, 0));
+}

@@ -128,3 +128,19 @@ def test_cors_settings_match_what_the_functions_and_local_gateway_send():
     for response in ("DEFAULT_4XX", "DEFAULT_5XX"):
         origin = api["Properties"]["GatewayResponses"][response]["ResponseParameters"]["Headers"]
         assert origin["Access-Control-Allow-Origin"] == cors["AllowOrigin"], response
+
+
+def test_alarms_and_dashboard_use_metrics_the_code_emits():
+    metrics_rs = (ROOT / "src" / "metrics.rs").read_text()
+    emitted = set(re.findall(r'\(\s*"([A-Za-z]+)",\s*Unit::', metrics_rs))
+    assert {"SyncFailures", "PropagationLag", "CacheHits"} <= emitted
+    namespace = GLOBAL_ENV["S3KV_METRICS_NAMESPACE"]
+    alarms = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    ours = [a for a in alarms if a["Namespace"] == namespace]
+    assert {a["MetricName"] for a in ours} == {"SyncFailures", "PropagationLag"}
+    for alarm in ours:
+        assert alarm["Dimensions"] == [{"Name": "Function", "Value": "syncer"}]
+    (dashboard,) = [r for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
+    body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"][0]
+    used = set(re.findall(r'"(Cache[A-Za-z]+|PropagationLag|Applied|Stale|Superseded|SkippedInvalid|FailedRecords|SyncFailures)"', body))
+    assert used <= emitted, used - emitted

@@ -223,6 +223,8 @@ impl LocalStack {
             "AWS_ENDPOINT_URL_S3" => Some(format!("http://{s3_addr}")),
             // Browser apps under development call the local API from their own dev server's origin.
             "S3KV_CORS_ORIGIN" => std::env::var(name).ok().or_else(|| Some("*".to_owned())),
+            // There is no CloudWatch here to read EMF lines; they would bury the log.
+            "S3KV_METRICS" => std::env::var(name).ok().or_else(|| Some("off".to_owned())),
             other => std::env::var(other).ok(),
         };
         let config = Config::from_lookup(env)?;
