@@ -73,6 +73,8 @@ pub enum ApiError {
     Unavailable(StoreError),
     #[error("storage rejected the request: {0}")]
     Upstream(StoreError),
+    #[error("the response would be {size} bytes once encoded, over what a Lambda function can return (6 MB); {advice}")]
+    ResponseTooLarge { size: usize, advice: &'static str },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -95,7 +97,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Upstream(_) | ApiError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -118,6 +120,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Upstream(_) => "upstream_error",
+            ApiError::ResponseTooLarge { .. } => "response_too_large",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -356,7 +359,30 @@ async fn read<S: ObjectStore, C: Cache>(
     }
     let text = String::from_utf8(Vec::from(object.body))
         .map_err(|_| ApiError::Internal(format!("stored value for {key:?} is not UTF-8")))?;
+    check_response_size(
+        &text,
+        "read this item from S3 directly, or split it into smaller items",
+    )?;
     Ok(json_response(StatusCode::OK, headers, text))
+}
+
+/// Lambda refuses a response over 6 MB (the body travels JSON-escaped inside the proxy response), and API Gateway
+/// then answers a bare 502. Saying so in our own words is the only way the client learns why.
+const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 - 64 * 1024;
+
+fn check_response_size(body: &str, advice: &'static str) -> Result<(), ApiError> {
+    // Cheap bound first: escaping can at most sextuple a byte (\u00XX).
+    if body.len() * 6 < MAX_RESPONSE_BYTES {
+        return Ok(());
+    }
+    let escaped = serde_json::to_string(body).map_or(usize::MAX, |s| s.len());
+    if escaped > MAX_RESPONSE_BYTES {
+        return Err(ApiError::ResponseTooLarge {
+            size: escaped,
+            advice,
+        });
+    }
+    Ok(())
 }
 
 /// `GET /items?prefix=&limit=&cursor=`: item keys from S3, the source of truth, one page at a time.
@@ -501,12 +527,9 @@ async fn batch_get<S: ObjectStore, C: Cache>(
             }
         });
     }
-    let body = json!({ "items": items });
-    Ok(json_response(
-        StatusCode::OK,
-        HeaderMap::new(),
-        body.to_string(),
-    ))
+    let body = json!({ "items": items }).to_string();
+    check_response_size(&body, "ask for fewer keys at a time")?;
+    Ok(json_response(StatusCode::OK, HeaderMap::new(), body))
 }
 
 /// The `{key+}` path parameter, percent-decoded and checked against the key rules.
@@ -746,6 +769,14 @@ mod tests {
                 "precondition_failed",
             ),
             (StoreError::Conflict.into(), 409, "conflict"),
+            (
+                ApiError::ResponseTooLarge {
+                    size: 7 << 20,
+                    advice: "x",
+                },
+                502,
+                "response_too_large",
+            ),
             (
                 StoreError::Unavailable("down".into()).into(),
                 503,

@@ -472,3 +472,28 @@ async fn a_50_mb_upload_is_skipped_under_the_default_limit_and_never_served() {
     assert_eq!(read.json()["error"], "not_found");
     sentinel_intact(&stack).await;
 }
+
+#[tokio::test]
+async fn an_item_too_big_for_a_lambda_response_gets_a_clear_error_not_a_bare_502() {
+    let stack = Stack::start().await;
+    // 7 MB of JSON: under the 16 MiB object limit, so it is cached, but over Lambda's 6 MB response limit.
+    let mut body = Vec::with_capacity(7_000_002);
+    body.push(b'"');
+    body.resize(7_000_001, b'x');
+    body.push(b'"');
+    let etag = stack.s3.upload("items/big.json", &body).await;
+    let report = stack
+        .sync(vec![stack.created("items/big.json", &etag)])
+        .await
+        .unwrap();
+    assert_eq!(report.applied, 1, "{report:?}");
+    let read = stack.get("big").await;
+    assert_eq!(
+        (read.status, read.json()["error"].as_str()),
+        (502, Some("response_too_large"))
+    );
+    assert!(read.body.len() < 1000, "the error is small");
+    // A small item next to it is unaffected.
+    assert_eq!(stack.put("small", "1").await.status, 201);
+    assert_eq!(stack.get("small").await.body, "1");
+}
