@@ -399,10 +399,10 @@ async fn list<S: ObjectStore, C: Cache>(
     }
     let query = &request.query_string_parameters;
     let prefix = query.first("prefix").unwrap_or_default();
-    if prefix.len() > crate::key::MAX_KEY_BYTES || prefix.chars().any(char::is_control) {
+    if prefix.len() > crate::key::MAX_KEY_BYTES || !prefix.chars().all(crate::key::xml_safe) {
         return Err(ApiError::InvalidQuery {
             name: "prefix",
-            reason: "at most 512 bytes, no control characters",
+            reason: "at most 512 bytes, no control characters, U+FFFE or U+FFFF",
         });
     }
     let limit = match query.first("limit") {
@@ -427,12 +427,23 @@ async fn list<S: ObjectStore, C: Cache>(
                 .decode(cursor)
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
+                .filter(|token| !token.is_empty() && token.chars().all(crate::key::xml_safe))
                 .ok_or(ApiError::InvalidQuery {
                     name: "cursor",
                     reason: "not a cursor this API returned; start again without one",
                 })?,
         ),
     };
+    // No item key starts with '/' or holds '//': answer what S3 would, without asking (file-backed S3 stand-ins
+    // normalize such prefixes into other ones).
+    if prefix.starts_with('/') || prefix.contains("//") {
+        let body = json!({ "items": [], "cursor": null });
+        return Ok(json_response(
+            StatusCode::OK,
+            HeaderMap::new(),
+            body.to_string(),
+        ));
+    }
     let listing = match reader.list(prefix, limit, token, deadline).await {
         // S3 answers 400 to a continuation token it never issued.
         Err(StoreError::Rejected { status: 400, .. }) => return Err(bad_cursor),
@@ -478,7 +489,11 @@ async fn batch_get<S: ObjectStore, C: Cache>(
     struct BatchGet {
         keys: Vec<String>,
     }
-    let body = request_body(request, 64 * 1024)?;
+    // Room for 100 longest keys even if every byte arrives as a \uXXXX escape.
+    let body = request_body(
+        request,
+        BATCH_GET_MAX * crate::key::MAX_KEY_BYTES * 6 + 1024,
+    )?;
     crate::document::validate(&body)?;
     let batch: BatchGet = serde_json::from_slice(&body).map_err(|_| ApiError::InvalidBatch)?;
     if batch.keys.is_empty() || batch.keys.len() > BATCH_GET_MAX {
@@ -590,6 +605,8 @@ fn write_precondition(request: &ApiGatewayProxyRequest) -> Result<Precondition, 
                 "a weak ETag never matches for a write; send the ETag as s3kv returned it"
             } else if value.trim_matches('"').is_empty() {
                 "empty ETag"
+            } else if !etag_chars(value) {
+                "an ETag is a quoted string of visible ASCII characters, as s3kv returned it"
             } else {
                 return Ok(Precondition::Matches(Etag::new(value)));
             };
@@ -599,6 +616,17 @@ fn write_precondition(request: &ApiGatewayProxyRequest) -> Result<Precondition, 
             })
         }
     }
+}
+
+/// RFC 9110 `entity-tag` characters (`"` only around it), which is also all S3 accepts in a condition.
+fn etag_chars(value: &str) -> bool {
+    let inner = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    inner
+        .bytes()
+        .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
 }
 
 /// `If-None-Match` on a read: the tags the client already has.

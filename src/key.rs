@@ -1,9 +1,10 @@
 //! Item keys, and the one mapping between an item key, its S3 object key and its Valkey key.
 //!
-//! Rules (also in the README): 1–512 bytes of UTF-8, no control characters, no leading `/`, and no empty,
-//! `.` or `..` segments. They keep object keys unambiguous (`a//b` and `a/./b` would name different objects that
-//! look like the same path), keep every item addressable through the REST API, and leave room under S3's
-//! 1,024-byte object key limit for the prefix and the `.json` suffix.
+//! Rules (also in the README): 1–512 bytes of UTF-8, no control characters and no U+FFFE or U+FFFF, no leading
+//! `/`, and no empty, `.` or `..` segments. They keep object keys unambiguous (`a//b` and `a/./b` would name
+//! different objects that look like the same path), keep every item addressable through the REST API and
+//! listable (S3's listings are XML 1.0, which cannot carry control characters or U+FFFE/U+FFFF), and leave room
+//! under S3's 1,024-byte object key limit for the prefix and the `.json` suffix.
 
 use std::fmt;
 
@@ -12,6 +13,12 @@ use thiserror::Error;
 use crate::percent::{self, Encoding, PercentError};
 
 pub const MAX_KEY_BYTES: usize = 512;
+
+/// Whether S3 can return `c` in an XML listing: XML 1.0 has no control characters but tab and line breaks, and
+/// no U+FFFE or U+FFFF; we refuse the line breaks too.
+pub fn xml_safe(c: char) -> bool {
+    !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}'
+}
 const SUFFIX: &str = ".json";
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -20,7 +27,7 @@ pub enum KeyError {
     Empty,
     #[error("the key is {len} bytes long; the limit is {MAX_KEY_BYTES} bytes of UTF-8")]
     TooLong { len: usize },
-    #[error("the key contains a control character at byte {position}")]
+    #[error("the key contains a control character (or U+FFFE/U+FFFF) at byte {position}")]
     ControlChar { position: usize },
     #[error("the key starts with '/'")]
     LeadingSlash,
@@ -42,7 +49,7 @@ impl ItemKey {
         if raw.len() > MAX_KEY_BYTES {
             return Err(KeyError::TooLong { len: raw.len() });
         }
-        if let Some((position, _)) = raw.char_indices().find(|(_, c)| c.is_control()) {
+        if let Some((position, _)) = raw.char_indices().find(|(_, c)| !xml_safe(*c)) {
             return Err(KeyError::ControlChar { position });
         }
         if raw.starts_with('/') {
@@ -176,6 +183,10 @@ mod tests {
         assert_eq!(
             ItemKey::parse("a\u{7f}"),
             Err(KeyError::ControlChar { position: 1 })
+        );
+        assert_eq!(
+            ItemKey::parse("ab\u{FFFE}"),
+            Err(KeyError::ControlChar { position: 2 })
         );
         assert_eq!(ItemKey::parse("/a"), Err(KeyError::LeadingSlash));
         for (k, seg) in [("a//b", ""), ("a/./b", "."), ("../a", ".."), ("a/", "")] {

@@ -164,6 +164,8 @@ async fn conditions_that_cannot_be_evaluated_are_refused_before_any_write() {
         (Method::PUT, &[("if-match", "\"a\", \"b\"")]),
         (Method::PUT, &[("if-match", "W/\"a\"")]),
         (Method::PUT, &[("if-match", "\"\"")]),
+        (Method::PUT, &[("if-match", "\"a\tb\"")]),
+        (Method::DELETE, &[("if-match", "a b")]),
         (Method::PUT, &[("if-none-match", "\"a\"")]),
         (Method::PUT, &[("if-match", &v1), ("if-none-match", "*")]),
         (Method::PUT, &[("if-match", &v1), ("if-match", &v1)]),

@@ -104,6 +104,10 @@ async fn listing_pages_through_exactly_the_items_under_a_prefix() {
         "limit 5 over 13 items needs 3 pages, got {pages}"
     );
 
+    for impossible in ["/flags", "flags//"] {
+        let none = list(&stack, &[("prefix", impossible)]).await.json();
+        assert_eq!(none["items"], serde_json::json!([]), "{impossible}");
+    }
     let all = list(&stack, &[]).await.json();
     assert_eq!(all["items"].as_array().unwrap().len(), written.len());
     assert_eq!(all["cursor"], serde_json::Value::Null);
@@ -114,6 +118,8 @@ async fn listing_pages_through_exactly_the_items_under_a_prefix() {
         ("limit", "ten"),
         ("cursor", "not base64!"),
         ("prefix", "a\u{1}"),
+        ("prefix", "\u{FFFE}"),
+        ("cursor", "GX0u7I-a"), // base64url of a token with a control character
     ] {
         let response = list(&stack, &[(name, value)]).await;
         assert_eq!(

@@ -592,6 +592,15 @@ async fn listing_and_batch_get_are_routed_like_api_gateway() {
     assert_eq!(listed.status, 200, "{listed:?}");
     let page: serde_json::Value = serde_json::from_str(&listed.body).unwrap();
     assert_eq!(page["items"][0]["key"], "cfg/a");
+    // Listed ETags are the ones reads return (s3s-fs lists without them; the endpoint fills them in).
+    let read = local.get("cfg/a").await;
+    assert_eq!(
+        page["items"][0]["etag"]
+            .as_str()
+            .map(|t| format!("\"{t}\""))
+            .as_deref(),
+        read.header("etag")
+    );
     let cursor = page["cursor"].as_str().expect("a second page");
     let next = local
         .send(
@@ -618,6 +627,24 @@ async fn listing_and_batch_get_are_routed_like_api_gateway() {
         (&batch["items"][0]["cache"], &batch["items"][1]["found"]),
         (&serde_json::json!("HIT"), &serde_json::json!(false))
     );
+    // Keys the local file store cannot hold are refused up front, not after 27 s of retries.
+    let long = "k".repeat(200);
+    let refused = local.put(&long, "{}").await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(refused.body.contains("invalid_key"), "{}", refused.body);
+    let upload = local
+        .s3
+        .put_object()
+        .bucket("s3kv")
+        .key(format!("{long}.json"))
+        .body(ByteStream::from_static(b"{}"))
+        .send()
+        .await;
+    let status = upload
+        .unwrap_err()
+        .raw_response()
+        .map(|r| r.status().as_u16());
+    assert_eq!(status, Some(400));
     // The API key is required on the new routes too, and methods without an integration are refused.
     assert_eq!(local.send("GET", "/items", &[], None).await.status, 403);
     assert_eq!(local.send("DELETE", "/items", &key, None).await.status, 403);

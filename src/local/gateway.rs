@@ -29,6 +29,9 @@ const TIMEOUT: Duration = Duration::from_secs(29);
 pub struct Gateway {
     pub api_key: String,
     pub cors: api::Cors,
+    /// Where items live, to refuse keys the local S3 endpoint could not store (see [`super::s3_endpoint::storable`]).
+    pub bucket: String,
+    pub keys: crate::key::KeyMap,
     pub writer: Writer<S3Store>,
     pub reader: Reader<S3Store, ValkeyCache>,
 }
@@ -73,6 +76,17 @@ impl Gateway {
                 StatusCode::FORBIDDEN,
                 json!({ "message": "Missing Authentication Token" }),
             );
+        }
+        if let (Some(encoded), true) = (encoded_key, [Method::PUT, Method::POST].contains(&method))
+        {
+            if let Ok(key) = crate::key::ItemKey::from_path_param(encoded) {
+                if !super::s3_endpoint::storable(&self.bucket, &self.keys.object_key(&key)) {
+                    return plain(
+                        StatusCode::BAD_REQUEST,
+                        json!({ "error": "invalid_key", "message": "s3kv-local keeps objects in files named after their keys, and this key is too long for the file system here; in AWS, keys of up to 512 bytes work" }),
+                    );
+                }
+            }
         }
         let headers = request.headers().clone();
         let body = match Limited::new(request.into_body(), MAX_PAYLOAD)

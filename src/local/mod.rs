@@ -249,6 +249,8 @@ impl LocalStack {
         let gateway = Arc::new(Gateway {
             api_key: api_key.clone(),
             cors: crate::api::Cors::from_config(&config),
+            bucket: config.bucket.clone(),
+            keys: config.key_map(),
             writer: Writer::new(store.clone(), &config),
             reader: Reader::new(store, reader_cache, &config),
         });

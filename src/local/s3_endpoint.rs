@@ -20,6 +20,29 @@ use crate::ports::Etag;
 use crate::s3_event::EventName;
 use crate::sequencer::Sequencer;
 
+/// Whether s3s-fs can store `key`: it keeps the object at `bucket/key` and its metadata in a file named after the
+/// base64 of bucket and key (with an upload id during multipart uploads), and no file name may pass 255 bytes.
+/// S3 itself takes keys of up to 1,024 bytes; this is a limit of the local stack only.
+pub fn storable(bucket: &str, key: &str) -> bool {
+    let base64 = |bytes: usize| (4 * bytes).div_ceil(3);
+    const FIXED: usize = ".bucket-".len()
+        + ".object-".len()
+        + ".upload-00000000-0000-0000-0000-000000000000".len()
+        + ".metadata.json".len();
+    FIXED + base64(bucket.len()) + base64(key.len()) <= 255
+        && key.split('/').all(|segment| segment.len() <= 255)
+}
+
+fn check_storable(bucket: &str, key: &str) -> S3Result<()> {
+    if storable(bucket, key) {
+        return Ok(());
+    }
+    Err(s3_error!(
+        KeyTooLongError,
+        "s3kv-local keeps objects in files named after their keys, and this key is too long for the file system"
+    ))
+}
+
 /// One change, ready to be turned into an S3 event record.
 #[derive(Debug, Clone)]
 pub struct Notification {
@@ -139,8 +162,6 @@ impl S3 for NotifyingFs {
         head_object: HeadObjectInput => HeadObjectOutput;
         list_buckets: ListBucketsInput => ListBucketsOutput;
         list_objects: ListObjectsInput => ListObjectsOutput;
-        list_objects_v2: ListObjectsV2Input => ListObjectsV2Output;
-        create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput;
         upload_part: UploadPartInput => UploadPartOutput;
         upload_part_copy: UploadPartCopyInput => UploadPartCopyOutput;
         list_parts: ListPartsInput => ListPartsOutput;
@@ -165,11 +186,62 @@ impl S3 for NotifyingFs {
         Ok(response)
     }
 
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        check_storable(&req.input.bucket, &req.input.key)?;
+        self.fs.create_multipart_upload(req).await
+    }
+
+    /// s3s-fs lists objects without their ETags; S3 always includes them, and both reconcile and the listing API
+    /// use them, so they are filled in from each object's metadata (what HEAD answers).
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let bucket = req.input.bucket.clone();
+        let (uri, credentials, region, service) = (
+            req.uri.clone(),
+            req.credentials.clone(),
+            req.region.clone(),
+            req.service.clone(),
+        );
+        let mut response = self.fs.list_objects_v2(req).await?;
+        for object in response.output.contents.iter_mut().flatten() {
+            let Some(key) = object.key.clone().filter(|_| object.e_tag.is_none()) else {
+                continue;
+            };
+            let input = HeadObjectInput::builder()
+                .bucket(bucket.clone())
+                .key(key)
+                .build()
+                .map_err(|e| s3_error!(InternalError, "{e}"))?;
+            let head = S3Request {
+                input,
+                method: http::Method::HEAD,
+                uri: uri.clone(),
+                headers: http::HeaderMap::new(),
+                extensions: http::Extensions::new(),
+                credentials: credentials.clone(),
+                region: region.clone(),
+                service: service.clone(),
+                trailing_headers: None,
+            };
+            // Deleted since it was listed: leave it without a tag, as the listing saw it.
+            if let Ok(head) = self.fs.head_object(head).await {
+                object.e_tag = head.output.e_tag;
+            }
+        }
+        Ok(response)
+    }
+
     async fn put_object(
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        check_storable(&bucket, &key)?;
         let _guard = self.mutation.lock().await;
         let response = self.fs.put_object(req).await?;
         self.notify(
@@ -186,6 +258,7 @@ impl S3 for NotifyingFs {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        check_storable(&bucket, &key)?;
         let _guard = self.mutation.lock().await;
         let response = self.fs.copy_object(req).await?;
         let etag = response
