@@ -452,11 +452,10 @@ async fn a_50_mb_upload_is_skipped_under_the_default_limit_and_never_served() {
         .await
         .unwrap();
     // A valid JSON document, just too big: a 50 MB string.
-    let mut body = Vec::with_capacity(50_000_002);
-    body.push(b'"');
-    body.resize(50_000_001, b'x');
-    body.push(b'"');
-    let etag = stack.s3.upload("items/huge.json", &body).await;
+    let etag = stack
+        .s3
+        .upload("items/huge.json", &json_string_of(50_000_000))
+        .await;
 
     let report = stack
         .sync(vec![stack.created("items/huge.json", &etag)])
@@ -477,11 +476,10 @@ async fn a_50_mb_upload_is_skipped_under_the_default_limit_and_never_served() {
 async fn an_item_too_big_for_a_lambda_response_gets_a_clear_error_not_a_bare_502() {
     let stack = Stack::start().await;
     // 7 MB of JSON: under the 16 MiB object limit, so it is cached, but over Lambda's 6 MB response limit.
-    let mut body = Vec::with_capacity(7_000_002);
-    body.push(b'"');
-    body.resize(7_000_001, b'x');
-    body.push(b'"');
-    let etag = stack.s3.upload("items/big.json", &body).await;
+    let etag = stack
+        .s3
+        .upload("items/big.json", &json_string_of(7_000_000))
+        .await;
     let report = stack
         .sync(vec![stack.created("items/big.json", &etag)])
         .await
@@ -496,4 +494,13 @@ async fn an_item_too_big_for_a_lambda_response_gets_a_clear_error_not_a_bare_502
     // A small item next to it is unaffected.
     assert_eq!(stack.put("small", "1").await.status, 201);
     assert_eq!(stack.get("small").await.body, "1");
+}
+
+/// A valid JSON document of `len` + 2 bytes: one string of `x`s.
+fn json_string_of(len: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(len + 2);
+    body.push(b'"');
+    body.resize(len + 1, b'x');
+    body.push(b'"');
+    body
 }
