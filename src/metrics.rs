@@ -210,6 +210,27 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_what_the_syncer_writes() {
+        let report = SyncReport {
+            records: 2,
+            applied: 2,
+            lag_ms: vec![38, 41],
+            ..SyncReport::default()
+        };
+        let line = document(
+            "s3kv/prod",
+            "syncer",
+            1_763_719_200_000,
+            &for_sync(&report, false),
+        )
+        .to_string();
+        assert!(
+            include_str!("../README.md").contains(&line),
+            "README's example differs from {line}"
+        );
+    }
+
+    #[test]
     fn at_most_one_hundred_values_per_metric() {
         let doc = document("n", "f", 0, &[("Lag", Unit::Milliseconds, vec![1.0; 250])]);
         assert_eq!(doc["Lag"].as_array().unwrap().len(), 100);
