@@ -78,7 +78,7 @@ struct Settings {
     invocations: usize,
     /// `S3KV_BENCH_ONLY`: comma-separated sections to run (read, functions, sync, propagation); default all.
     only: Option<Vec<String>>,
-    /// `S3KV_BENCH_READ_VARIANTS`: which read variants to run (raw_get, raw_hmget, reader, s3); default all.
+    /// `S3KV_BENCH_READ_VARIANTS`: which read variants to run (raw_get, raw_entry, reader, reader_quiet, s3); default all.
     read_variants: Option<Vec<String>>,
 }
 
@@ -943,18 +943,19 @@ impl Bench {
                 })
             })
         };
-        let raw_hmget: Op = {
+        let raw_entry: Op = {
             let (client, items) = (client.clone(), items.clone());
             Arc::new(move |i| {
                 let (client, items) = (client.clone(), items.clone());
                 Box::pin(async move {
-                    let got: Vec<Option<Bytes>> = client
-                        .hmget(items[i].cache_key.as_str(), vec!["b", "e", "d"])
+                    let got: Option<Bytes> = client
+                        .get(items[i].cache_key.as_str())
                         .await
                         .map_err(|e| e.to_string())?;
-                    (got.first().and_then(Option::as_ref) == Some(&items[i].body))
+                    got.as_ref()
+                        .is_some_and(|entry| entry.ends_with(&items[i].body))
                         .then_some(())
-                        .ok_or_else(|| format!("raw HMGET {} answered {got:?}", items[i].cache_key))
+                        .ok_or_else(|| format!("raw GET {} answered {got:?}", items[i].cache_key))
                 })
             })
         };
@@ -1008,9 +1009,9 @@ impl Bench {
         let all: [(&str, &str, &Op); 5] = [
             ("raw_get", "raw fred GET", &raw_get),
             (
-                "raw_hmget",
-                "raw fred HMGET (the reader's command)",
-                &raw_hmget,
+                "raw_entry",
+                "raw fred GET of the reader's cache entry (diagnostic)",
+                &raw_entry,
             ),
             ("reader", "reader handler", &reader),
             (
@@ -1383,155 +1384,26 @@ async fn start_s3kv_local(tmp: &Path, valkey: &Valkey) -> (Proc, String, String)
     (local, api, s3_endpoint)
 }
 
-/// The same stack `s3kv-local` runs (NotifyingFs, delivery to the syncer, the gateway over the writer and the
-/// reader, one Valkey), assembled here from the library's parts with one difference: its listeners set
-/// TCP_NODELAY. It runs in its own process (this executable in the `local` role), on free ports.
-fn start_nodelay_stack(dir: &Path, valkey: &Valkey) -> (Proc, String, String) {
-    std::fs::create_dir_all(dir).expect("data dir");
-    let mut child = Command::new(std::env::current_exe().expect("own path"))
-        .env("S3KV_BENCH_ROLE", "local")
-        .env("S3KV_BENCH_S3_DIR", dir)
-        .env("VALKEY_URL", &valkey.url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn the local stack");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("the stack's addresses");
-    let addrs: Vec<&str> = first
-        .trim()
-        .strip_prefix("LISTENING ")
-        .unwrap_or_else(|| panic!("local stack said {first:?}"))
-        .split(' ')
-        .collect();
-    let proc = Proc {
-        child,
-        what: "local stack with TCP_NODELAY".into(),
-    };
-    (
-        proc,
-        format!("http://{}", addrs[0]),
-        format!("http://{}", addrs[1]),
-    )
-}
-
-/// The `local` role: see [`start_nodelay_stack`]. Mirrors `s3kv::local::LocalStack::start` (without the reload,
-/// since the bucket starts empty).
-async fn serve_local(dir: PathBuf, valkey_url: String) {
-    use s3kv::local::delivery::{self, Backlog};
-    use s3kv::local::gateway::Gateway;
-    use s3kv::local::s3_endpoint::{NotifyingFs, Outbox};
-    use s3kv::write::Writer;
-    std::fs::create_dir_all(dir.join("s3kv")).expect("bucket dir");
-    let backlog = Arc::new(Backlog::default());
-    let (tx, rx) = mpsc::unbounded_channel();
-    let outbox = Outbox::new(tx, backlog.clone());
-    let fs = s3s_fs::FileSystem::new(&dir).expect("s3s-fs over the data dir");
-    let mut builder =
-        s3s::service::S3ServiceBuilder::new(NotifyingFs::new(fs, dir.clone(), outbox));
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-    let s3_service = builder.build();
-    let s3_listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind");
-    let s3_addr = s3_listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((socket, _)) = s3_listener.accept().await else {
-                continue;
-            };
-            socket.set_nodelay(true).expect("TCP_NODELAY");
-            let service = s3_service.clone();
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), service)
-                    .await;
-            });
-        }
-    });
-    let env = |name: &str| match name {
-        "S3KV_BUCKET" => Some("s3kv".to_owned()),
-        "VALKEY_URL" => Some(valkey_url.clone()),
-        "AWS_ENDPOINT_URL_S3" => Some(format!("http://{s3_addr}")),
-        // As s3kv-local sets them.
-        "S3KV_CORS_ORIGIN" => Some("*".to_owned()),
-        "S3KV_METRICS" => Some("off".to_owned()),
-        _ => None,
-    };
-    let config = Config::from_lookup(env).expect("config");
-    let store = S3Store::new(s3kv::local::s3_client(s3_addr, &config), &config.bucket);
-    let reader_cache = ValkeyCache::new(&valkey_url, config.cache_timeout).expect("url");
-    let syncer_cache = ValkeyCache::new(&valkey_url, config.sync_cache_timeout).expect("url");
-    reader_cache.connect(Duration::from_secs(5)).await;
-    syncer_cache.connect(Duration::from_secs(5)).await;
-    let syncer = Arc::new(Syncer::new(store.clone(), syncer_cache, &config));
-    tokio::spawn(delivery::run(syncer, rx, backlog));
-    let gateway = Arc::new(Gateway {
-        api_key: "bench-key".into(),
-        cors: s3kv::api::Cors::from_config(&config),
-        bucket: config.bucket.clone(),
-        keys: config.key_map(),
-        writer: Writer::new(store.clone(), &config),
-        reader: Reader::new(store, reader_cache, &config),
-    });
-    let api_listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("bind");
-    println!(
-        "LISTENING {} {s3_addr}",
-        api_listener.local_addr().expect("addr")
-    );
-    std::io::stdout().flush().expect("flush");
-    loop {
-        let Ok((socket, _)) = api_listener.accept().await else {
-            continue;
-        };
-        socket.set_nodelay(true).expect("TCP_NODELAY");
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| gateway.clone().serve(request));
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(socket), service)
-                .await;
-        });
-    }
-}
-
 async fn propagation(settings: &Settings, tmp: &Path, m: &mut Metrics) {
     eprintln!("propagation through s3kv-local");
     let valkey = start_valkey();
     let (mut local, api, s3_endpoint) = start_s3kv_local(tmp, &valkey).await;
     let sec = "Propagation through s3kv-local (sequential writes)";
-    propagate(settings, &api, &s3_endpoint, sec, "prop", true, m).await;
-    if let Some(e) = local.exited() {
-        panic!("{e}");
-    }
-    drop(local);
-    drop(valkey);
-
-    eprintln!("propagation through the same stack with TCP_NODELAY");
-    let valkey = start_valkey();
-    let (mut local, api, s3_endpoint) = start_nodelay_stack(&tmp.join("nodelay-data"), &valkey);
-    let sec = "Propagation through the same stack with TCP_NODELAY on its listeners (diagnostic)";
-    propagate(settings, &api, &s3_endpoint, sec, "prop_nodelay", false, m).await;
+    propagate(settings, &api, &s3_endpoint, sec, "prop", m).await;
     if let Some(e) = local.exited() {
         panic!("{e}");
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn propagate(
     settings: &Settings,
     api: &str,
     s3_endpoint: &str,
     sec: &str,
     id: &str,
-    judged: bool,
     m: &mut Metrics,
 ) {
-    let target = |bound: f64| if judged { at_most(bound) } else { None };
+    let target = at_most;
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_nodelay(true);
     let client: HttpClient =
@@ -1946,7 +1818,7 @@ impl Bench {
     async fn functions(&self, tmp: &Path, m: &mut Metrics) {
         let sec = "Lambda functions (release x86_64 binaries behind a local Runtime API)";
         // What the reader's and syncer's init spends on Valkey: s3kv's client settings against fred's defaults.
-        let (mut ours, mut plain, mut prompt) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut plain) = (Vec::new(), Vec::new());
         for _ in 0..self.settings.cold_starts {
             let t0 = Instant::now();
             let cache = ValkeyCache::new(&self.valkey_url, Duration::from_millis(50)).expect("url");
@@ -1961,33 +1833,9 @@ impl Bench {
             let _: Option<Bytes> = client.get("probe").await.expect("GET");
             plain.push(t0.elapsed().as_nanos() as u64);
             let _ = client.quit().await;
-            // s3kv's settings (src/adapters/valkey.rs) with one change: a reconnect policy whose first delay is
-            // 1 ms without jitter. With fail_fast off, fred sleeps the policy's first delay before the very first
-            // connection attempt (fred 10.1, router::commands::start → reconnect_with_policy).
-            let t0 = Instant::now();
-            let config = fred::types::config::Config::from_url(&self.valkey_url).expect("url");
-            let mut policy = ReconnectPolicy::new_exponential(0, 1, 2_000, 2);
-            policy.set_jitter(0);
-            let client = Builder::from_config(config)
-                .with_performance_config(|p| p.default_command_timeout = Duration::from_millis(50))
-                .with_connection_config(|c| {
-                    c.connection_timeout = Duration::from_secs(2);
-                    c.internal_command_timeout = Duration::from_secs(2);
-                    c.max_command_attempts = 2;
-                })
-                .with_config(|c| c.fail_fast = false)
-                .set_policy(policy)
-                .build()
-                .expect("client");
-            let _task = client.connect();
-            client.wait_for_connect().await.expect("connect");
-            let _: Option<Bytes> = client.get("probe").await.expect("GET");
-            prompt.push(t0.elapsed().as_nanos() as u64);
-            let _ = client.quit().await;
         }
         ours.sort_unstable();
         plain.sort_unstable();
-        prompt.sort_unstable();
         let k = ours.len();
         m.add(
             sec,
@@ -2002,15 +1850,6 @@ impl Bench {
             &format!("Valkey connect + first GET, fred's defaults (median of {k})"),
             "ms",
             percentile(&plain, 50.0) as f64 / 1e6,
-        );
-        m.add(
-            sec,
-            "fn.valkey_connect.prompt",
-            &format!(
-                "Valkey connect + first GET, s3kv's settings with a 1 ms first reconnect delay (median of {k})"
-            ),
-            "ms",
-            percentile(&prompt, 50.0) as f64 / 1e6,
         );
         for f in [Function::Reader, Function::Writer, Function::Syncer] {
             eprintln!("{} function: cold starts and load", f.name());
@@ -2310,15 +2149,10 @@ async fn run() -> RunRecord {
 
 fn main() {
     match std::env::var("S3KV_BENCH_ROLE").as_deref() {
-        Ok(role @ ("s3" | "local")) => {
+        Ok("s3") => {
             let dir = PathBuf::from(std::env::var("S3KV_BENCH_S3_DIR").expect("S3KV_BENCH_S3_DIR"));
             let runtime = tokio::runtime::Runtime::new().expect("runtime");
-            if role == "s3" {
-                runtime.block_on(serve_s3(dir));
-            } else {
-                let url = std::env::var("VALKEY_URL").expect("VALKEY_URL");
-                runtime.block_on(serve_local(dir, url));
-            }
+            runtime.block_on(serve_s3(dir));
             return;
         }
         Ok("run") => {

@@ -341,9 +341,7 @@ async fn read<S: ObjectStore, C: Cache>(
     } else {
         reader.get(&key, deadline).await?
     };
-    reader
-        .metrics()
-        .emit("reader", &crate::metrics::for_reads(&[result.cache]));
+    reader.metrics().emit_read(result.cache);
     let mut headers = HeaderMap::new();
     headers.insert(X_CACHE, HeaderValue::from_static(result.cache.as_str()));
     let Some(object) = result.object else {

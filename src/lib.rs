@@ -8,7 +8,7 @@
 //!   api::handle_write ──▶ write::Writer ──▶ S3 ◀── read::Reader ◀── api::handle_read
 //!                                            │        │  ▲ miss / Valkey down: read S3
 //!                          S3 notification   │        ▼  │
-//!   s3_event::handle ──▶ sync::Syncer ───────┴──▶ Valkey (one hash per item, ordered by sequencer)
+//!   s3_event::handle ──▶ sync::Syncer ───────┴──▶ Valkey (one string per item, ordered by sequencer)
 //! ```
 //!
 //! The crate is layered so that the rules live in one place and the edges stay thin:
@@ -38,7 +38,7 @@
 //!
 //! # Why the cache can never roll back
 //!
-//! Every cache write for an item is one Lua script call on one key (cluster-safe). The item's hash stores the
+//! Every cache write for an item is one Lua script call on one key (cluster-safe). The item's entry stores the
 //! S3 `sequencer` of the event that produced it; an event whose sequencer is not newer changes nothing, and a
 //! delete leaves a tombstone carrying its sequencer, so a late create cannot resurrect a deleted key. The
 //! syncer reads the object with `If-Match: <event etag>`, so the body it stores is the body of that event;

@@ -256,3 +256,36 @@ async fn remove_if_unchanged_never_loses_a_change_made_since_the_snapshot() {
     let keys = cache.keys("").await.unwrap();
     assert_eq!(keys.len(), 2, "{keys:?}");
 }
+
+#[tokio::test]
+async fn a_value_that_is_not_an_entry_is_never_served_and_the_next_write_replaces_it() {
+    let valkey = Valkey::start();
+    let cache = cache(&valkey).await;
+    let client = valkey.client().await;
+    // What another program, or an older s3kv that kept hashes, may have left under the prefix.
+    let _: () = client.hset("hash", ("b", "{}")).await.unwrap();
+    let _: () = client
+        .set("text", "no header", None, None, false)
+        .await
+        .unwrap();
+    for key in ["hash", "text"] {
+        assert!(
+            cache.lookup(key).await.is_err(),
+            "{key}: an error, so the reader answers from S3"
+        );
+        assert!(!cache.fill(key, &object("{}", "f")).await.unwrap(), "{key}");
+        assert_eq!(
+            cache
+                .apply(key, &seq("01"), &CacheChange::Put(object("[1]", "1")))
+                .await
+                .unwrap(),
+            Applied::Applied,
+            "{key}"
+        );
+        assert_eq!(
+            cache.lookup(key).await.unwrap(),
+            CacheLookup::Hit(object("[1]", "1")),
+            "{key}"
+        );
+    }
+}

@@ -1,13 +1,21 @@
 -- s3kv cache entry update. One call touches exactly KEYS[1] (cluster-safe), atomically.
 --
--- Entry layout (a hash):  s = sequencer of the S3 event that wrote it (absent for reader fills)
---                         b = document body, e = etag              (live item)
---                         d = reason                               (tombstone, with a TTL)
--- ARGV[1] = 'put'  ARGV[2] = sequencer, ARGV[3] = etag,   ARGV[4] = body
--- ARGV[1] = 'tomb' ARGV[2] = sequencer, ARGV[3] = reason, ARGV[5] = ttl in ms
--- ARGV[1] = 'fill'                      ARGV[3] = etag,   ARGV[4] = body  (only if the key is absent)
--- ARGV[1] = 'del_if' ARGV[2..4] = the s, e, d the caller saw ('' for absent): delete only if nothing changed
+-- An entry is one string, so that a read is a single GET (valkey.rs `Entry` encodes and decodes it):
+--   s '\n' e '\n' d '\n' body
+--   s = sequencer of the S3 event that wrote it (empty for reader fills)
+--   e = etag and body = the document           (live item; d empty)
+--   d = reason                                 (tombstone, with a TTL; e and body empty)
+-- The caller builds the whole entry; this script only reads the header of the current one, with GETRANGE, so a
+-- write never copies a stored body into Lua.
+--
+-- ARGV[1] = 'put'    ARGV[2] = sequencer, ARGV[3] = entry
+-- ARGV[1] = 'tomb'   ARGV[2] = sequencer, ARGV[3] = entry, ARGV[4] = ttl in ms
+-- ARGV[1] = 'fill'                        ARGV[3] = entry  (only if the key is absent)
+-- ARGV[1] = 'del_if' ARGV[2..4] = the s, e, d the caller saw: delete only if the entry still has them
 -- Returns 1 when the entry changed, 0 when the change was stale (or the fill found an entry, or del_if a change).
+
+-- Longest header valkey.rs writes: a 64-digit sequencer, a 1024-byte etag and a short reason, with separators.
+local HEADER_MAX = 1200
 
 -- Is sequencer a strictly newer than b? Right-pad the shorter with '0', compare bytes (not locale collation).
 local function newer(a, b)
@@ -19,33 +27,36 @@ local function newer(a, b)
   return false
 end
 
-local key, op = KEYS[1], ARGV[1]
-if op ~= 'put' and op ~= 'tomb' and op ~= 'fill' and op ~= 'del_if' then
-  return redis.error_reply('S3KV_SCRIPT_ERR unknown op ' .. tostring(op))
+-- The current entry's s, e, d; nil when the key is absent or holds something that is not an s3kv entry (which
+-- any write then replaces: SET overwrites a value of any type).
+local function header(key)
+  local head = redis.pcall('GETRANGE', key, 0, HEADER_MAX)
+  if type(head) ~= 'string' then return nil end
+  return string.match(head, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n')
 end
+
+local key, op = KEYS[1], ARGV[1]
 if op == 'fill' then
   if redis.call('EXISTS', key) == 1 then return 0 end
-  redis.call('HSET', key, 'e', ARGV[3], 'b', ARGV[4])
+  redis.call('SET', key, ARGV[3])
   return 1
 end
 
 if op == 'del_if' then
-  local fields = redis.call('HMGET', key, 's', 'e', 'd')
-  if redis.call('EXISTS', key) == 0 then return 0 end
-  for i = 1, 3 do
-    if (fields[i] or '') ~= ARGV[i + 1] then return 0 end
-  end
+  local s, e, d = header(key)
+  if s == nil or s ~= ARGV[2] or e ~= ARGV[3] or d ~= ARGV[4] then return 0 end
   redis.call('DEL', key)
   return 1
 end
 
-local current = redis.call('HGET', key, 's')
-if current and not newer(ARGV[2], current) then return 0 end
-redis.call('DEL', key)
+if op ~= 'put' and op ~= 'tomb' then
+  return redis.error_reply('S3KV_SCRIPT_ERR unknown op ' .. tostring(op))
+end
+local current = header(key)
+if current and current ~= '' and not newer(ARGV[2], current) then return 0 end
 if op == 'put' then
-  redis.call('HSET', key, 's', ARGV[2], 'e', ARGV[3], 'b', ARGV[4])
+  redis.call('SET', key, ARGV[3])
 else
-  redis.call('HSET', key, 's', ARGV[2], 'd', ARGV[3])
-  redis.call('PEXPIRE', key, ARGV[5])
+  redis.call('SET', key, ARGV[3], 'PX', ARGV[4])
 end
 return 1

@@ -1,4 +1,5 @@
-//! [`Cache`] over fred: one hash per item, every write through one Lua script on that one key.
+//! [`Cache`] over fred: one string per item ([`Entry`]), read with one GET, every write through one Lua script on
+//! that one key.
 //!
 //! Works unchanged against a single node or a cluster (ElastiCache Serverless is always a cluster): a script
 //! names its only key in KEYS, so it runs on the node owning that key's slot.
@@ -27,9 +28,9 @@ impl ValkeyCache {
     /// `valkeys-cluster://`, with `user:password@`). Does not connect; see [`ValkeyCache::connect`].
     ///
     /// `command_timeout` bounds each command, including one issued while disconnected, so callers fall back within
-    /// it. The client reconnects forever with capped exponential backoff, from the very first connection too
-    /// (`fail_fast = false`): a Lambda that cold-starts while Valkey is unreachable, or is thawed after minutes
-    /// frozen with a dead socket, recovers on its own.
+    /// it. Once connected, the client reconnects forever with capped, jittered exponential backoff. The first
+    /// connection is [`ValkeyCache::connect`]'s: a Lambda that cold-starts while Valkey is unreachable, or is thawed
+    /// after minutes frozen with a dead socket, recovers on its own.
     pub fn new(url: &str, command_timeout: Duration) -> Result<Self, ConfigError> {
         Self::build(parse_url(url)?, url, command_timeout)
     }
@@ -69,7 +70,7 @@ impl ValkeyCache {
                 c.internal_command_timeout = Duration::from_secs(2);
                 c.max_command_attempts = 2;
             })
-            .with_config(|c| c.fail_fast = false)
+            .with_config(|c| c.fail_fast = true)
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
             .build()
             .map_err(|e| ConfigError::Invalid {
@@ -83,19 +84,43 @@ impl ValkeyCache {
         })
     }
 
-    /// Starts the connection task and waits up to `wait` for it. Never fails: if Valkey is down, the client keeps
-    /// reconnecting in the background and callers get `CacheError::Unavailable` until it is back.
+    /// Starts connecting and waits up to `wait` for the connection. Never fails: if Valkey is down, a background
+    /// task keeps trying (the policy's backoff, 50 ms to 2 s) and callers get `CacheError::Unavailable` until it
+    /// is back.
+    ///
+    /// The first attempt is made at once. fred's own retry of a first connection (`fail_fast = false`) sleeps the
+    /// reconnect policy's first delay, with its jitter, before even trying: 50–150 ms on every cold start of the
+    /// reader and syncer (BENCHMARKS.md). So the client fails fast, and this loop retries the first connection.
     pub async fn connect(&self, wait: Duration) {
-        let _task = self.client.connect();
-        match tokio::time::timeout(wait, self.client.wait_for_connect()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "Valkey not reachable yet; reconnecting in the background")
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let mut policy = ReconnectPolicy::new_exponential(0, 50, 2_000, 2);
+            // The task ends Ok when the client quits; Err when it could not connect the first time.
+            while let Ok(Err(error)) = client.connect().await {
+                if *error.kind() == ErrorKind::Config {
+                    // Another task already drives this client (connect called twice), or the settings are wrong.
+                    tracing::warn!(%error, "not retrying the Valkey connection");
+                    return;
+                }
+                let delay = policy.next_delay().unwrap_or(2_000);
+                tracing::debug!(%error, delay_ms = delay, "Valkey not reachable; retrying");
+                tokio::time::sleep(Duration::from_millis(delay)).await;
             }
-            Err(_) => tracing::warn!(
+        });
+        let connected = async {
+            // A failed attempt also wakes `wait_for_connect`; the short timeout covers the success broadcast
+            // landing between a failure and the next subscription.
+            while !self.client.is_connected() {
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(20), self.client.wait_for_connect())
+                        .await;
+            }
+        };
+        if tokio::time::timeout(wait, connected).await.is_err() {
+            tracing::warn!(
                 wait_ms = wait.as_millis() as u64,
                 "Valkey not reachable yet; reconnecting in the background"
-            ),
+            );
         }
     }
 
@@ -115,36 +140,96 @@ fn escape_glob(prefix: &str) -> String {
     })
 }
 
-/// The hash fields a read needs: body, ETag, and the tombstone marker.
-const LOOKUP_FIELDS: [&str; 3] = ["b", "e", "d"];
+/// Longest etag or reason an entry header carries; cache.lua reads this much of an entry (HEADER_MAX) to find
+/// its header, so the two limits move together.
+const HEADER_FIELD_MAX: usize = 1024;
+/// How much of an entry `snapshot` reads: every header fits (sequencers have at most 64 digits).
+const HEADER_READ_MAX: usize = 1200;
+// A sequencer (at most 64 digits), an etag or a reason (the other is empty), and three newlines.
+const _: () = assert!(64 + HEADER_FIELD_MAX + 3 <= HEADER_READ_MAX);
 
-fn decode_lookup(fields: Vec<Option<Bytes>>) -> Result<CacheLookup, CacheError> {
-    Ok(match fields.as_slice() {
-        [Some(body), etag, _] => CacheLookup::Hit(Object {
-            body: body.clone(),
-            etag: Etag::new(
-                std::str::from_utf8(etag.as_deref().unwrap_or_default()).unwrap_or_default(),
-            ),
-        }),
-        [None, _, Some(_)] => CacheLookup::Tombstone,
-        [None, _, None] => CacheLookup::Miss,
-        other => {
+/// A cache entry as stored: one string `sequencer \n etag \n tombstone \n body`, so that a read is one GET, the
+/// cheapest command Valkey has (a hash with the same fields costs a third more CPU per read in fred and Valkey
+/// together; see BENCHMARKS.md). Empty header fields mean absent: reader fills carry no sequencer, tombstones
+/// neither etag nor body. cache.lua parses the same header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub sequencer: String,
+    pub etag: String,
+    pub tombstone: String,
+    pub body: Bytes,
+}
+
+impl Entry {
+    pub fn encode(&self) -> Result<Bytes, CacheError> {
+        let fields = [&self.sequencer, &self.etag, &self.tombstone];
+        if let Some(bad) = fields
+            .iter()
+            .find(|f| f.len() > HEADER_FIELD_MAX || f.contains('\n'))
+        {
             return Err(CacheError::Unexpected(format!(
-                "HMGET returned {} fields",
-                other.len()
-            )))
+                "cannot store {bad:?} in a cache entry header (a newline, or over {HEADER_FIELD_MAX} bytes)"
+            )));
         }
+        let header: usize = fields.iter().map(|f| f.len() + 1).sum();
+        let mut out = Vec::with_capacity(header + self.body.len());
+        for field in fields {
+            out.extend_from_slice(field.as_bytes());
+            out.push(b'\n');
+        }
+        out.extend_from_slice(&self.body);
+        Ok(out.into())
+    }
+
+    /// `None` for anything that is not an entry (another program's value under our prefix): the reader then
+    /// answers from S3, and the next write replaces it.
+    pub fn decode(raw: &Bytes) -> Option<Self> {
+        let mut rest = raw.as_ref();
+        let mut fields = [String::new(), String::new(), String::new()];
+        for field in &mut fields {
+            let end = rest.iter().position(|b| *b == b'\n')?;
+            *field = std::str::from_utf8(&rest[..end]).ok()?.to_owned();
+            rest = &rest[end + 1..];
+        }
+        let [sequencer, etag, tombstone] = fields;
+        let body = raw.slice(raw.len() - rest.len()..);
+        Some(Self {
+            sequencer,
+            etag,
+            tombstone,
+            body,
+        })
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let some = |f: &String| (!f.is_empty()).then(|| f.clone());
+        Snapshot {
+            sequencer: some(&self.sequencer),
+            etag: some(&self.etag),
+            tombstone: some(&self.tombstone),
+        }
+    }
+}
+
+fn decode_lookup(raw: Option<Bytes>) -> Result<CacheLookup, CacheError> {
+    let Some(raw) = raw else {
+        return Ok(CacheLookup::Miss);
+    };
+    let entry = Entry::decode(&raw)
+        .ok_or_else(|| CacheError::Unexpected("the cache entry is not in s3kv's format".into()))?;
+    Ok(if entry.tombstone.is_empty() {
+        CacheLookup::Hit(Object {
+            body: entry.body,
+            etag: Etag::new(&entry.etag),
+        })
+    } else {
+        CacheLookup::Tombstone
     })
 }
 
 impl Cache for ValkeyCache {
     async fn lookup(&self, cache_key: &str) -> Result<CacheLookup, CacheError> {
-        let fields: Vec<Option<Bytes>> = self
-            .client
-            .hmget(cache_key, LOOKUP_FIELDS.to_vec())
-            .await
-            .map_err(cache_error)?;
-        decode_lookup(fields)
+        decode_lookup(self.client.get(cache_key).await.map_err(cache_error)?)
     }
 
     /// One pipeline: fred writes each command to the node owning its key without waiting for answers, so a
@@ -153,7 +238,7 @@ impl Cache for ValkeyCache {
         let pipeline = self.client.pipeline();
         for cache_key in cache_keys {
             let () = pipeline
-                .hmget(cache_key.as_str(), LOOKUP_FIELDS.to_vec())
+                .get(cache_key.as_str())
                 .await
                 .map_err(cache_error)?;
         }
@@ -167,11 +252,7 @@ impl Cache for ValkeyCache {
         }
         answers
             .into_iter()
-            .map(|answer| {
-                let fields: Vec<Option<Bytes>> =
-                    answer.and_then(|v| v.convert()).map_err(cache_error)?;
-                decode_lookup(fields)
-            })
+            .map(|answer| decode_lookup(answer.and_then(|v| v.convert()).map_err(cache_error)?))
             .collect()
     }
 
@@ -184,20 +265,25 @@ impl Cache for ValkeyCache {
         let seq = Value::from(sequencer.as_str());
         let args: Vec<Value> = match change {
             CacheChange::Put(object) => {
-                vec![
-                    "put".into(),
-                    seq,
-                    object.etag.as_str().into(),
-                    Value::Bytes(object.body.clone()),
-                ]
+                let entry = Entry {
+                    sequencer: sequencer.as_str().to_owned(),
+                    etag: object.etag.as_str().to_owned(),
+                    tombstone: String::new(),
+                    body: object.body.clone(),
+                };
+                vec!["put".into(), seq, Value::Bytes(entry.encode()?)]
             }
             CacheChange::Tombstone { reason, ttl } => {
-                let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+                let entry = Entry {
+                    sequencer: sequencer.as_str().to_owned(),
+                    tombstone: (*reason).to_owned(),
+                    ..Entry::default()
+                };
+                let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
                 vec![
                     "tomb".into(),
                     seq,
-                    (*reason).into(),
-                    "".into(),
+                    Value::Bytes(entry.encode()?),
                     ttl_ms.into(),
                 ]
             }
@@ -215,12 +301,12 @@ impl Cache for ValkeyCache {
     }
 
     async fn fill(&self, cache_key: &str, object: &Object) -> Result<bool, CacheError> {
-        let args: Vec<Value> = vec![
-            "fill".into(),
-            "".into(),
-            object.etag.as_str().into(),
-            Value::Bytes(object.body.clone()),
-        ];
+        let entry = Entry {
+            etag: object.etag.as_str().to_owned(),
+            body: object.body.clone(),
+            ..Entry::default()
+        };
+        let args: Vec<Value> = vec!["fill".into(), "".into(), Value::Bytes(entry.encode()?)];
         let changed: i64 = self
             .script
             .evalsha_with_reload(&self.client, cache_key, args)
@@ -249,25 +335,16 @@ impl Cache for ValkeyCache {
     }
 
     async fn snapshot(&self, cache_key: &str) -> Result<Option<Snapshot>, CacheError> {
-        let fields: Vec<Option<String>> = self
+        let head: Option<Bytes> = self
             .client
-            .hmget(cache_key, vec!["s", "e", "d"])
+            .getrange(cache_key, 0, HEADER_READ_MAX)
             .await
             .map_err(cache_error)?;
-        Ok(match fields.as_slice() {
-            [None, None, None] => None,
-            [s, e, d] => Some(Snapshot {
-                sequencer: s.clone(),
-                etag: e.clone(),
-                tombstone: d.clone(),
-            }),
-            other => {
-                return Err(CacheError::Unexpected(format!(
-                    "HMGET returned {} fields",
-                    other.len()
-                )))
-            }
-        })
+        // GETRANGE answers "" for an absent key; a foreign value reads as absent (reconcile then leaves it).
+        Ok(head
+            .as_ref()
+            .and_then(Entry::decode)
+            .map(|entry| entry.snapshot()))
     }
 
     async fn remove_if_unchanged(
@@ -328,6 +405,43 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_round_trip_and_bodies_may_hold_newlines() {
+        let entry = Entry {
+            sequencer: "0055AED6DCD90281E5".into(),
+            etag: "d41d8cd98f00b204e9800998ecf8427e-2".into(),
+            tombstone: String::new(),
+            body: Bytes::from_static(b"{\"a\":\n\"b\\n\"}\n"),
+        };
+        let raw = entry.encode().unwrap();
+        assert!(raw.starts_with(b"0055AED6DCD90281E5\nd41d8cd98f00b204e9800998ecf8427e-2\n\n{"));
+        assert_eq!(Entry::decode(&raw), Some(entry));
+        let tombstone = Entry {
+            tombstone: "deleted".into(),
+            ..Entry::default()
+        };
+        assert_eq!(Entry::decode(&tombstone.encode().unwrap()), Some(tombstone));
+    }
+
+    #[test]
+    fn header_fields_cannot_break_the_layout() {
+        let with = |etag: String| Entry {
+            etag,
+            ..Entry::default()
+        };
+        assert!(with("a\nb".into()).encode().is_err());
+        assert!(with("e".repeat(HEADER_FIELD_MAX + 1)).encode().is_err());
+        assert!(with("e".repeat(HEADER_FIELD_MAX)).encode().is_ok());
+        for foreign in [&b""[..], b"plain value", b"a\nb", b"\xff\n\n\n{}"] {
+            assert_eq!(Entry::decode(&Bytes::copy_from_slice(foreign)), None);
+        }
+    }
+
+    #[test]
+    fn the_script_reads_as_much_header_as_entries_can_have() {
+        assert!(SCRIPT.contains(&format!("local HEADER_MAX = {HEADER_READ_MAX}\n")));
+    }
 
     #[test]
     fn glob_characters_in_prefixes_are_escaped() {

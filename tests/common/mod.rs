@@ -427,10 +427,25 @@ impl Stack {
         let _: () = client.flushall(false).await.unwrap();
     }
 
-    /// The raw cache entry (field → value), for asserting on tombstones and sequencers.
+    /// The raw cache entry's fields that are set (`s` sequencer, `e` etag, `d` tombstone reason, `b` body), for
+    /// asserting on tombstones and sequencers; empty when there is no entry.
     pub async fn cache_entry(&self, key: &str) -> HashMap<String, String> {
         let client = self.valkey.client().await;
-        client.hgetall(self.cache_key(key)).await.unwrap()
+        let raw: Option<bytes::Bytes> = client.get(self.cache_key(key)).await.unwrap();
+        let Some(raw) = raw else {
+            return HashMap::new();
+        };
+        let entry = s3kv::adapters::valkey::Entry::decode(&raw).expect("an s3kv cache entry");
+        [
+            ("s", entry.sequencer),
+            ("e", entry.etag),
+            ("d", entry.tombstone),
+            ("b", String::from_utf8_lossy(&entry.body).into_owned()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
     }
 }
 
