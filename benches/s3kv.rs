@@ -965,7 +965,7 @@ impl Bench {
                 let (reader, requests, items) = (reader.clone(), requests.clone(), items.clone());
                 Box::pin(async move {
                     let deadline = Instant::now() + Duration::from_secs(10);
-                    let response = api::handle_read(&*reader, requests[i].clone(), deadline).await;
+                    let response = api::handle_read(&*reader, &requests[i], deadline).await;
                     check_read(&response, &items[i].body)
                 })
             })
@@ -977,7 +977,7 @@ impl Bench {
                 let (reader, requests, items) = (reader.clone(), requests.clone(), items.clone());
                 Box::pin(async move {
                     let deadline = Instant::now() + Duration::from_secs(10);
-                    let response = api::handle_read(&*reader, requests[i].clone(), deadline).await;
+                    let response = api::handle_read(&*reader, &requests[i], deadline).await;
                     check_read(&response, &items[i].body)
                 })
             })

@@ -252,10 +252,11 @@ impl Cors {
     }
 }
 
-/// `PUT`/`POST`/`DELETE /items/{key}`.
+/// `PUT`/`POST`/`DELETE /items/{key}`. Handlers borrow the request: the caller (the Lambda runtime) owns the
+/// event, and a read needs nothing from it by value.
 pub async fn handle_write<S: ObjectStore>(
     writer: &Writer<S>,
-    request: ApiGatewayProxyRequest,
+    request: &ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> ApiGatewayProxyResponse {
     write(writer, request, deadline)
@@ -266,7 +267,7 @@ pub async fn handle_write<S: ObjectStore>(
 /// `GET /items/{key}`.
 pub async fn handle_read<S: ObjectStore, C: Cache>(
     reader: &Reader<S, C>,
-    request: ApiGatewayProxyRequest,
+    request: &ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> ApiGatewayProxyResponse {
     read(reader, request, deadline)
@@ -276,7 +277,7 @@ pub async fn handle_read<S: ObjectStore, C: Cache>(
 
 async fn write<S: ObjectStore>(
     writer: &Writer<S>,
-    request: ApiGatewayProxyRequest,
+    request: &ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> Result<ApiGatewayProxyResponse, ApiError> {
     const ALLOWED: &str = "PUT, POST, DELETE";
@@ -287,8 +288,8 @@ async fn write<S: ObjectStore>(
             allow: ALLOWED,
         });
     }
-    let key = item_key(&request)?;
-    let precondition = write_precondition(&request)?;
+    let key = item_key(request)?;
+    let precondition = write_precondition(request)?;
     if method == Method::DELETE {
         return match writer.delete(&key, &precondition, deadline).await {
             Ok(()) => Ok(empty_response(StatusCode::NO_CONTENT)),
@@ -296,7 +297,7 @@ async fn write<S: ObjectStore>(
             Err(e) => Err(e.into()),
         };
     }
-    let body = request_body(&request, writer.max_body_bytes())?;
+    let body = request_body(request, writer.max_body_bytes())?;
     let written = writer.put(&key, body, &precondition, deadline).await?;
     let status = if written.created {
         StatusCode::CREATED
@@ -320,12 +321,12 @@ pub const BATCH_GET_MAX: usize = 100;
 
 async fn read<S: ObjectStore, C: Cache>(
     reader: &Reader<S, C>,
-    request: ApiGatewayProxyRequest,
+    request: &ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> Result<ApiGatewayProxyResponse, ApiError> {
     match request.resource.as_deref() {
-        Some(ROUTE_LIST) => return list(reader, &request, deadline).await,
-        Some(ROUTE_BATCH_GET) => return batch_get(reader, &request, deadline).await,
+        Some(ROUTE_LIST) => return list(reader, request, deadline).await,
+        Some(ROUTE_BATCH_GET) => return batch_get(reader, request, deadline).await,
         _ => {}
     }
     if request.http_method != Method::GET {
@@ -334,9 +335,9 @@ async fn read<S: ObjectStore, C: Cache>(
             allow: "GET",
         });
     }
-    let key = item_key(&request)?;
-    let not_modified_if = read_precondition(&request)?;
-    let result = if consistent(&request)? {
+    let key = item_key(request)?;
+    let not_modified_if = read_precondition(request)?;
+    let result = if consistent(request)? {
         reader.get_consistent(&key, deadline).await?
     } else {
         reader.get(&key, deadline).await?

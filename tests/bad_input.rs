@@ -289,7 +289,7 @@ async fn http_requests() {
         }
         request.is_base64_encoded = case.base64;
         let response =
-            Response::from(api::handle_write(&stack.writer, request, common::deadline(10)).await);
+            Response::from(api::handle_write(&stack.writer, &request, common::deadline(10)).await);
         assert_eq!(
             response.status, case.status,
             "{}: {}",

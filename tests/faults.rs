@@ -26,7 +26,7 @@ fn etag_of(response: &common::Response) -> Etag {
 /// Runs the writer's handler as API Gateway would, with `budget` left in the invocation.
 async fn write_within(stack: &Stack, key: &str, body: &str, budget: Duration) -> common::Response {
     let request = common::request(Method::PUT, &percent::encode_path(key), Some(body));
-    api::handle_write(&stack.writer, request, Instant::now() + budget)
+    api::handle_write(&stack.writer, &request, Instant::now() + budget)
         .await
         .into()
 }
@@ -150,7 +150,7 @@ async fn s3_503s_are_retried_inside_the_deadline_and_fail_the_invocation_when_th
     let reader_request = common::request(Method::GET, "never-written", None);
     let miss: common::Response = api::handle_read(
         &stack.reader,
-        reader_request,
+        &reader_request,
         Instant::now() + Duration::from_secs(1),
     )
     .await

@@ -107,9 +107,9 @@ fn call(world: &World, request: ApiGatewayProxyRequest) -> ApiGatewayProxyRespon
     let deadline = Instant::now() + Duration::from_secs(5);
     world.runtime.block_on(async {
         if request.http_method == Method::GET {
-            api::handle_read(&world.reader, request, deadline).await
+            api::handle_read(&world.reader, &request, deadline).await
         } else {
-            api::handle_write(&world.writer, request, deadline).await
+            api::handle_write(&world.writer, &request, deadline).await
         }
     })
 }

@@ -107,7 +107,8 @@ impl ValkeyCache {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
         });
-        let connected = async {
+        // Boxed: inlined, this future's layout nests deep enough to hit the compiler's recursion limit in main.
+        let connected = Box::pin(async {
             // A failed attempt also wakes `wait_for_connect`; the short timeout covers the success broadcast
             // landing between a failure and the next subscription.
             while !self.client.is_connected() {
@@ -115,7 +116,7 @@ impl ValkeyCache {
                     tokio::time::timeout(Duration::from_millis(20), self.client.wait_for_connect())
                         .await;
             }
-        };
+        });
         if tokio::time::timeout(wait, connected).await.is_err() {
             tracing::warn!(
                 wait_ms = wait.as_millis() as u64,

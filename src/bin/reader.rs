@@ -1,4 +1,6 @@
 //! The reader Lambda: `GET /items/{key}` from Valkey, falling back to S3.
+// The handler's future nests deeper than the default limit (128) when the release build computes its layout.
+#![recursion_limit = "256"]
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ async fn main() -> Result<(), Error> {
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);
-            Ok::<_, Error>(cors.apply(api::handle_read(reader, event.payload, deadline).await))
+            Ok::<_, Error>(cors.apply(api::handle_read(reader, &event.payload, deadline).await))
         },
     ))
     .await

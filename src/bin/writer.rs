@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);
-            Ok::<_, Error>(cors.apply(api::handle_write(writer, event.payload, deadline).await))
+            Ok::<_, Error>(cors.apply(api::handle_write(writer, &event.payload, deadline).await))
         },
     ))
     .await

@@ -121,9 +121,9 @@ impl Gateway {
         }
         let deadline = Instant::now() + TIMEOUT;
         let response = if method == Method::GET || resource != ITEM {
-            api::handle_read(&self.reader, event, deadline).await
+            api::handle_read(&self.reader, &event, deadline).await
         } else {
-            api::handle_write(&self.writer, event, deadline).await
+            api::handle_write(&self.writer, &event, deadline).await
         };
         to_http(response)
     }

@@ -347,9 +347,9 @@ impl Stack {
     pub async fn call(&self, method: Method, key: &str, body: Option<&str>) -> Response {
         let request = request(method.clone(), &percent::encode_path(key), body);
         let response = if method == Method::GET {
-            api::handle_read(&self.reader, request, deadline(10)).await
+            api::handle_read(&self.reader, &request, deadline(10)).await
         } else {
-            api::handle_write(&self.writer, request, deadline(10)).await
+            api::handle_write(&self.writer, &request, deadline(10)).await
         };
         Response::from(response)
     }
