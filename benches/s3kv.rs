@@ -1130,6 +1130,23 @@ impl Bench {
                     r.1 / raw.1,
                 );
             }
+            // The ceiling of the speedup on this machine: what a reader with no work of its own (a raw GET) gets.
+            if let (Some(raw), Some(s3)) = (stats.get("raw_get"), stats.get("s3")) {
+                m.add(
+                    &sec,
+                    &format!("read.c{c}.ceiling.ops"),
+                    &format!("c={c} ceiling: raw GET / S3 GET throughput (diagnostic)"),
+                    "x",
+                    raw.0 / s3.0,
+                );
+                m.add(
+                    &sec,
+                    &format!("read.c{c}.ceiling.p50"),
+                    &format!("c={c} ceiling: S3 GET p50 / raw GET p50 (diagnostic)"),
+                    "x",
+                    s3.1 / raw.1,
+                );
+            }
             if let (Some(r), Some(s3)) = (stats.get("reader"), stats.get("s3")) {
                 m.add_target(
                     &sec,
