@@ -258,22 +258,46 @@ async fn remove_if_unchanged_never_loses_a_change_made_since_the_snapshot() {
 }
 
 #[tokio::test]
-async fn a_value_that_is_not_an_entry_is_never_served_and_the_next_write_replaces_it() {
+async fn a_value_that_is_not_an_entry_reads_as_a_miss_and_is_replaced() {
     let valkey = Valkey::start();
     let cache = cache(&valkey).await;
     let client = valkey.client().await;
     // What another program, or an older s3kv that kept hashes, may have left under the prefix.
-    let _: () = client.hset("hash", ("b", "{}")).await.unwrap();
-    let _: () = client
-        .set("text", "no header", None, None, false)
-        .await
-        .unwrap();
-    for key in ["hash", "text"] {
-        assert!(
-            cache.lookup(key).await.is_err(),
-            "{key}: an error, so the reader answers from S3"
+    let foreign = |key: &'static str| {
+        let client = client.clone();
+        async move {
+            if key.starts_with("hash") {
+                let _: () = client.hset(key, ("b", "{}")).await.unwrap();
+            } else {
+                let _: () = client
+                    .set(key, "no header", None, None, false)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    for key in ["hash-fill", "text-fill", "hash-sync", "text-sync"] {
+        foreign(key).await;
+        assert_eq!(
+            cache.lookup(key).await.unwrap(),
+            CacheLookup::Miss,
+            "{key}: the reader answers from S3"
         );
-        assert!(!cache.fill(key, &object("{}", "f")).await.unwrap(), "{key}");
+        assert_eq!(cache.snapshot(key).await.unwrap(), None, "{key}");
+    }
+    for key in ["hash-fill", "text-fill"] {
+        assert!(cache.fill(key, &object("{}", "f")).await.unwrap(), "{key}");
+        assert_eq!(
+            cache.lookup(key).await.unwrap(),
+            CacheLookup::Hit(object("{}", "f")),
+            "{key}: the reader's fill replaced it"
+        );
+        assert!(
+            !cache.fill(key, &object("[]", "g")).await.unwrap(),
+            "{key}: and is now an entry no fill overwrites"
+        );
+    }
+    for key in ["hash-sync", "text-sync"] {
         assert_eq!(
             cache
                 .apply(key, &seq("01"), &CacheChange::Put(object("[1]", "1")))

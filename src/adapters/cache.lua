@@ -10,7 +10,7 @@
 --
 -- ARGV[1] = 'put'    ARGV[2] = sequencer, ARGV[3] = entry
 -- ARGV[1] = 'tomb'   ARGV[2] = sequencer, ARGV[3] = entry, ARGV[4] = ttl in ms
--- ARGV[1] = 'fill'                        ARGV[3] = entry  (only if the key is absent)
+-- ARGV[1] = 'fill'                        ARGV[3] = entry  (only if the key holds no entry)
 -- ARGV[1] = 'del_if' ARGV[2..4] = the s, e, d the caller saw: delete only if the entry still has them
 -- Returns 1 when the entry changed, 0 when the change was stale (or the fill found an entry, or del_if a change).
 
@@ -37,7 +37,7 @@ end
 
 local key, op = KEYS[1], ARGV[1]
 if op == 'fill' then
-  if redis.call('EXISTS', key) == 1 then return 0 end
+  if header(key) ~= nil then return 0 end
   redis.call('SET', key, ARGV[3])
   return 1
 end

@@ -212,25 +212,35 @@ impl Entry {
     }
 }
 
-fn decode_lookup(raw: Option<Bytes>) -> Result<CacheLookup, CacheError> {
-    let Some(raw) = raw else {
-        return Ok(CacheLookup::Miss);
-    };
-    let entry = Entry::decode(&raw)
-        .ok_or_else(|| CacheError::Unexpected("the cache entry is not in s3kv's format".into()))?;
-    Ok(if entry.tombstone.is_empty() {
-        CacheLookup::Hit(Object {
+/// A value under our prefix that is not an entry (another program's, or a hash from an s3kv before entries were
+/// strings) reads as a miss: the reader answers from S3, and its fill replaces the value.
+fn decode_lookup(raw: Option<Bytes>) -> CacheLookup {
+    match raw.as_ref().and_then(Entry::decode) {
+        None => CacheLookup::Miss,
+        Some(entry) if entry.tombstone.is_empty() => CacheLookup::Hit(Object {
             body: entry.body,
             etag: Etag::new(&entry.etag),
-        })
-    } else {
-        CacheLookup::Tombstone
-    })
+        }),
+        Some(_) => CacheLookup::Tombstone,
+    }
+}
+
+/// GET or GETRANGE on a key of another type: the value is not an entry (see [`decode_lookup`]).
+fn not_a_string(error: &Error) -> bool {
+    error.details().starts_with("WRONGTYPE")
+}
+
+/// A read's raw answer, with a value of another type counted as no value.
+fn raw_value(answer: Result<Option<Bytes>, Error>) -> Result<Option<Bytes>, CacheError> {
+    match answer {
+        Err(error) if not_a_string(&error) => Ok(None),
+        other => other.map_err(cache_error),
+    }
 }
 
 impl Cache for ValkeyCache {
     async fn lookup(&self, cache_key: &str) -> Result<CacheLookup, CacheError> {
-        decode_lookup(self.client.get(cache_key).await.map_err(cache_error)?)
+        Ok(decode_lookup(raw_value(self.client.get(cache_key).await)?))
     }
 
     /// One pipeline: fred writes each command to the node owning its key without waiting for answers, so a
@@ -253,7 +263,7 @@ impl Cache for ValkeyCache {
         }
         answers
             .into_iter()
-            .map(|answer| decode_lookup(answer.and_then(|v| v.convert()).map_err(cache_error)?))
+            .map(|answer| Ok(decode_lookup(raw_value(answer.and_then(|v| v.convert()))?)))
             .collect()
     }
 
@@ -336,12 +346,9 @@ impl Cache for ValkeyCache {
     }
 
     async fn snapshot(&self, cache_key: &str) -> Result<Option<Snapshot>, CacheError> {
-        let head: Option<Bytes> = self
-            .client
-            .getrange(cache_key, 0, HEADER_READ_MAX)
-            .await
-            .map_err(cache_error)?;
-        // GETRANGE answers "" for an absent key; a foreign value reads as absent (reconcile then leaves it).
+        let head = raw_value(self.client.getrange(cache_key, 0, HEADER_READ_MAX).await)?;
+        // GETRANGE answers "" for an absent key; a value that is not an entry reads as absent, and reconcile's
+        // fill then replaces it.
         Ok(head
             .as_ref()
             .and_then(Entry::decode)
@@ -374,9 +381,7 @@ fn cache_error(error: Error) -> CacheError {
         ErrorKind::InvalidArgument | ErrorKind::InvalidCommand | ErrorKind::Parse => {
             CacheError::Unexpected(error.to_string())
         }
-        _ if error.details().starts_with("WRONGTYPE")
-            || error.details().contains("S3KV_SCRIPT_ERR") =>
-        {
+        _ if not_a_string(&error) || error.details().contains("S3KV_SCRIPT_ERR") => {
             CacheError::Unexpected(error.to_string())
         }
         _ => CacheError::Unavailable(Box::new(error)),
