@@ -557,28 +557,13 @@ struct Valkey {
 }
 
 fn start_valkey() -> Valkey {
-    let binary = std::env::var("S3KV_VALKEY_SERVER")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "valkey-server".into());
+    let binary = s3kv::local::find_valkey()
+        .expect("no valkey-server: set S3KV_VALKEY_SERVER (scripts/bench does)");
     let port = free_port();
-    let child = Command::new(&binary)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
+    let child = s3kv::local::valkey_server_command(&binary, port)
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start {binary}: {e}; set S3KV_VALKEY_SERVER (scripts/bench does)")
-        });
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
     let mut proc = Proc {
         child,
         what: "valkey-server".into(),
@@ -1105,65 +1090,38 @@ impl Bench {
                     );
                 }
             }
+            // (ops/s, p50, p99) of two variants, as ratios; the ceiling rows are what a reader with no work of its
+            // own (a raw GET) would get over S3 on this machine.
+            let mut ratio = |id: &str, label: &str, value: f64, target: Option<Target>| {
+                let (id, label) = (format!("read.c{c}.{id}"), format!("c={c} {label}"));
+                m.add_target(&sec, &id, &label, "x", value, target);
+            };
             if let (Some(r), Some(raw)) = (stats.get("reader"), stats.get("raw_get")) {
-                m.add_target(
-                    &sec,
-                    &format!("read.c{c}.ratio.ops"),
-                    &format!("c={c} reader / raw GET throughput"),
-                    "x",
+                ratio(
+                    "ratio.ops",
+                    "reader / raw GET throughput",
                     r.0 / raw.0,
                     at_least(0.9),
                 );
-                m.add_target(
-                    &sec,
-                    &format!("read.c{c}.ratio.p99"),
-                    &format!("c={c} reader / raw GET p99"),
-                    "x",
+                ratio(
+                    "ratio.p99",
+                    "reader / raw GET p99",
                     r.2 / raw.2,
                     at_most(1.2),
                 );
-                m.add(
-                    &sec,
-                    &format!("read.c{c}.ratio.p50"),
-                    &format!("c={c} reader / raw GET p50"),
-                    "x",
-                    r.1 / raw.1,
-                );
+                ratio("ratio.p50", "reader / raw GET p50", r.1 / raw.1, None);
             }
-            // The ceiling of the speedup on this machine: what a reader with no work of its own (a raw GET) gets.
             if let (Some(raw), Some(s3)) = (stats.get("raw_get"), stats.get("s3")) {
-                m.add(
-                    &sec,
-                    &format!("read.c{c}.ceiling.ops"),
-                    &format!("c={c} ceiling: raw GET / S3 GET throughput (diagnostic)"),
-                    "x",
-                    raw.0 / s3.0,
-                );
-                m.add(
-                    &sec,
-                    &format!("read.c{c}.ceiling.p50"),
-                    &format!("c={c} ceiling: S3 GET p50 / raw GET p50 (diagnostic)"),
-                    "x",
-                    s3.1 / raw.1,
-                );
+                let label = "ceiling: raw GET / S3 GET throughput (diagnostic)";
+                ratio("ceiling.ops", label, raw.0 / s3.0, None);
+                let label = "ceiling: S3 GET p50 / raw GET p50 (diagnostic)";
+                ratio("ceiling.p50", label, s3.1 / raw.1, None);
             }
             if let (Some(r), Some(s3)) = (stats.get("reader"), stats.get("s3")) {
-                m.add_target(
-                    &sec,
-                    &format!("read.c{c}.speedup.ops"),
-                    &format!("c={c} speedup over S3 GET, throughput (reader / S3)"),
-                    "x",
-                    r.0 / s3.0,
-                    at_least(10.0),
-                );
-                m.add_target(
-                    &sec,
-                    &format!("read.c{c}.speedup.p50"),
-                    &format!("c={c} speedup over S3 GET, p50 (S3 / reader)"),
-                    "x",
-                    s3.1 / r.1,
-                    at_least(10.0),
-                );
+                let label = "speedup over S3 GET, throughput (reader / S3)";
+                ratio("speedup.ops", label, r.0 / s3.0, at_least(10.0));
+                let label = "speedup over S3 GET, p50 (S3 / reader)";
+                ratio("speedup.p50", label, s3.1 / r.1, at_least(10.0));
             }
         }
         let _: i64 = client.del(raw_keys.to_vec()).await.expect("DEL raw copies");

@@ -98,11 +98,9 @@ impl Metrics {
         Self {
             namespace: config.metrics_namespace.clone(),
             enabled: config.metrics,
-            single_reads: [
-                single_read(CacheStatus::Hit),
-                single_read(CacheStatus::Miss),
-                single_read(CacheStatus::Bypass),
-            ],
+            // Indexed by `status as usize` in emit_read: the enum's order.
+            single_reads: [CacheStatus::Hit, CacheStatus::Miss, CacheStatus::Bypass]
+                .map(single_read),
         }
     }
 

@@ -71,7 +71,7 @@ impl ValkeyCache {
                 c.max_command_attempts = 2;
             })
             .with_config(|c| c.fail_fast = true)
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .set_policy(reconnect_policy())
             .build()
             .map_err(|e| ConfigError::Invalid {
                 var: "VALKEY_URL",
@@ -94,7 +94,7 @@ impl ValkeyCache {
     pub async fn connect(&self, wait: Duration) {
         let client = self.client.clone();
         tokio::spawn(async move {
-            let mut policy = ReconnectPolicy::new_exponential(0, 50, 2_000, 2);
+            let mut policy = reconnect_policy();
             // The task ends Ok when the client quits; Err when it could not connect the first time.
             while let Ok(Err(error)) = client.connect().await {
                 if *error.kind() == ErrorKind::Config {
@@ -107,8 +107,7 @@ impl ValkeyCache {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
         });
-        // Boxed: inlined, this future's layout nests deep enough to hit the compiler's recursion limit in main.
-        let connected = Box::pin(async {
+        let connected = async {
             // A failed attempt also wakes `wait_for_connect`; the short timeout covers the success broadcast
             // landing between a failure and the next subscription.
             while !self.client.is_connected() {
@@ -116,7 +115,7 @@ impl ValkeyCache {
                     tokio::time::timeout(Duration::from_millis(20), self.client.wait_for_connect())
                         .await;
             }
-        });
+        };
         if tokio::time::timeout(wait, connected).await.is_err() {
             tracing::warn!(
                 wait_ms = wait.as_millis() as u64,
@@ -128,6 +127,11 @@ impl ValkeyCache {
     pub fn client(&self) -> &Client {
         &self.client
     }
+}
+
+/// Forever, 50 ms doubling to 2 s, with fred's default jitter: for reconnects and for `connect`'s first attempts.
+fn reconnect_policy() -> ReconnectPolicy {
+    ReconnectPolicy::new_exponential(0, 50, 2_000, 2)
 }
 
 /// Escapes SCAN's glob syntax so a prefix matches only itself.
@@ -185,19 +189,11 @@ impl Entry {
     /// `None` for anything that is not an entry (another program's value under our prefix): the reader then
     /// answers from S3, and the next write replaces it.
     pub fn decode(raw: &Bytes) -> Option<Self> {
-        let mut rest = raw.as_ref();
-        let mut fields = [String::new(), String::new(), String::new()];
-        for field in &mut fields {
-            let end = rest.iter().position(|b| *b == b'\n')?;
-            *field = std::str::from_utf8(&rest[..end]).ok()?.to_owned();
-            rest = &rest[end + 1..];
-        }
-        let [sequencer, etag, tombstone] = fields;
-        let body = raw.slice(raw.len() - rest.len()..);
+        let ([sequencer, etag, tombstone], body) = split(raw)?;
         Some(Self {
-            sequencer,
-            etag,
-            tombstone,
+            sequencer: sequencer.to_owned(),
+            etag: etag.to_owned(),
+            tombstone: tombstone.to_owned(),
             body,
         })
     }
@@ -212,14 +208,27 @@ impl Entry {
     }
 }
 
+/// An entry's three header fields (borrowed) and its body; `None` if `raw` is not an entry.
+fn split(raw: &Bytes) -> Option<([&str; 3], Bytes)> {
+    let mut rest = raw.as_ref();
+    let mut fields = [""; 3];
+    for field in &mut fields {
+        let end = rest.iter().position(|b| *b == b'\n')?;
+        *field = std::str::from_utf8(&rest[..end]).ok()?;
+        rest = &rest[end + 1..];
+    }
+    Some((fields, raw.slice(raw.len() - rest.len()..)))
+}
+
 /// A value under our prefix that is not an entry (another program's, or a hash from an s3kv before entries were
-/// strings) reads as a miss: the reader answers from S3, and its fill replaces the value.
+/// strings) reads as a miss: the reader answers from S3, and its fill replaces the value. The hot path of every
+/// read, so it copies nothing but the ETag.
 fn decode_lookup(raw: Option<Bytes>) -> CacheLookup {
-    match raw.as_ref().and_then(Entry::decode) {
+    match raw.as_ref().and_then(split) {
         None => CacheLookup::Miss,
-        Some(entry) if entry.tombstone.is_empty() => CacheLookup::Hit(Object {
-            body: entry.body,
-            etag: Etag::new(&entry.etag),
+        Some(([_, etag, ""], body)) => CacheLookup::Hit(Object {
+            body,
+            etag: Etag::new(etag),
         }),
         Some(_) => CacheLookup::Tombstone,
     }

