@@ -13,7 +13,7 @@
 //!
 //! Environment: `S3KV_BENCH_OUT` (append this run's results, one JSON line), `S3KV_BENCH_REPORT` (only print the
 //! report of a results file), `S3KV_BENCH_ITEMS` (1000), `S3KV_BENCH_PHASE_MS` (1000), `S3KV_BENCH_ROUNDS` (2),
-//! `S3KV_BENCH_SYNC_ROUNDS` (3), `S3KV_BENCH_PROPAGATION_WRITES` (1000), `S3KV_BENCH_COLD_STARTS` (10),
+//! `S3KV_BENCH_SYNC_ROUNDS` (7), `S3KV_BENCH_PROPAGATION_WRITES` (1000), `S3KV_BENCH_COLD_STARTS` (10),
 //! `S3KV_BENCH_INVOCATIONS` (2000).
 //!
 //! Every answer is checked (a reader answer must be 200 with `X-Cache: HIT` and the exact body, a sync must apply
@@ -48,12 +48,12 @@ use tokio::sync::mpsc;
 use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
 use s3kv::config::Config;
 use s3kv::local::{ACCESS_KEY, SECRET_KEY};
-use s3kv::ports::Etag;
+use s3kv::ports::{Applied, Cache, CacheChange, Etag, Object, ObjectStore};
 use s3kv::read::Reader;
 use s3kv::s3_event::{self, EventName, ObjectChange};
 use s3kv::sequencer::Sequencer;
 use s3kv::sync::Syncer;
-use s3kv::{api, percent};
+use s3kv::{api, percent, retry};
 
 const BUCKET: &str = "s3kv-bench";
 const PREFIX: &str = "items/";
@@ -98,7 +98,7 @@ impl Settings {
             items: n("S3KV_BENCH_ITEMS", 1000),
             phase: Duration::from_millis(n("S3KV_BENCH_PHASE_MS", 1000) as u64),
             rounds: n("S3KV_BENCH_ROUNDS", 2),
-            sync_rounds: n("S3KV_BENCH_SYNC_ROUNDS", 3),
+            sync_rounds: n("S3KV_BENCH_SYNC_ROUNDS", 7),
             propagation_writes: n("S3KV_BENCH_PROPAGATION_WRITES", 1000),
             cold_starts: n("S3KV_BENCH_COLD_STARTS", 10),
             invocations: n("S3KV_BENCH_INVOCATIONS", 2000),
@@ -827,12 +827,17 @@ async fn upload_items(
 type BenchReader = Reader<S3Store, ValkeyCache>;
 type BenchSyncer = Syncer<S3Store, ValkeyCache>;
 
-/// Syncs `items` through the real syncer in one event, and checks every record was applied.
-async fn sync_all(syncer: &BenchSyncer, items: &[Item]) -> Duration {
-    let records = items
+/// A create record per item, as S3 would send them.
+fn created_records(items: &[Item]) -> Vec<S3EventRecord> {
+    items
         .iter()
         .map(|it| created(&it.object_key, &it.etag, it.body.len()))
-        .collect();
+        .collect()
+}
+
+/// Syncs `records` through the real syncer in one event, and checks every record was applied.
+async fn sync_all(syncer: &BenchSyncer, records: Vec<S3EventRecord>) -> Duration {
+    let n = records.len();
     let event = s3_event::event(records);
     let t0 = Instant::now();
     let report = s3_event::handle(syncer, event, Instant::now() + Duration::from_secs(120))
@@ -841,7 +846,7 @@ async fn sync_all(syncer: &BenchSyncer, items: &[Item]) -> Duration {
     let elapsed = t0.elapsed();
     assert_eq!(
         (report.applied, report.failed),
-        (items.len(), 0),
+        (n, 0),
         "every record must be applied: {report:?}"
     );
     elapsed
@@ -1142,113 +1147,276 @@ impl Bench {
         .await;
         let client = self.syncer_cache.client().clone();
         let concurrency = self.config.sync_concurrency;
-        let (mut synced, mut raw) = (Duration::ZERO, Duration::ZERO);
         let pids = [std::process::id(), self.valkey_pid, self.s3_pid];
-        let (mut synced_cpu, mut raw_cpu) = ([0u64; 3], [0u64; 3]);
+        let mut elapsed = [Duration::ZERO; SYNC_LAYERS.len()];
+        let mut cpu = [[0u64; 3]; SYNC_LAYERS.len()];
         for round in 0..self.settings.sync_rounds {
-            for step in 0..2 {
+            // Each round rotates the order, so no layer always runs first after the upload or last.
+            for step in 0..SYNC_LAYERS.len() {
+                let v = (step + round) % SYNC_LAYERS.len();
                 let _: () = client.flushall(false).await.expect("FLUSHALL");
                 let before = pids.map(cpu_ns);
-                let syncer_step = (step + round) % 2 == 0;
-                if syncer_step {
-                    synced += sync_all(&self.syncer, &items).await;
-                } else {
-                    let t0 = Instant::now();
-                    let results: Vec<Result<(), String>> = stream::iter(items.iter())
-                        .map(|it| {
-                            let (s3, client) = (&self.s3, &client);
-                            async move {
-                                let out = s3
-                                    .get_object()
-                                    .bucket(BUCKET)
-                                    .key(&it.object_key)
-                                    .send()
-                                    .await
-                                    .map_err(|e| format!("{e:?}"))?;
-                                let body = out
-                                    .body
-                                    .collect()
-                                    .await
-                                    .map_err(|e| e.to_string())?
-                                    .into_bytes();
-                                client
-                                    .set::<(), _, _>(it.cache_key.as_str(), body, None, None, false)
-                                    .await
-                                    .map_err(|e| e.to_string())
-                            }
-                        })
-                        .buffer_unordered(concurrency)
-                        .collect()
-                        .await;
-                    raw += t0.elapsed();
-                    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-                        panic!("raw sync work failed: {e}");
-                    }
-                }
+                elapsed[v] += self.sync_variant(SYNC_LAYERS[v].variant, &items).await;
                 let after = pids.map(cpu_ns);
-                let cpu = if syncer_step {
-                    &mut synced_cpu
-                } else {
-                    &mut raw_cpu
-                };
                 for k in 0..3 {
-                    cpu[k] += after[k] - before[k];
-                }
-                if !syncer_step {
-                    let stored: Option<Bytes> =
-                        client.get(items[0].cache_key.as_str()).await.expect("GET");
-                    assert_eq!(stored.as_ref(), Some(&items[0].body));
+                    cpu[v][k] += after[k] - before[k];
                 }
             }
         }
         let records = (items.len() * self.settings.sync_rounds) as f64;
         let sec = "Sync path";
-        let (s, r) = (records / synced.as_secs_f64(), records / raw.as_secs_f64());
-        m.add(
-            sec,
-            "sync.syncer.rps",
-            &format!(
-                "syncer, {}-record batches (concurrency {concurrency})",
-                items.len()
-            ),
-            "records/s",
-            s,
-        );
-        m.add(
-            sec,
-            "sync.raw.rps",
-            &format!("raw S3 GET + Valkey SET (concurrency {concurrency})"),
-            "records/s",
-            r,
-        );
+        let rps: Vec<f64> = elapsed.iter().map(|e| records / e.as_secs_f64()).collect();
+        for (v, layer) in SYNC_LAYERS.iter().enumerate() {
+            let label = match layer.variant {
+                SyncVariant::Syncer => format!(
+                    "{}, {}-record events (concurrency {concurrency})",
+                    layer.label,
+                    items.len()
+                ),
+                _ => format!("{} (concurrency {concurrency})", layer.label),
+            };
+            m.add(
+                sec,
+                &format!("sync.{}.rps", layer.id),
+                &label,
+                "records/s",
+                rps[v],
+            );
+        }
         m.add_target(
             sec,
             "sync.ratio",
             "syncer / raw work",
             "x",
-            s / r,
+            rps[SYNCER] / rps[RAW],
             at_least(0.9),
         );
-        for (name, label, cpu) in [
-            ("syncer", "syncer", synced_cpu),
-            ("raw", "raw work", raw_cpu),
-        ] {
+        for (v, layer) in SYNC_LAYERS.iter().enumerate() {
+            if let Some(base) = layer.against {
+                m.add(
+                    sec,
+                    &format!("sync.{}.ratio", layer.id),
+                    &format!("{} / {}", layer.label, SYNC_LAYERS[base].label),
+                    "x",
+                    rps[v] / rps[base],
+                );
+            }
+        }
+        for (v, layer) in SYNC_LAYERS.iter().enumerate() {
             for (k, process) in ["bench process", "valkey-server", "S3 endpoint"]
                 .iter()
                 .enumerate()
             {
                 m.add(
                     sec,
-                    &format!("sync.{name}.cpu{k}"),
-                    &format!("{label}: {process} CPU per record"),
+                    &format!("sync.{}.cpu{k}", layer.id),
+                    &format!("{}: {process} CPU per record", layer.label),
                     "µs",
-                    cpu[k] as f64 / records / 1e3,
+                    cpu[v][k] as f64 / records / 1e3,
                 );
             }
         }
         let _: () = client.flushall(false).await.expect("FLUSHALL");
     }
+
+    /// Runs one layer of the sync work over `items` at the syncer's concurrency, checks that every record
+    /// reached the cache, and returns the time it took (inputs are built before the clock starts).
+    async fn sync_variant(&self, variant: SyncVariant, items: &[Item]) -> Duration {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let store = S3Store::new(self.s3.clone(), BUCKET);
+        let (s3, cache, client) = (&self.s3, &self.syncer_cache, self.syncer_cache.client());
+        let max_bytes = self.config.max_object_bytes;
+        let records = created_records(items);
+        let concurrency = self.config.sync_concurrency;
+        let elapsed = match variant {
+            SyncVariant::Raw => {
+                per_item(items, concurrency, |it| async {
+                    raw_set(client, &it.cache_key, sdk_get(s3, &it.object_key).await?).await
+                })
+                .await
+            }
+            SyncVariant::S3Adapter => {
+                let store = &store;
+                per_item(items, concurrency, |it| async move {
+                    let object = retry::with_deadline(deadline, "s3 get", || {
+                        store.get(&it.object_key, Some(&it.etag), max_bytes)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    raw_set(client, &it.cache_key, object.body).await
+                })
+                .await
+            }
+            SyncVariant::CacheAdapter => {
+                per_item(items, concurrency, |it| async move {
+                    let body = sdk_get(s3, &it.object_key).await?;
+                    let change = CacheChange::Put(Object {
+                        body,
+                        etag: it.etag.clone(),
+                    });
+                    match cache.apply(&it.cache_key, &next_sequencer(), &change).await {
+                        Ok(Applied::Applied) => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
+                })
+                .await
+            }
+            SyncVariant::UseCase => {
+                let decoded: Vec<_> = records
+                    .iter()
+                    .map(|r| match s3_event::decode(r) {
+                        Ok(Some(record)) => Ok(record),
+                        other => panic!("bench record does not decode: {other:?}"),
+                    })
+                    .collect();
+                let t0 = Instant::now();
+                let report = self.syncer.run(decoded, deadline).await;
+                let elapsed = t0.elapsed();
+                let report = report.unwrap_or_else(|e| panic!("sync failed: {e}"));
+                assert_eq!((report.applied, report.records), (items.len(), items.len()));
+                elapsed
+            }
+            SyncVariant::Syncer => sync_all(&self.syncer, records).await,
+            SyncVariant::SetAlone => {
+                per_item(items, concurrency, |it| {
+                    raw_set(client, &it.cache_key, it.body.clone())
+                })
+                .await
+            }
+            SyncVariant::ApplyAlone => {
+                per_item(items, concurrency, |it| async move {
+                    let change = CacheChange::Put(Object {
+                        body: it.body.clone(),
+                        etag: it.etag.clone(),
+                    });
+                    match cache.apply(&it.cache_key, &next_sequencer(), &change).await {
+                        Ok(Applied::Applied) => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
+                })
+                .await
+            }
+        };
+        // Whatever wrote it, the first item must now be readable in its variant's format.
+        let stored: Option<Bytes> = client.get(items[0].cache_key.as_str()).await.expect("GET");
+        let stored = stored.unwrap_or_else(|| panic!("{variant:?} left no value in the cache"));
+        assert!(
+            stored.ends_with(&items[0].body),
+            "{variant:?} stored another body"
+        );
+        elapsed
+    }
 }
+
+async fn sdk_get(s3: &aws_sdk_s3::Client, object_key: &str) -> Result<Bytes, String> {
+    let out = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key(object_key)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let body = out.body.collect().await.map_err(|e| e.to_string())?;
+    Ok(body.into_bytes())
+}
+
+async fn raw_set(client: &Client, cache_key: &str, body: Bytes) -> Result<(), String> {
+    client
+        .set::<(), _, _>(cache_key, body, None, None, false)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `work` for every item, `concurrency` at a time as the syncer does, and returns how long that took;
+/// any failure stops the run.
+async fn per_item<'a, F, Fut>(items: &'a [Item], concurrency: usize, work: F) -> Duration
+where
+    F: FnMut(&'a Item) -> Fut,
+    Fut: Future<Output = Result<(), String>> + 'a,
+{
+    let t0 = Instant::now();
+    let results: Vec<Result<(), String>> = stream::iter(items)
+        .map(work)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = t0.elapsed();
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        panic!("sync work failed: {e}");
+    }
+    elapsed
+}
+
+/// The sync work in layers, each adding one part of the syncer to the raw work, so that the syncer's cost over
+/// the raw work can be attributed by difference; and the two cache writes alone. All run at the syncer's
+/// concurrency over the same objects, each after a FLUSHALL.
+#[derive(Clone, Copy, Debug)]
+enum SyncVariant {
+    Raw,
+    S3Adapter,
+    CacheAdapter,
+    UseCase,
+    Syncer,
+    SetAlone,
+    ApplyAlone,
+}
+
+struct SyncLayer {
+    variant: SyncVariant,
+    id: &'static str,
+    label: &'static str,
+    /// The layer this one is reported as a ratio of.
+    against: Option<usize>,
+}
+
+const RAW: usize = 0;
+const SYNCER: usize = 4;
+const SET_ALONE: usize = 5;
+const SYNC_LAYERS: [SyncLayer; 7] = [
+    SyncLayer {
+        variant: SyncVariant::Raw,
+        id: "raw",
+        label: "raw S3 GET + Valkey SET",
+        against: None,
+    },
+    SyncLayer {
+        variant: SyncVariant::S3Adapter,
+        id: "s3_adapter",
+        label: "syncer's S3 read (If-Match, bounded retry) + Valkey SET",
+        against: Some(RAW),
+    },
+    SyncLayer {
+        variant: SyncVariant::CacheAdapter,
+        id: "cache_adapter",
+        label: "raw S3 GET + syncer's cache write (entry, ordered Lua write)",
+        against: Some(RAW),
+    },
+    SyncLayer {
+        variant: SyncVariant::UseCase,
+        id: "use_case",
+        label: "Syncer::run over decoded records (both adapters, validation, keys)",
+        against: Some(RAW),
+    },
+    // Its ratio to the raw work is the target row.
+    SyncLayer {
+        variant: SyncVariant::Syncer,
+        id: "syncer",
+        label: "syncer handler",
+        against: None,
+    },
+    SyncLayer {
+        variant: SyncVariant::SetAlone,
+        id: "set_alone",
+        label: "Valkey SET alone",
+        against: None,
+    },
+    SyncLayer {
+        variant: SyncVariant::ApplyAlone,
+        id: "apply_alone",
+        label: "syncer's cache write alone",
+        against: Some(SET_ALONE),
+    },
+];
 
 // ---------------------------------------------------------------------------------------------------------------
 // Propagation through s3kv-local
@@ -2065,7 +2233,7 @@ async fn run() -> RunRecord {
         settings.items
     );
     let read_items = upload_items(&s3, &config, "read", settings.items, READ_BODY_BYTES).await;
-    sync_all(&syncer, &read_items).await;
+    sync_all(&syncer, created_records(&read_items)).await;
 
     let bench = Bench {
         reader: Arc::new(Reader::new(store(), reader_cache.clone(), &config)),
