@@ -13,7 +13,7 @@
 //!
 //! Environment: `S3KV_BENCH_OUT` (append this run's results, one JSON line), `S3KV_BENCH_REPORT` (only print the
 //! report of a results file), `S3KV_BENCH_ITEMS` (1000), `S3KV_BENCH_PHASE_MS` (1000), `S3KV_BENCH_ROUNDS` (2),
-//! `S3KV_BENCH_SYNC_ROUNDS` (7), `S3KV_BENCH_PROPAGATION_WRITES` (1000), `S3KV_BENCH_COLD_STARTS` (10),
+//! `S3KV_BENCH_SYNC_ROUNDS` (15), `S3KV_BENCH_PROPAGATION_WRITES` (1000), `S3KV_BENCH_COLD_STARTS` (10),
 //! `S3KV_BENCH_INVOCATIONS` (2000).
 //!
 //! Every answer is checked (a reader answer must be 200 with `X-Cache: HIT` and the exact body, a sync must apply
@@ -98,7 +98,7 @@ impl Settings {
             items: n("S3KV_BENCH_ITEMS", 1000),
             phase: Duration::from_millis(n("S3KV_BENCH_PHASE_MS", 1000) as u64),
             rounds: n("S3KV_BENCH_ROUNDS", 2),
-            sync_rounds: n("S3KV_BENCH_SYNC_ROUNDS", 7),
+            sync_rounds: n("S3KV_BENCH_SYNC_ROUNDS", 15),
             propagation_writes: n("S3KV_BENCH_PROPAGATION_WRITES", 1000),
             cold_starts: n("S3KV_BENCH_COLD_STARTS", 10),
             invocations: n("S3KV_BENCH_INVOCATIONS", 2000),
@@ -1217,6 +1217,135 @@ impl Bench {
             }
         }
         let _: () = client.flushall(false).await.expect("FLUSHALL");
+        self.sync_steps(m, &items).await;
+    }
+
+    /// What the layers' differences are made of: the syncer's own CPU work per record, each step alone over the
+    /// sync items (no I/O), and the S3 read alone, one at a time, in the forms the S3 layer adds up.
+    async fn sync_steps(&self, m: &mut Metrics, items: &[Item]) {
+        let sec = "Sync path: the syncer's own steps (diagnostic)";
+        let keys = self.config.key_map();
+        let records = created_records(items);
+        let n = items.len();
+        // Best of 5 passes over every item, after one warm-up pass: CPU-only steps, so the least disturbed pass
+        // is the cost.
+        let per_item_us = |step: &mut dyn FnMut(usize)| -> f64 {
+            (0..n).for_each(&mut *step);
+            (0..5)
+                .map(|_| {
+                    let t0 = Instant::now();
+                    (0..n).for_each(&mut *step);
+                    t0.elapsed().as_secs_f64() * 1e6 / n as f64
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let steps: [(&str, &str, Box<dyn FnMut(usize) + '_>); 4] = [
+            (
+                "decode",
+                "decode the S3 record (s3_event::decode)",
+                Box::new(|i| {
+                    std::hint::black_box(s3_event::decode(&records[i]).expect("decodes"));
+                }),
+            ),
+            (
+                "keys",
+                "classify the object key and build the cache key",
+                Box::new(|i| match keys.classify(&items[i].object_key) {
+                    s3kv::key::ObjectKind::Item(key) => {
+                        std::hint::black_box(keys.cache_key(&key));
+                    }
+                    other => panic!("bench object key is not an item: {other:?}"),
+                }),
+            ),
+            (
+                "validate",
+                "validate the 4 KiB document (document::validate)",
+                Box::new(|i| s3kv::document::validate(&items[i].body).expect("valid JSON")),
+            ),
+            (
+                "entry",
+                "encode the cache entry (Entry::encode)",
+                Box::new(|i| {
+                    let entry = s3kv::adapters::valkey::Entry {
+                        sequencer: "0055B8E1C7A3D2F001".into(),
+                        etag: items[i].etag.as_str().to_owned(),
+                        tombstone: String::new(),
+                        body: items[i].body.clone(),
+                    };
+                    std::hint::black_box(entry.encode().expect("encodes"));
+                }),
+            ),
+        ];
+        for (id, label, mut step) in steps {
+            let us = per_item_us(&mut *step);
+            m.add(sec, &format!("sync.step.{id}"), label, "µs", us);
+        }
+
+        // The S3 read, one request at a time (so that CPU per request is not blurred by batching), each form
+        // in turn for `rounds` rounds over the same objects.
+        let store = S3Store::new(self.s3.clone(), BUCKET);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let max_bytes = self.config.max_object_bytes;
+        let (rounds, per_round) = (6, n.min(300));
+        let forms = [
+            ("sdk", "raw SDK GetObject"),
+            ("sdk_if_match", "raw SDK GetObject with If-Match"),
+            ("store", "S3Store::get with If-Match"),
+            (
+                "store_retry",
+                "S3Store::get with If-Match inside retry::with_deadline (the syncer's read)",
+            ),
+        ];
+        let mut cpu = [0u64; 4];
+        let me = std::process::id();
+        for round in 0..rounds {
+            for step in 0..forms.len() {
+                let form = (step + round) % forms.len();
+                let before = cpu_ns(me);
+                for it in &items[..per_round] {
+                    let bytes = match form {
+                        0 | 1 => {
+                            let out = self
+                                .s3
+                                .get_object()
+                                .bucket(BUCKET)
+                                .key(&it.object_key)
+                                .set_if_match((form == 1).then(|| it.etag.quoted()))
+                                .send()
+                                .await
+                                .expect("GetObject");
+                            out.body.collect().await.expect("body").into_bytes()
+                        }
+                        2 => {
+                            store
+                                .get(&it.object_key, Some(&it.etag), max_bytes)
+                                .await
+                                .expect("S3Store::get")
+                                .body
+                        }
+                        _ => {
+                            retry::with_deadline(deadline, "s3 get", || {
+                                store.get(&it.object_key, Some(&it.etag), max_bytes)
+                            })
+                            .await
+                            .expect("S3Store::get")
+                            .body
+                        }
+                    };
+                    assert_eq!(bytes, it.body, "{} read another body", forms[form].1);
+                }
+                cpu[form] += cpu_ns(me) - before;
+            }
+        }
+        for (form, (id, label)) in forms.iter().enumerate() {
+            m.add(
+                sec,
+                &format!("sync.s3_read.{id}"),
+                &format!("{label}, one at a time: bench-process CPU per request"),
+                "µs",
+                cpu[form] as f64 / (rounds * per_round) as f64 / 1e3,
+            );
+        }
     }
 
     /// Runs one layer of the sync work over `items` at the syncer's concurrency, checks that every record
@@ -1228,6 +1357,7 @@ impl Bench {
         let max_bytes = self.config.max_object_bytes;
         let records = created_records(items);
         let concurrency = self.config.sync_concurrency;
+        let script_set = fred::types::scripts::Script::from_lua(SCRIPT_SET);
         let elapsed = match variant {
             SyncVariant::Raw => {
                 per_item(items, concurrency, |it| async {
@@ -1261,6 +1391,26 @@ impl Bench {
                 })
                 .await
             }
+            SyncVariant::BothAdapters => {
+                let store = &store;
+                per_item(items, concurrency, |it| async move {
+                    let object = retry::with_deadline(deadline, "s3 get", || {
+                        store.get(&it.object_key, Some(&it.etag), max_bytes)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                    let (sequencer, change) = (next_sequencer(), CacheChange::Put(object));
+                    let applied = retry::with_deadline(deadline, "cache apply", || {
+                        cache.apply(&it.cache_key, &sequencer, &change)
+                    })
+                    .await;
+                    match applied {
+                        Ok(Applied::Applied) => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
+                })
+                .await
+            }
             SyncVariant::UseCase => {
                 let decoded: Vec<_> = records
                     .iter()
@@ -1280,6 +1430,19 @@ impl Bench {
             SyncVariant::SetAlone => {
                 per_item(items, concurrency, |it| {
                     raw_set(client, &it.cache_key, it.body.clone())
+                })
+                .await
+            }
+            SyncVariant::ScriptSetAlone => {
+                let script = &script_set;
+                per_item(items, concurrency, |it| async move {
+                    let changed: i64 = script
+                        .evalsha_with_reload(client, it.cache_key.as_str(), vec![it.body.clone()])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    (changed == 1)
+                        .then_some(())
+                        .ok_or_else(|| format!("script answered {changed}"))
                 })
                 .await
             }
@@ -1355,9 +1518,11 @@ enum SyncVariant {
     Raw,
     S3Adapter,
     CacheAdapter,
+    BothAdapters,
     UseCase,
     Syncer,
     SetAlone,
+    ScriptSetAlone,
     ApplyAlone,
 }
 
@@ -1370,9 +1535,19 @@ struct SyncLayer {
 }
 
 const RAW: usize = 0;
-const SYNCER: usize = 4;
-const SET_ALONE: usize = 5;
-const SYNC_LAYERS: [SyncLayer; 7] = [
+const SYNCER: usize = 5;
+const SET_ALONE: usize = 6;
+// The indices above name their layers, whatever is inserted before them.
+const _: () = assert!(matches!(SYNC_LAYERS[RAW].variant, SyncVariant::Raw));
+const _: () = assert!(matches!(SYNC_LAYERS[SYNCER].variant, SyncVariant::Syncer));
+const _: () = assert!(matches!(
+    SYNC_LAYERS[SET_ALONE].variant,
+    SyncVariant::SetAlone
+));
+/// A Lua script that only does what cache.lua must do in any case: one SET of the value, from inside a script.
+const SCRIPT_SET: &str = "redis.call('SET', KEYS[1], ARGV[1]) return 1";
+
+const SYNC_LAYERS: [SyncLayer; 9] = [
     SyncLayer {
         variant: SyncVariant::Raw,
         id: "raw",
@@ -1389,6 +1564,13 @@ const SYNC_LAYERS: [SyncLayer; 7] = [
         variant: SyncVariant::CacheAdapter,
         id: "cache_adapter",
         label: "raw S3 GET + syncer's cache write (entry, ordered Lua write)",
+        against: Some(RAW),
+    },
+    SyncLayer {
+        variant: SyncVariant::BothAdapters,
+        id: "both_adapters",
+        label:
+            "both adapters as the syncer calls them, without Syncer (no validation, keys, outcomes)",
         against: Some(RAW),
     },
     SyncLayer {
@@ -1409,6 +1591,12 @@ const SYNC_LAYERS: [SyncLayer; 7] = [
         id: "set_alone",
         label: "Valkey SET alone",
         against: None,
+    },
+    SyncLayer {
+        variant: SyncVariant::ScriptSetAlone,
+        id: "script_set_alone",
+        label: "a Lua script that only SETs (EVALSHA), alone",
+        against: Some(SET_ALONE),
     },
     SyncLayer {
         variant: SyncVariant::ApplyAlone,

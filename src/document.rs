@@ -60,6 +60,22 @@ pub fn validate(bytes: &[u8]) -> Result<(), DocumentError> {
 
 /// Fails at the first bracket that opens level `MAX_DEPTH + 1`, outside strings.
 fn check_depth(bytes: &[u8]) -> Result<(), DocumentError> {
+    // Nesting can only pass MAX_DEPTH with more than MAX_DEPTH opening brackets in the document (counting those in
+    // strings too), and few documents have that many. Counting them is a vectorised pass; the exact scan below
+    // goes a byte at a time, and took 2.8 of the 3.6 µs that validating a 4 KiB document cost (BENCHMARKS.md).
+    let opening: usize = bytes
+        .chunks(255)
+        .map(|chunk| {
+            // A u8 count cannot overflow in 255 bytes, and a u8 accumulator is what lets the compiler vectorise.
+            let n = chunk
+                .iter()
+                .fold(0u8, |n, b| n + u8::from(*b == b'[' || *b == b'{'));
+            usize::from(n)
+        })
+        .sum();
+    if opening <= MAX_DEPTH {
+        return Ok(());
+    }
     let (mut depth, mut in_string, mut escaped, mut line, mut line_start) =
         (0usize, false, false, 1, 0);
     for (i, &b) in bytes.iter().enumerate() {
@@ -179,5 +195,13 @@ mod tests {
         assert_eq!(validate(at_limit.as_bytes()), Ok(()));
         let in_strings = format!("[\"{}\", \"\\\"[[[\"]", "[{".repeat(500));
         assert_eq!(validate(in_strings.as_bytes()), Ok(()));
+        // More brackets than the limit, but never deeper than it: the exact scan decides, not the count.
+        let wide = format!("[{}]", "[]".repeat(MAX_DEPTH * 2));
+        assert_eq!(validate(wide.as_bytes()), Ok(()));
+        let over = format!("[{}]", at_limit);
+        assert!(matches!(
+            validate(over.as_bytes()),
+            Err(DocumentError::Malformed { .. })
+        ));
     }
 }
