@@ -1324,12 +1324,10 @@ impl Bench {
                                 .body
                         }
                         _ => {
-                            retry::with_deadline(deadline, "s3 get", || {
-                                store.get(&it.object_key, Some(&it.etag), max_bytes)
-                            })
-                            .await
-                            .expect("S3Store::get")
-                            .body
+                            syncer_read(&store, it, deadline, max_bytes)
+                                .await
+                                .expect("S3Store::get")
+                                .body
                         }
                     };
                     assert_eq!(bytes, it.body, "{} read another body", forms[form].1);
@@ -1368,11 +1366,7 @@ impl Bench {
             SyncVariant::S3Adapter => {
                 let store = &store;
                 per_item(items, concurrency, |it| async move {
-                    let object = retry::with_deadline(deadline, "s3 get", || {
-                        store.get(&it.object_key, Some(&it.etag), max_bytes)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    let object = syncer_read(store, it, deadline, max_bytes).await?;
                     raw_set(client, &it.cache_key, object.body).await
                 })
                 .await
@@ -1384,30 +1378,20 @@ impl Bench {
                         body,
                         etag: it.etag.clone(),
                     });
-                    match cache.apply(&it.cache_key, &next_sequencer(), &change).await {
-                        Ok(Applied::Applied) => Ok(()),
-                        other => Err(format!("{other:?}")),
-                    }
+                    applied(cache.apply(&it.cache_key, &next_sequencer(), &change).await)
                 })
                 .await
             }
             SyncVariant::BothAdapters => {
                 let store = &store;
                 per_item(items, concurrency, |it| async move {
-                    let object = retry::with_deadline(deadline, "s3 get", || {
-                        store.get(&it.object_key, Some(&it.etag), max_bytes)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    let object = syncer_read(store, it, deadline, max_bytes).await?;
                     let (sequencer, change) = (next_sequencer(), CacheChange::Put(object));
-                    let applied = retry::with_deadline(deadline, "cache apply", || {
+                    let result = retry::with_deadline(deadline, "cache apply", || {
                         cache.apply(&it.cache_key, &sequencer, &change)
                     })
                     .await;
-                    match applied {
-                        Ok(Applied::Applied) => Ok(()),
-                        other => Err(format!("{other:?}")),
-                    }
+                    applied(result)
                 })
                 .await
             }
@@ -1452,10 +1436,7 @@ impl Bench {
                         body: it.body.clone(),
                         etag: it.etag.clone(),
                     });
-                    match cache.apply(&it.cache_key, &next_sequencer(), &change).await {
-                        Ok(Applied::Applied) => Ok(()),
-                        other => Err(format!("{other:?}")),
-                    }
+                    applied(cache.apply(&it.cache_key, &next_sequencer(), &change).await)
                 })
                 .await
             }
@@ -1468,6 +1449,28 @@ impl Bench {
             "{variant:?} stored another body"
         );
         elapsed
+    }
+}
+
+/// The syncer's S3 read of an item: its own version (If-Match), retried within the deadline as `Syncer::apply` does.
+async fn syncer_read(
+    store: &S3Store,
+    it: &Item,
+    deadline: Instant,
+    max_bytes: u64,
+) -> Result<Object, String> {
+    retry::with_deadline(deadline, "s3 get", || {
+        store.get(&it.object_key, Some(&it.etag), max_bytes)
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// A cache write the bench expects to apply (every layer writes fresh sequencers to a flushed cache).
+fn applied(result: Result<Applied, s3kv::ports::CacheError>) -> Result<(), String> {
+    match result {
+        Ok(Applied::Applied) => Ok(()),
+        other => Err(format!("{other:?}")),
     }
 }
 

@@ -196,7 +196,7 @@ mod tests {
         let in_strings = format!("[\"{}\", \"\\\"[[[\"]", "[{".repeat(500));
         assert_eq!(validate(in_strings.as_bytes()), Ok(()));
         // More brackets than the limit, but never deeper than it: the exact scan decides, not the count.
-        let wide = format!("[{}]", "[]".repeat(MAX_DEPTH * 2));
+        let wide = format!("[{}[]]", "[],".repeat(MAX_DEPTH * 2));
         assert_eq!(validate(wide.as_bytes()), Ok(()));
         let over = format!("[{}]", at_limit);
         assert!(matches!(
