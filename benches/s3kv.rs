@@ -1355,7 +1355,6 @@ impl Bench {
         let max_bytes = self.config.max_object_bytes;
         let records = created_records(items);
         let concurrency = self.config.sync_concurrency;
-        let script_set = fred::types::scripts::Script::from_lua(SCRIPT_SET);
         let elapsed = match variant {
             SyncVariant::Raw => {
                 per_item(items, concurrency, |it| async {
@@ -1418,7 +1417,7 @@ impl Bench {
                 .await
             }
             SyncVariant::ScriptSetAlone => {
-                let script = &script_set;
+                let script = &fred::types::scripts::Script::from_lua(SCRIPT_SET);
                 per_item(items, concurrency, |it| async move {
                     let changed: i64 = script
                         .evalsha_with_reload(client, it.cache_key.as_str(), vec![it.body.clone()])
