@@ -15,26 +15,32 @@
 //!
 //! * **Concepts** (pure, no I/O): [`key`] (item key rules and the key ↔ object key ↔ cache key mapping),
 //!   [`percent`] (the two URL encodings we receive), [`sequencer`] (S3's per-key event order),
-//!   [`document`] (what counts as a JSON document), [`config`] (one validated struct from the environment).
+//!   [`document`] (what counts as a JSON document), [`config`] (one validated struct from the environment),
+//!   [`routes`] (the HTTP API's route table, which the API, s3kv-local's gateway, the tests and the template
+//!   check all read).
 //! * **Ports**: [`ports`] declares the two small traits the use cases need, [`ports::ObjectStore`] and
 //!   [`ports::Cache`], with error types that say whether a failure is worth retrying.
 //! * **Use cases** (pure over the ports): [`write`], [`read`], [`sync`], [`reconcile`]. They hold the semantics:
 //!   create vs replace, cache-first reads with a safe fill, ordered and idempotent cache updates, and repairing
 //!   the cache from the bucket without ever racing a sync into a rollback.
-//! * **Event edges**: [`api`] turns API Gateway proxy requests into use-case calls and every error into an HTTP
-//!   status (the HTTP contract lives there and only there); [`s3_event`] turns S3 notification records into
-//!   sync operations, and can also build records in AWS's format for local delivery and tests.
+//! * **Event edges**: [`api`] dispatches API Gateway proxy requests by the route table to use-case calls and
+//!   turns every error into an HTTP status (the HTTP contract lives there and only there, split by concern);
+//!   [`s3_event`] turns S3 notification records into sync operations, and can also build records in AWS's
+//!   format for local delivery and tests.
 //! * **Adapters**: [`adapters::s3`] (aws-sdk-s3) and [`adapters::valkey`] (fred + one Lua script).
 //! * **Metrics**: [`metrics`] writes CloudWatch Embedded Metric Format lines (cache hits, misses and bypasses;
-//!   records applied, skipped and failed; propagation lag from `eventTime` to the cache write).
+//!   records applied, skipped and failed; propagation lag from `eventTime` to the cache write). An edge concern:
+//!   the entrypoints write them from what the handlers report; the use cases never see them.
 //! * **Retry**: [`retry`] is the only module that knows the `backoff` crate; every retry is bounded by the
 //!   Lambda invocation's deadline.
 //! * **In memory**: [`memory::MemoryStore`] is an [`ports::ObjectStore`] with S3's semantics and no I/O, for unit
 //!   tests, fuzzing and benchmarks of the use cases; no function uses it.
-//! * **Local stack**: [`local`] runs the same handlers on 127.0.0.1 behind an S3 endpoint that emits
-//!   notifications and an API that checks keys like API Gateway (`s3kv-local`).
-//! * **Entrypoints**: `src/bin/{writer,syncer,reader,reconcile,s3kv-local}.rs` build config and clients once, then hand each
-//!   Lambda event to a handler from this library. Only they import `lambda_runtime`.
+//! * **Entrypoints**: `src/bin/{writer,syncer,reader,reconcile}.rs` build config and clients once, then hand
+//!   each Lambda event to a handler from this library. Only they import `lambda_runtime`.
+//!
+//! Around this crate, in the workspace's `crates/` and never linked into a function: `s3kv-local` runs the same
+//! handlers on 127.0.0.1 behind an S3 endpoint that emits notifications and an API that checks keys like API
+//! Gateway; `s3kv-bench` is the benchmark harness; `testkit` starts the real servers the tests use.
 //!
 //! # Why the cache can never roll back
 //!
@@ -50,7 +56,6 @@ pub mod api;
 pub mod config;
 pub mod document;
 pub mod key;
-pub mod local;
 pub mod memory;
 pub mod metrics;
 pub mod percent;
@@ -58,6 +63,7 @@ pub mod ports;
 pub mod read;
 pub mod reconcile;
 pub mod retry;
+pub mod routes;
 pub mod s3_event;
 pub mod sequencer;
 pub mod sync;

@@ -65,8 +65,9 @@ pub fn document(
     Value::Object(root)
 }
 
-/// Where metrics go: built once from the configuration, held by the reader and the syncer, written by the event
-/// edges ([`crate::api`], [`crate::s3_event`]) after each invocation.
+/// Where metrics go: built once from the configuration in the reader's and the syncer's entrypoints
+/// (`src/bin`), written there after each invocation from what the handler reports ([`crate::api::Served`], the
+/// [`SyncReport`]). The use cases never see it.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     namespace: String,
@@ -110,6 +111,15 @@ impl Metrics {
             return;
         }
         println!("{}", document(&self.namespace, function, now_ms(), metrics));
+    }
+
+    /// The reader's line for one invocation, from the cache statuses of the items it read (none: no line).
+    pub fn emit_reads(&self, statuses: &[CacheStatus]) {
+        match statuses {
+            [] => {}
+            [one] => self.emit_read(*one),
+            many => self.emit("reader", &for_reads(many)),
+        }
     }
 
     /// The reader's line for one item: what `emit("reader", &for_reads(&[status]))` writes, in one write(2).

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::document;
 use crate::key::{ItemKey, KeyMap, ObjectKind};
-use crate::metrics::Metrics;
 use crate::ports::{Cache, CacheLookup, Etag, Object, ObjectStore, StoreError};
 use crate::retry;
 
@@ -59,7 +58,6 @@ pub struct Reader<S, C> {
     keys: KeyMap,
     cache_timeout: Duration,
     max_object_bytes: u64,
-    metrics: Metrics,
 }
 
 impl<S: ObjectStore, C: Cache> Reader<S, C> {
@@ -70,12 +68,7 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
             keys: config.key_map(),
             cache_timeout: config.cache_timeout,
             max_object_bytes: config.max_object_bytes,
-            metrics: Metrics::from_config(config),
         }
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     pub async fn get(&self, key: &ItemKey, deadline: Instant) -> Result<ReadResult, StoreError> {

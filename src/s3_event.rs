@@ -59,14 +59,37 @@ pub async fn handle_json<S: ObjectStore, C: Cache>(
     syncer: &Syncer<S, C>,
     event: serde_json::Value,
     deadline: Instant,
-) -> Result<SyncReport, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<SyncReport, EventError> {
     if event.get("Event").and_then(|e| e.as_str()) == Some("s3:TestEvent") {
         tracing::info!(bucket = ?event.get("Bucket"), "S3 test event: the notification reaches the syncer");
         return Ok(SyncReport::default());
     }
-    let event: S3Event =
-        serde_json::from_value(event).map_err(|e| format!("not an S3 notification: {e}"))?;
+    let event: S3Event = serde_json::from_value(event).map_err(EventError::NotAnEvent)?;
     Ok(handle(syncer, event, deadline).await?)
+}
+
+/// Why an invocation of the syncer failed; either way Lambda retries it and then sends it to the failure queue.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("not an S3 notification: {0}")]
+    NotAnEvent(#[source] serde_json::Error),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+impl EventError {
+    /// What the invocation did before it failed, for the failure's metrics.
+    pub fn report(&self) -> Option<&SyncReport> {
+        match self {
+            EventError::NotAnEvent(_) => None,
+            EventError::Sync(error) => Some(&error.report),
+        }
+    }
+
+    /// Whether a retry can succeed: a payload that is not an S3 event never will.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, EventError::Sync(_))
+    }
 }
 
 /// The syncer Lambda's handler: every record of `event`, in one report, or an error that fails the invocation.
@@ -96,19 +119,10 @@ pub async fn handle<S: ObjectStore, C: Cache>(
         report.ignored += ignored;
         report
     });
-    let (report, failed) = match &result {
-        Ok(report) => {
-            tracing::info!(?report, "sync done");
-            (report, false)
-        }
-        Err(error) => {
-            tracing::error!(report = ?error.report, %error, "sync failed");
-            (&error.report, true)
-        }
-    };
-    syncer
-        .metrics()
-        .emit("syncer", &crate::metrics::for_sync(report, failed));
+    match &result {
+        Ok(report) => tracing::info!(?report, "sync done"),
+        Err(error) => tracing::error!(report = ?error.report, %error, "sync failed"),
+    }
     result
 }
 

@@ -14,7 +14,6 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::document;
 use crate::key::{KeyMap, ObjectKind};
-use crate::metrics::Metrics;
 use crate::ports::{Applied, Cache, CacheChange, CacheError, Etag, ObjectStore, StoreError};
 use crate::retry;
 use crate::sequencer::Sequencer;
@@ -107,7 +106,6 @@ pub struct Syncer<S, C> {
     max_object_bytes: u64,
     tombstone_ttl: Duration,
     concurrency: usize,
-    metrics: Metrics,
 }
 
 impl<S: ObjectStore, C: Cache> Syncer<S, C> {
@@ -119,12 +117,7 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
             max_object_bytes: config.max_object_bytes,
             tombstone_ttl: config.tombstone_ttl,
             concurrency: config.sync_concurrency,
-            metrics: Metrics::from_config(config),
         }
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     /// Applies every record; records that failed to decode arrive as `Err(reason)` and are counted as skipped.

@@ -27,13 +27,22 @@ REQUIRED = {
     "reader": {"S3KV_BUCKET", "VALKEY_URL"},
     "reconcile": {"S3KV_BUCKET", "VALKEY_URL"},
 }
+ROUTES_RS = (ROOT / "src" / "routes.rs").read_text()
+RESOURCE_CONSTS = dict(re.findall(r'pub const ([A-Z_]+): &str = "([^"]+)";', ROUTES_RS))
+# The route table, one `Route::new(Function, RESOURCE, Method::X, Operation::Y)` row per route.
+ROUTES = [
+    (function.lower(), RESOURCE_CONSTS[resource], method, operation)
+    for function, resource, method, operation in re.findall(
+        r"Route::new\((\w+), (\w+), Method::(\w+), Operation::(\w+)\)", ROUTES_RS
+    )
+]
 EVENTS = {
-    "writer": {("Api", "/items/{key+}", "PUT"), ("Api", "/items/{key+}", "POST"), ("Api", "/items/{key+}", "DELETE")},
-    "reader": {("Api", "/items/{key+}", "GET"), ("Api", "/items", "GET"), ("Api", "/batch-get", "POST")},
+    "writer": {("Api", r, m) for f, r, m, _ in ROUTES if f == "writer"},
+    "reader": {("Api", r, m) for f, r, m, _ in ROUTES if f == "reader"},
     "syncer": {("S3", None, None)},
     "reconcile": {("Schedule", None, None)},
 }
-API_RS = (ROOT / "src" / "api.rs").read_text()
+API_RS = "".join(p.read_text() for p in sorted((ROOT / "src" / "api").glob("*.rs")))
 
 
 def binary(function):
@@ -51,6 +60,9 @@ def test_the_config_parser_was_read():
 def test_every_function_builds_a_binary_that_exists():
     cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())
     bins = {b["name"]: b["path"] for b in cargo["bin"]}
+    # The product package builds the functions and nothing else: the local stack and tools are other members.
+    assert sorted(bins) == ["reader", "reconcile", "syncer", "writer"]
+    assert "." in cargo["workspace"]["default-members"]
     assert sorted(binary(f) for f in FUNCTIONS.values()) == ["reader", "reconcile", "syncer", "writer"]
     for name, function in FUNCTIONS.items():
         assert function["Metadata"]["BuildMethod"] == "rust-cargolambda", name
@@ -92,10 +104,22 @@ def test_routes_reach_the_right_handler_and_need_the_api_key():
             else:
                 seen.add((event["Type"], None, None))
         assert seen == EVENTS[binary(function)], binary(function)
-    # The reader tells its routes apart by resource; the names it matches are the template's paths.
-    assert 'pub const ROUTE_LIST: &str = "/items";' in API_RS
-    assert 'pub const ROUTE_BATCH_GET: &str = "/batch-get";' in API_RS
-    assert '.get("key")' in API_RS  # the item routes' path parameter, {key+}
+    # The route table was read, and its path parameter is the template's {key+}.
+    assert len(ROUTES) >= 6 and RESOURCE_CONSTS["KEY_PARAM"] == "key"
+    assert "{key+}" in RESOURCE_CONSTS["ITEM"]
+
+
+def test_openapi_documents_exactly_the_route_table():
+    spec = cfn_yaml.load(str(ROOT / "openapi.yaml"))
+    documented = {
+        (path, method.upper(), operation["operationId"])
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        if method in ("get", "put", "post", "delete", "patch")
+    }
+    ids = dict(re.findall(r'Operation::(\w+) => "(\w+)"', ROUTES_RS))  # Operation::id
+    table = {(r.replace("{key+}", "{key}"), m, ids[o]) for _, r, m, o in ROUTES}
+    assert documented == table
 
 
 def test_cache_functions_are_in_the_vpc_and_authenticate_with_iam():

@@ -134,9 +134,9 @@ fuzz_target!(|input: Input| {
     let mut request = ApiGatewayProxyRequest::default();
     request.http_method = method.clone();
     request.resource = match input.route % 4 {
-        0 => Some("/items/{key+}".into()),
-        1 => Some(api::ROUTE_LIST.into()),
-        2 => Some(api::ROUTE_BATCH_GET.into()),
+        0 => Some(s3kv::routes::ITEM.into()),
+        1 => Some(s3kv::routes::LIST.into()),
+        2 => Some(s3kv::routes::BATCH_GET.into()),
         _ => None,
     };
     let item_route = input.route % 4 == 0;
@@ -212,7 +212,7 @@ fuzz_target!(|input: Input| {
         );
         let mut get = ApiGatewayProxyRequest::default();
         get.http_method = Method::GET;
-        get.resource = Some("/items/{key+}".into());
+        get.resource = Some(s3kv::routes::ITEM.into());
         get.path_parameters
             .insert("key".into(), input.key.clone().unwrap());
         let read = call(world, get);

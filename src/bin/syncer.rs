@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
+use s3kv::metrics::{self, Metrics};
 use s3kv::{config::Config, retry::deadline_from_epoch_millis, s3_event, sync::Syncer, telemetry};
 
 #[tokio::main]
@@ -13,10 +14,20 @@ async fn main() -> Result<(), Error> {
     let cache = ValkeyCache::from_config(&config, config.sync_cache_timeout).await?;
     cache.connect(Duration::from_secs(2)).await;
     let syncer = &Syncer::new(S3Store::from_config(&config).await, cache, &config);
+    let metrics = &Metrics::from_config(&config);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);
-            s3_event::handle_json(syncer, event.payload, deadline).await
+            let result = s3_event::handle_json(syncer, event.payload, deadline).await;
+            let (report, failed) = match &result {
+                Ok(report) => (Some(report), false),
+                Err(error) => (error.report(), true),
+            };
+            metrics.emit(
+                "syncer",
+                &metrics::for_sync(report.unwrap_or(&Default::default()), failed),
+            );
+            result.map_err(Error::from)
         },
     ))
     .await

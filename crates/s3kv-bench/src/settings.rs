@@ -1,0 +1,97 @@
+//! What a run measures and how much of it (`S3KV_BENCH_*`), and where the binaries it starts are.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub(crate) struct Settings {
+    pub(crate) items: usize,
+    pub(crate) phase: Duration,
+    pub(crate) rounds: usize,
+    pub(crate) sync_rounds: usize,
+    pub(crate) propagation_writes: usize,
+    pub(crate) cold_starts: usize,
+    pub(crate) invocations: usize,
+    /// `S3KV_BENCH_ONLY`: comma-separated sections to run (read, functions, sync, propagation); default all.
+    pub(crate) only: Option<Vec<String>>,
+    /// `S3KV_BENCH_READ_VARIANTS`: which read variants to run (raw_get, raw_entry, reader, reader_quiet, s3); default all.
+    pub(crate) read_variants: Option<Vec<String>>,
+}
+
+impl Settings {
+    pub(crate) fn from_env() -> Self {
+        let n = |var: &str, default: usize| -> usize {
+            std::env::var(var)
+                .ok()
+                .map(|v| {
+                    v.parse()
+                        .unwrap_or_else(|_| panic!("{var}={v:?}: expected a number"))
+                })
+                .unwrap_or(default)
+                .max(1)
+        };
+        Self {
+            items: n("S3KV_BENCH_ITEMS", 1000),
+            phase: Duration::from_millis(n("S3KV_BENCH_PHASE_MS", 1000) as u64),
+            rounds: n("S3KV_BENCH_ROUNDS", 2),
+            sync_rounds: n("S3KV_BENCH_SYNC_ROUNDS", 15),
+            propagation_writes: n("S3KV_BENCH_PROPAGATION_WRITES", 1000),
+            cold_starts: n("S3KV_BENCH_COLD_STARTS", 10),
+            invocations: n("S3KV_BENCH_INVOCATIONS", 2000),
+            only: list("S3KV_BENCH_ONLY"),
+            read_variants: list("S3KV_BENCH_READ_VARIANTS"),
+        }
+    }
+
+    pub(crate) fn runs(&self, section: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|s| s == section))
+    }
+}
+
+pub(crate) fn list(var: &str) -> Option<Vec<String>> {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+}
+
+/// CPU time a process has used so far (every thread), from the scheduler's nanosecond counters.
+pub(crate) fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The workspace's root (this crate is `crates/s3kv-bench` in it), where `target/` is.
+pub(crate) fn workspace_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
+}
+
+/// `CARGO_TARGET_DIR` (a relative one from the workspace's root, where scripts/bench runs cargo), or the
+/// workspace's `target/`.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| workspace_dir().join(dir))
+        .unwrap_or_else(|| workspace_dir().join("target"))
+}
+
+pub(crate) fn release_binary(name: &str) -> PathBuf {
+    let path = target_dir().join("release").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first with `cargo build --release -p s3kv --bins -p s3kv-local` (scripts/bench does)",
+        path.display()
+    );
+    path
+}

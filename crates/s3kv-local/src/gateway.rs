@@ -1,0 +1,176 @@
+//! The API as API Gateway presents it: the same route, the same `x-api-key` check, and each HTTP request turned
+//! into the `ApiGatewayProxyRequest` a REST API would send (key still percent-encoded), handed to the very
+//! handlers the Lambda functions run.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use aws_lambda_events::encodings::Body;
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
+use s3kv::api;
+use s3kv::read::Reader;
+use s3kv::routes::{self, Function, Operation};
+use s3kv::write::Writer;
+
+/// API Gateway's own payload limit; the writer applies the configured, smaller one.
+const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
+/// API Gateway's integration timeout.
+const TIMEOUT: Duration = Duration::from_secs(29);
+
+pub struct Gateway {
+    pub api_key: String,
+    pub cors: api::Cors,
+    /// Where items live, to refuse keys the local S3 endpoint could not store (see [`crate::s3_endpoint::storable`]).
+    pub bucket: String,
+    pub keys: s3kv::key::KeyMap,
+    pub writer: Writer<S3Store>,
+    pub reader: Reader<S3Store, ValkeyCache>,
+}
+
+impl Gateway {
+    pub async fn serve(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let mut response = self.handle(request).await;
+        self.cors.apply_to(response.headers_mut());
+        Ok(response)
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_owned();
+        let route = routes::match_path(&path);
+        // Preflights carry no API key; API Gateway answers them itself (a mock integration, no key required).
+        if request.method() == Method::OPTIONS && route.is_some() {
+            return to_http(self.cors.preflight());
+        }
+        // API Gateway checks the key before routing, and answers 403 for a missing or wrong one.
+        let key_ok = request
+            .headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            == Some(self.api_key.as_str());
+        if !key_ok {
+            return plain(StatusCode::FORBIDDEN, json!({ "message": "Forbidden" }));
+        }
+        let Some((resource, encoded_key)) = route else {
+            return to_http(api::ApiError::NoRoute(path).into_response());
+        };
+        let method = request.method().clone();
+        let request_query = request.uri().query().map(str::to_owned);
+        // Only these methods have integrations; API Gateway answers any other itself, with 403.
+        let Some(target) = routes::find(resource, &method) else {
+            return plain(
+                StatusCode::FORBIDDEN,
+                json!({ "message": "Missing Authentication Token" }),
+            );
+        };
+        let creates = matches!(target.operation, Operation::PutItem | Operation::PostItem);
+        if let (Some(encoded), true) = (encoded_key, creates) {
+            if let Ok(key) = s3kv::key::ItemKey::from_path_param(encoded) {
+                if !crate::s3_endpoint::storable(&self.bucket, &self.keys.object_key(&key)) {
+                    return plain(
+                        StatusCode::BAD_REQUEST,
+                        json!({ "error": "invalid_key", "message": "s3kv-local keeps objects in files named after their keys, and this key is too long for the file system here; in AWS, keys of up to 512 bytes work" }),
+                    );
+                }
+            }
+        }
+        let headers = request.headers().clone();
+        let body = match Limited::new(request.into_body(), MAX_PAYLOAD)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({ "message": "Request Too Long" }),
+                );
+            }
+        };
+        let mut event = ApiGatewayProxyRequest::default();
+        event.resource = Some(resource.to_owned());
+        event.path = Some(path.clone());
+        event.http_method = method.clone();
+        event.headers = headers;
+        event.query_string_parameters = query_parameters(request_query.as_deref());
+        if let Some(encoded_key) = encoded_key {
+            event.path_parameters =
+                HashMap::from([(routes::KEY_PARAM.to_owned(), encoded_key.to_owned())]);
+        }
+        if !body.is_empty() {
+            match std::str::from_utf8(&body) {
+                Ok(text) => event.body = Some(text.to_owned()),
+                Err(_) => {
+                    event.body = Some(base64::engine::general_purpose::STANDARD.encode(&body));
+                    event.is_base64_encoded = true;
+                }
+            }
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        let response = match target.function {
+            Function::Reader => api::handle_read(&self.reader, &event, deadline).await,
+            Function::Writer => api::handle_write(&self.writer, &event, deadline).await,
+        };
+        to_http(response)
+    }
+}
+
+/// The query string as API Gateway hands it over: decoded, repeated names kept.
+fn query_parameters(query: Option<&str>) -> aws_lambda_events::query_map::QueryMap {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            s3kv::percent::decode(s, s3kv::percent::Encoding::Form).unwrap_or_else(|_| s.to_owned())
+        };
+        map.entry(decode(name)).or_default().push(decode(value));
+    }
+    map.into()
+}
+
+fn to_http(response: ApiGatewayProxyResponse) -> Response<Full<Bytes>> {
+    let body = match response.body {
+        Some(Body::Text(text)) if response.is_base64_encoded => {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map(Bytes::from)
+                .unwrap_or_default()
+        }
+        Some(Body::Text(text)) => Bytes::from(text),
+        Some(Body::Binary(bytes)) => Bytes::from(bytes),
+        _ => Bytes::new(),
+    };
+    let mut http = Response::new(Full::new(body));
+    *http.status_mut() = u16::try_from(response.status_code)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    *http.headers_mut() = response.headers;
+    http
+}
+
+fn plain(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

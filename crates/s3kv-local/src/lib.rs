@@ -1,0 +1,342 @@
+//! `s3kv-local`: the whole architecture on 127.0.0.1, in one process, with no AWS account.
+//!
+//! * an S3 endpoint (s3s + s3s-fs over a data directory) speaking the real S3 protocol, so the aws CLI and SDKs
+//!   work against it, and emitting AWS-shaped notifications after every change ([`s3_endpoint`]);
+//! * the [`outbox`] of those notifications: sequencers, a backlog count, and at-least-once delivery to the
+//!   syncer handler;
+//! * the REST API with API Gateway's key check, calling the writer and reader handlers ([`gateway`]);
+//! * Valkey: `VALKEY_URL`, or a private `valkey-server` child process ([`testkit::Valkey`], the one the tests
+//!   start) on a reserved port.
+//!
+//! The handlers are the ones the Lambda functions run, talking to the S3 endpoint over HTTP like in AWS.
+
+pub mod gateway;
+pub mod outbox;
+pub mod s3_endpoint;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
+use s3kv::config::{Config, ConfigError};
+use s3kv::read::Reader;
+use s3kv::reconcile::Reconciler;
+use s3kv::sync::Syncer;
+use s3kv::write::Writer;
+
+use gateway::Gateway;
+use outbox::{Backlog, Outbox};
+use s3_endpoint::NotifyingFs;
+
+/// Credentials the local S3 endpoint accepts (it checks SigV4 signatures like S3 does).
+pub const ACCESS_KEY: &str = "s3kv-local";
+pub const SECRET_KEY: &str = "s3kv-local-secret";
+pub const REGION: &str = "us-east-1";
+
+#[derive(Debug, Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("data directory {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start valkey-server: {0}")]
+    Valkey(#[from] testkit::StartError),
+    #[error("cannot reconcile the cache with the bucket: {0}")]
+    Reload(String),
+}
+
+/// What `s3kv-local` runs with: flags first, then environment variables, then defaults.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Parser)]
+#[command(
+    name = "s3kv-local",
+    about = "The whole s3kv stack on 127.0.0.1: S3 endpoint, notifications, syncer, API and Valkey"
+)]
+pub struct Options {
+    /// API listen address
+    #[arg(long, env = "S3KV_API_ADDR", default_value = "127.0.0.1:3000")]
+    pub api_addr: SocketAddr,
+    /// S3 endpoint address
+    #[arg(long, env = "S3KV_S3_ADDR", default_value = "127.0.0.1:9000")]
+    pub s3_addr: SocketAddr,
+    /// Where objects are stored
+    #[arg(long, env = "S3KV_DATA_DIR", default_value = ".s3kv-data")]
+    pub data_dir: PathBuf,
+    /// Bucket name
+    #[arg(long, env = "S3KV_BUCKET", default_value = "s3kv")]
+    pub bucket: String,
+    /// Item key prefix
+    #[arg(long, env = "S3KV_PREFIX", default_value = "")]
+    pub prefix: String,
+    /// Required x-api-key value [default: generated and printed]
+    #[arg(long, env = "S3KV_API_KEY")]
+    pub api_key: Option<String>,
+    /// Use this Valkey [default: a private valkey-server]
+    #[arg(long, env = "VALKEY_URL")]
+    pub valkey_url: Option<String>,
+}
+
+/// A running local stack. Dropping it stops the servers and the private valkey-server.
+pub struct LocalStack {
+    pub api_addr: SocketAddr,
+    pub s3_addr: SocketAddr,
+    pub api_key: String,
+    pub bucket: String,
+    pub valkey_url: String,
+    pub backlog: Arc<Backlog>,
+    tasks: Vec<JoinHandle<()>>,
+    _valkey: Option<testkit::Valkey>,
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+impl LocalStack {
+    pub async fn start(options: Options) -> Result<Self, LocalError> {
+        let bucket_dir = options.data_dir.join(&options.bucket);
+        std::fs::create_dir_all(&bucket_dir).map_err(|source| LocalError::DataDir {
+            dir: bucket_dir.clone(),
+            source,
+        })?;
+        let backlog = Arc::new(Backlog::default());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let outbox = Outbox::new(tx, backlog.clone());
+
+        // S3 endpoint.
+        let s3_service =
+            NotifyingFs::service(&options.data_dir, outbox.clone()).map_err(|source| {
+                LocalError::DataDir {
+                    dir: options.data_dir.clone(),
+                    source,
+                }
+            })?;
+        let s3_listener = bind(options.s3_addr).await?;
+        let s3_addr = s3_listener
+            .local_addr()
+            .map_err(|source| LocalError::Bind {
+                addr: options.s3_addr,
+                source,
+            })?;
+        let mut tasks = vec![tokio::spawn(serve(s3_listener, move |io| {
+            let service = s3_service.clone();
+            async move {
+                let _ = ConnBuilder::new(TokioExecutor::new())
+                    .serve_connection(io, service)
+                    .await;
+            }
+        }))];
+
+        // Valkey.
+        let (valkey_url, valkey_child) = match &options.valkey_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let valkey = tokio::task::spawn_blocking(|| {
+                    testkit::Valkey::try_start(testkit::valkey::Options::default())
+                })
+                .await
+                .map_err(|e| LocalError::Reload(format!("valkey start task: {e}")))??;
+                (valkey.url(), Some(valkey))
+            }
+        };
+
+        // The functions, configured as in AWS but pointed at the local endpoint.
+        let env = |name: &str| match name {
+            "S3KV_BUCKET" => Some(options.bucket.clone()),
+            "S3KV_PREFIX" => Some(options.prefix.clone()),
+            "VALKEY_URL" => Some(valkey_url.clone()),
+            "AWS_ENDPOINT_URL_S3" => Some(format!("http://{s3_addr}")),
+            // Browser apps under development call the local API from their own dev server's origin.
+            "S3KV_CORS_ORIGIN" => std::env::var(name).ok().or_else(|| Some("*".to_owned())),
+            // There is no CloudWatch here to read EMF lines; they would bury the log.
+            "S3KV_METRICS" => std::env::var(name).ok().or_else(|| Some("off".to_owned())),
+            other => std::env::var(other).ok(),
+        };
+        let config = Config::from_lookup(env)?;
+        let store = S3Store::new(s3_client(s3_addr, &config), &config.bucket);
+        let reader_cache = ValkeyCache::new(&valkey_url, config.cache_timeout)?;
+        let syncer_cache = ValkeyCache::new(&valkey_url, config.sync_cache_timeout)?;
+        reader_cache.connect(Duration::from_secs(5)).await;
+        syncer_cache.connect(Duration::from_secs(5)).await;
+        // The cache may be fresh (a private valkey-server) or hold what an earlier run left: make it match the
+        // bucket before serving, as the scheduled reconcile does in AWS.
+        let reconciler = Reconciler::new(store.clone(), syncer_cache.clone(), &config);
+        let report = reconciler
+            .run(std::time::Instant::now() + Duration::from_secs(300))
+            .await;
+        tracing::info!(?report, "cache reconciled with the bucket");
+        report.map_err(|e| LocalError::Reload(e.to_string()))?;
+        let syncer = Arc::new(Syncer::new(store.clone(), syncer_cache, &config));
+        tasks.push(tokio::spawn(outbox::run(syncer, rx, backlog.clone())));
+
+        // API.
+        let api_key = options.api_key.clone().unwrap_or_else(generate_api_key);
+        let gateway = Arc::new(Gateway {
+            api_key: api_key.clone(),
+            cors: s3kv::api::Cors::from_config(&config),
+            bucket: config.bucket.clone(),
+            keys: config.key_map(),
+            writer: Writer::new(store.clone(), &config),
+            reader: Reader::new(store, reader_cache, &config),
+        });
+        let api_listener = bind(options.api_addr).await?;
+        let api_addr = api_listener
+            .local_addr()
+            .map_err(|source| LocalError::Bind {
+                addr: options.api_addr,
+                source,
+            })?;
+        tasks.push(tokio::spawn(serve(api_listener, move |io| {
+            let gateway = gateway.clone();
+            async move {
+                let service =
+                    hyper::service::service_fn(move |request| gateway.clone().serve(request));
+                let _ = ConnBuilder::new(TokioExecutor::new())
+                    .serve_connection(io, service)
+                    .await;
+            }
+        })));
+
+        Ok(Self {
+            api_addr,
+            s3_addr,
+            api_key,
+            bucket: options.bucket,
+            valkey_url,
+            backlog,
+            tasks,
+            _valkey: valkey_child,
+        })
+    }
+
+    /// What to print on start: endpoints, credentials, and three commands to try.
+    pub fn banner(&self) -> String {
+        let (api, s3, key, bucket) = (self.api_addr, self.s3_addr, &self.api_key, &self.bucket);
+        format!(
+            "s3kv is running locally\n\n  API        http://{api}/items/{{key}}\n  API key    {key}\n  S3         http://{s3}  bucket {bucket}  (access key {ACCESS_KEY}, secret {SECRET_KEY}, region {REGION})\n  Valkey     {valkey}\n\nTry:\n  curl -X PUT -H 'x-api-key: {key}' -d '{{\"enabled\": true}}' http://{api}/items/flags/maintenance\n  echo '{{\"hello\": \"s3\"}}' > hello.json && AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_DEFAULT_REGION={REGION} aws --endpoint-url http://{s3} s3 cp hello.json s3://{bucket}/docs/hello.json\n  curl -H 'x-api-key: {key}' http://{api}/items/docs/hello\n\nCtrl-C stops everything; objects stay in the data directory.\n",
+            valkey = self.valkey_url,
+        )
+    }
+
+    /// Stops accepting, then gives in-flight syncs a moment to finish.
+    pub async fn shutdown(self) {
+        if !self.backlog.wait_idle(Duration::from_secs(5)).await {
+            tracing::warn!(
+                pending = self.backlog.pending(),
+                "stopping with notifications not yet synced; the next start reloads the cache"
+            );
+        }
+    }
+}
+
+/// A client for the local endpoint, with the stack's credentials (whatever AWS credentials the user has set).
+pub fn s3_client(s3_addr: SocketAddr, config: &Config) -> aws_sdk_s3::Client {
+    s3kv::adapters::s3::endpoint_client(
+        &format!("http://{s3_addr}"),
+        ACCESS_KEY,
+        SECRET_KEY,
+        config.s3_timeout,
+    )
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, LocalError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| LocalError::Bind { addr, source })
+}
+
+async fn serve<F, Fut>(listener: TcpListener, handle: F)
+where
+    F: Fn(TokioIo<tokio::net::TcpStream>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((socket, _)) => {
+                // Answer without Nagle's algorithm, as S3 and API Gateway do: with it, a response written in two
+                // parts waits for the client's delayed ACK, 40 ms per request (BENCHMARKS.md, propagation).
+                if let Err(error) = socket.set_nodelay(true) {
+                    tracing::warn!(%error, "TCP_NODELAY not set");
+                }
+                tokio::spawn(handle(TokioIo::new(socket)));
+            }
+            Err(error) => tracing::warn!(%error, "accept failed"),
+        }
+    }
+}
+
+fn generate_api_key() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..2)
+        .map(|i| {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(i);
+            format!("{:016x}", hasher.finish())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("s3kv-local").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults() {
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.api_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(o.s3_addr.to_string(), "127.0.0.1:9000");
+        assert_eq!(
+            (o.bucket.as_str(), o.api_key, o.valkey_url),
+            ("s3kv", None, None)
+        );
+    }
+
+    #[test]
+    fn flags_are_read_in_both_spellings() {
+        let o = parse(&["--api-addr", "127.0.0.1:4000", "--bucket=b2"]).unwrap();
+        assert_eq!((o.api_addr.port(), o.bucket.as_str()), (4000, "b2"));
+    }
+
+    #[test]
+    fn bad_flags_explain_themselves() {
+        for args in [
+            &["--nope", "x"][..],
+            &["--api-addr"],
+            &["--api-addr", "localhost"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{err}");
+            assert!(!err.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn generated_api_keys_differ() {
+        let (a, b) = (generate_api_key(), generate_api_key());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,81 @@
+//! `POST /batch-get`: up to 100 items in one request, from one pipelined cache lookup.
+
+use std::time::Instant;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use http::{HeaderMap, StatusCode};
+use serde_json::json;
+
+use crate::key::ItemKey;
+use crate::ports::{Cache, ObjectStore};
+use crate::read::{CacheStatus, Reader};
+
+use super::items::check_response_size;
+use super::{json_response, request_body, ApiError, BATCH_GET_MAX};
+
+/// `cache` learns the cache status of each distinct key.
+pub(super) async fn batch_get<S: ObjectStore, C: Cache>(
+    reader: &Reader<S, C>,
+    request: &ApiGatewayProxyRequest,
+    deadline: Instant,
+    cache: &mut Vec<CacheStatus>,
+) -> Result<ApiGatewayProxyResponse, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct BatchGet {
+        keys: Vec<String>,
+    }
+    // Room for 100 longest keys even if every byte arrives as a \uXXXX escape.
+    let body = request_body(
+        request,
+        BATCH_GET_MAX * crate::key::MAX_KEY_BYTES * 6 + 1024,
+    )?;
+    crate::document::validate(&body)?;
+    let batch: BatchGet = serde_json::from_slice(&body).map_err(|_| ApiError::InvalidBatch)?;
+    if batch.keys.is_empty() || batch.keys.len() > BATCH_GET_MAX {
+        return Err(ApiError::InvalidBatch);
+    }
+    let mut unique: Vec<ItemKey> = Vec::with_capacity(batch.keys.len());
+    let mut position = Vec::with_capacity(batch.keys.len());
+    for (index, raw) in batch.keys.iter().enumerate() {
+        let key =
+            ItemKey::parse(raw).map_err(|source| ApiError::InvalidBatchKey { index, source })?;
+        let at = match unique.iter().position(|k| *k == key) {
+            Some(at) => at,
+            None => {
+                unique.push(key);
+                unique.len() - 1
+            }
+        };
+        position.push(at);
+    }
+    let results = reader.get_many(&unique, deadline).await?;
+    cache.extend(results.iter().map(|r| r.cache));
+    let mut items = Vec::with_capacity(position.len());
+    for at in position {
+        let key = unique[at].as_str();
+        let result = &results[at];
+        items.push(match &result.object {
+            None => json!({ "key": key, "found": false }),
+            Some(object) => {
+                let text = std::str::from_utf8(&object.body).map_err(|_| {
+                    ApiError::Internal(format!("stored value for {key:?} is not UTF-8"))
+                })?;
+                let value =
+                    serde_json::value::RawValue::from_string(text.to_owned()).map_err(|_| {
+                        ApiError::Internal(format!("stored value for {key:?} is not JSON"))
+                    })?;
+                json!({
+                    "key": key,
+                    "found": true,
+                    "etag": object.etag.as_str(),
+                    "cache": result.cache.as_str(),
+                    "value": value,
+                })
+            }
+        });
+    }
+    let body = json!({ "items": items }).to_string();
+    check_response_size(&body, "ask for fewer keys at a time")?;
+    Ok(json_response(StatusCode::OK, HeaderMap::new(), body))
+}

@@ -1,0 +1,307 @@
+//! Every way a request can fail, each with one status and one stable code: the one place errors become HTTP.
+
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
+use http::header::{HeaderValue, ALLOW};
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::json;
+use thiserror::Error;
+
+use crate::document::DocumentError;
+use crate::key::KeyError;
+use crate::ports::StoreError;
+use crate::write::{Unmet, WriteError};
+
+use super::json_response;
+
+/// Everything a request can fail with, each with one status and one stable code.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("the path must be /items/{{key}}")]
+    MissingKey,
+    #[error("invalid key: {0}")]
+    InvalidKey(#[from] KeyError),
+    #[error("the body is empty; send a JSON value such as {{}} or true")]
+    EmptyBody,
+    #[error("the body is not valid JSON: {message} (line {line}, column {column})")]
+    InvalidJson {
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    #[error("the body is marked base64-encoded but is not valid base64")]
+    InvalidBase64,
+    #[error("the body is {size} bytes; the limit is {limit} bytes")]
+    BodyTooLarge { size: usize, limit: usize },
+    #[error("{method} is not allowed here; use {allow}")]
+    MethodNotAllowed { method: Method, allow: String },
+    #[error("no route for {0}; the API has {paths}", paths = crate::routes::paths())]
+    NoRoute(String),
+    #[error("no item with key {0:?}")]
+    NotFound(String),
+    #[error("invalid {name} header: {reason}")]
+    InvalidHeader {
+        name: &'static str,
+        reason: &'static str,
+    },
+    #[error("invalid query parameter {name}: {reason}")]
+    InvalidQuery {
+        name: &'static str,
+        reason: &'static str,
+    },
+    #[error("the body must be {{\"keys\": [\"key\", ...]}} with 1 to 100 keys")]
+    InvalidBatch,
+    #[error("keys[{index}] is not a valid key: {source}")]
+    InvalidBatchKey { index: usize, source: KeyError },
+    #[error("{0}; {advice}", advice = precondition_advice(*.0))]
+    PreconditionFailed(Unmet),
+    #[error("another write to this key was in progress at the same moment; retry the request (after a GET for the current ETag if you send If-Match)")]
+    Conflict,
+    #[error("storage is unavailable, try again shortly: {0}")]
+    Unavailable(StoreError),
+    #[error("storage rejected the request: {0}")]
+    Upstream(StoreError),
+    #[error("the response would be {size} bytes once encoded, over what a Lambda function can return (6 MB); {advice}")]
+    ResponseTooLarge { size: usize, advice: &'static str },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MissingKey
+            | ApiError::InvalidKey(_)
+            | ApiError::EmptyBody
+            | ApiError::InvalidJson { .. }
+            | ApiError::InvalidBase64
+            | ApiError::InvalidHeader { .. }
+            | ApiError::InvalidQuery { .. }
+            | ApiError::InvalidBatch
+            | ApiError::InvalidBatchKey { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Conflict => StatusCode::CONFLICT,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Upstream(_) | ApiError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MissingKey | ApiError::InvalidKey(_) | ApiError::InvalidBatchKey { .. } => {
+                "invalid_key"
+            }
+            ApiError::InvalidBatch => "invalid_body",
+            ApiError::EmptyBody => "empty_body",
+            ApiError::InvalidJson { .. } => "invalid_json",
+            ApiError::InvalidBase64 => "invalid_body",
+            ApiError::InvalidHeader { .. } => "invalid_header",
+            ApiError::InvalidQuery { .. } => "invalid_query",
+            ApiError::PreconditionFailed(_) => "precondition_failed",
+            ApiError::Conflict => "conflict",
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::NotFound(_) | ApiError::NoRoute(_) => "not_found",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Upstream(_) => "upstream_error",
+            ApiError::ResponseTooLarge { .. } => "response_too_large",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn into_response(self) -> ApiGatewayProxyResponse {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = %self, "request failed");
+        }
+        let mut body = json!({ "error": self.code(), "message": self.to_string() });
+        if let ApiError::InvalidJson { line, column, .. } = &self {
+            body["line"] = json!(line);
+            body["column"] = json!(column);
+        }
+        let mut headers = HeaderMap::new();
+        if let ApiError::MethodNotAllowed { allow, .. } = &self {
+            if let Ok(allow) = HeaderValue::from_str(allow) {
+                headers.insert(ALLOW, allow);
+            }
+        }
+        json_response(status, headers, body.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => ApiError::Unavailable(error),
+            StoreError::Conflict => ApiError::Conflict,
+            other => ApiError::Upstream(other),
+        }
+    }
+}
+
+impl From<DocumentError> for ApiError {
+    fn from(error: DocumentError) -> Self {
+        match error {
+            DocumentError::Empty => ApiError::EmptyBody,
+            DocumentError::Malformed {
+                message,
+                line,
+                column,
+            } => ApiError::InvalidJson {
+                message,
+                line,
+                column,
+            },
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Document(e) => e.into(),
+            WriteError::TooLarge { size, limit } => ApiError::BodyTooLarge { size, limit },
+            WriteError::NotFound => ApiError::NotFound(String::new()),
+            WriteError::PreconditionFailed(unmet) => ApiError::PreconditionFailed(unmet),
+            WriteError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn precondition_advice(unmet: Unmet) -> &'static str {
+    match unmet {
+        Unmet::Exists => {
+            "send If-Match with its ETag to replace it, or no condition to overwrite it"
+        }
+        Unmet::Changed => {
+            "GET the item for its current ETag and its value, then retry with that ETag"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::encodings::Body;
+    use http::header::CONTENT_TYPE;
+
+    #[test]
+    fn every_error_has_a_status_and_code() {
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (ApiError::MissingKey, 400, "invalid_key"),
+            (ApiError::InvalidKey(KeyError::Empty), 400, "invalid_key"),
+            (ApiError::EmptyBody, 400, "empty_body"),
+            (
+                ApiError::InvalidJson {
+                    message: "x".into(),
+                    line: 1,
+                    column: 2,
+                },
+                400,
+                "invalid_json",
+            ),
+            (ApiError::InvalidBase64, 400, "invalid_body"),
+            (
+                ApiError::BodyTooLarge { size: 2, limit: 1 },
+                413,
+                "body_too_large",
+            ),
+            (
+                ApiError::MethodNotAllowed {
+                    method: Method::PATCH,
+                    allow: "GET".into(),
+                },
+                405,
+                "method_not_allowed",
+            ),
+            (ApiError::NotFound("k".into()), 404, "not_found"),
+            (ApiError::NoRoute("/nope".into()), 404, "not_found"),
+            (
+                ApiError::InvalidHeader {
+                    name: "If-Match",
+                    reason: "x",
+                },
+                400,
+                "invalid_header",
+            ),
+            (
+                ApiError::InvalidQuery {
+                    name: "consistent",
+                    reason: "x",
+                },
+                400,
+                "invalid_query",
+            ),
+            (
+                WriteError::PreconditionFailed(Unmet::Changed).into(),
+                412,
+                "precondition_failed",
+            ),
+            (StoreError::Conflict.into(), 409, "conflict"),
+            (
+                ApiError::ResponseTooLarge {
+                    size: 7 << 20,
+                    advice: "x",
+                },
+                502,
+                "response_too_large",
+            ),
+            (
+                StoreError::Unavailable("down".into()).into(),
+                503,
+                "unavailable",
+            ),
+            (
+                StoreError::Rejected {
+                    status: 403,
+                    source: "denied".into(),
+                }
+                .into(),
+                502,
+                "upstream_error",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let response = error.into_response();
+            assert_eq!(response.status_code, i64::from(status));
+            let Some(Body::Text(text)) = response.body else {
+                panic!("no body")
+            };
+            let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(body["error"], code);
+            assert!(!body["message"].as_str().unwrap().is_empty());
+            assert_eq!(response.headers[CONTENT_TYPE], "application/json");
+        }
+    }
+
+    #[test]
+    fn invalid_json_carries_line_and_column() {
+        let response = ApiError::InvalidJson {
+            message: "expected value".into(),
+            line: 3,
+            column: 7,
+        }
+        .into_response();
+        let Some(Body::Text(text)) = response.body else {
+            panic!("no body")
+        };
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (body["line"].as_u64(), body["column"].as_u64()),
+            (Some(3), Some(7))
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_lists_the_allowed_methods() {
+        let response = ApiError::MethodNotAllowed {
+            method: Method::PATCH,
+            allow: "PUT, POST, DELETE".into(),
+        }
+        .into_response();
+        assert_eq!(response.headers[ALLOW], "PUT, POST, DELETE");
+    }
+}

@@ -1,0 +1,121 @@
+//! `/items/{key}`: read one item (cache first, or `?consistent=true` from S3), write it, delete it.
+
+use std::time::Instant;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use http::header::{HeaderName, HeaderValue, ETAG};
+use http::{HeaderMap, StatusCode};
+use serde_json::json;
+
+use crate::ports::{Cache, ObjectStore};
+use crate::read::{CacheStatus, Reader};
+use crate::write::{WriteError, Writer};
+
+use super::conditions::{read_precondition, write_precondition};
+use super::{empty_response, header_value, item_key, json_response, request_body, ApiError};
+
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// `DELETE /items/{key}`: 204, or 404 when there was nothing to delete.
+pub(super) async fn delete<S: ObjectStore>(
+    writer: &Writer<S>,
+    request: &ApiGatewayProxyRequest,
+    deadline: Instant,
+) -> Result<ApiGatewayProxyResponse, ApiError> {
+    let key = item_key(request)?;
+    let precondition = write_precondition(request)?;
+    match writer.delete(&key, &precondition, deadline).await {
+        Ok(()) => Ok(empty_response(StatusCode::NO_CONTENT)),
+        Err(WriteError::NotFound) => Err(ApiError::NotFound(key.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `PUT`/`POST /items/{key}`: 201 for a create, 200 for a replace, with the new ETag.
+pub(super) async fn put<S: ObjectStore>(
+    writer: &Writer<S>,
+    request: &ApiGatewayProxyRequest,
+    deadline: Instant,
+) -> Result<ApiGatewayProxyResponse, ApiError> {
+    let key = item_key(request)?;
+    let precondition = write_precondition(request)?;
+    let body = request_body(request, writer.max_body_bytes())?;
+    let written = writer.put(&key, body, &precondition, deadline).await?;
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(ETAG, header_value(&written.etag.quoted())?);
+    let body = json!({ "key": key.as_str(), "etag": written.etag.as_str() });
+    Ok(json_response(status, headers, body.to_string()))
+}
+
+/// `GET /items/{key}`; `cache` learns which cache status answered.
+pub(super) async fn get<S: ObjectStore, C: Cache>(
+    reader: &Reader<S, C>,
+    request: &ApiGatewayProxyRequest,
+    deadline: Instant,
+    cache: &mut Vec<CacheStatus>,
+) -> Result<ApiGatewayProxyResponse, ApiError> {
+    let key = item_key(request)?;
+    let not_modified_if = read_precondition(request)?;
+    let result = if consistent(request)? {
+        reader.get_consistent(&key, deadline).await?
+    } else {
+        reader.get(&key, deadline).await?
+    };
+    cache.push(result.cache);
+    let mut headers = HeaderMap::new();
+    headers.insert(X_CACHE, HeaderValue::from_static(result.cache.as_str()));
+    let Some(object) = result.object else {
+        let mut response = ApiError::NotFound(key.to_string()).into_response();
+        response.headers.extend(headers);
+        return Ok(response);
+    };
+    headers.insert(ETAG, header_value(&object.etag.quoted())?);
+    if not_modified_if.is_some_and(|tags| tags.matches(&object.etag)) {
+        let mut response = empty_response(StatusCode::NOT_MODIFIED);
+        response.headers = headers;
+        return Ok(response);
+    }
+    let text = String::from_utf8(Vec::from(object.body))
+        .map_err(|_| ApiError::Internal(format!("stored value for {key:?} is not UTF-8")))?;
+    check_response_size(
+        &text,
+        "read this item from S3 directly, or split it into smaller items",
+    )?;
+    Ok(json_response(StatusCode::OK, headers, text))
+}
+
+/// Lambda refuses a response over 6 MB (the body travels JSON-escaped inside the proxy response), and API Gateway
+/// then answers a bare 502. Saying so in our own words is the only way the client learns why.
+const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 - 64 * 1024;
+
+pub(super) fn check_response_size(body: &str, advice: &'static str) -> Result<(), ApiError> {
+    // Cheap bound first: escaping can at most sextuple a byte (\u00XX).
+    if body.len() * 6 < MAX_RESPONSE_BYTES {
+        return Ok(());
+    }
+    let escaped = serde_json::to_string(body).map_or(usize::MAX, |s| s.len());
+    if escaped > MAX_RESPONSE_BYTES {
+        return Err(ApiError::ResponseTooLarge {
+            size: escaped,
+            advice,
+        });
+    }
+    Ok(())
+}
+
+/// `?consistent=true`: read S3 directly, for read-after-write.
+fn consistent(request: &ApiGatewayProxyRequest) -> Result<bool, ApiError> {
+    match request.query_string_parameters.first("consistent") {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::InvalidQuery {
+            name: "consistent",
+            reason: "must be true or false",
+        }),
+    }
+}

@@ -1,0 +1,93 @@
+//! `GET /items?prefix=&limit=&cursor=`: item keys from S3, the source of truth, one page at a time.
+
+use std::time::Instant;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use base64::Engine;
+use http::{HeaderMap, StatusCode};
+use serde_json::json;
+
+use crate::ports::{Cache, ObjectStore, StoreError};
+use crate::read::Reader;
+
+use super::{json_response, ApiError, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
+
+pub(super) async fn list<S: ObjectStore, C: Cache>(
+    reader: &Reader<S, C>,
+    request: &ApiGatewayProxyRequest,
+    deadline: Instant,
+) -> Result<ApiGatewayProxyResponse, ApiError> {
+    let query = &request.query_string_parameters;
+    let prefix = query.first("prefix").unwrap_or_default();
+    if prefix.len() > crate::key::MAX_KEY_BYTES || !prefix.chars().all(crate::key::xml_safe) {
+        return Err(ApiError::InvalidQuery {
+            name: "prefix",
+            reason: "at most 512 bytes, no control characters, U+FFFE or U+FFFF",
+        });
+    }
+    let limit = match query.first("limit") {
+        None => LIST_LIMIT_DEFAULT,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=LIST_LIMIT_MAX).contains(n))
+            .ok_or(ApiError::InvalidQuery {
+                name: "limit",
+                reason: "a whole number from 1 to 1000",
+            })?,
+    };
+    let bad_cursor = ApiError::InvalidQuery {
+        name: "cursor",
+        reason: "not a cursor this API returned; start again without one",
+    };
+    let token = match query.first("cursor") {
+        None | Some("") => None,
+        Some(cursor) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .filter(|token| !token.is_empty() && token.chars().all(crate::key::xml_safe))
+                .ok_or(ApiError::InvalidQuery {
+                    name: "cursor",
+                    reason: "not a cursor this API returned; start again without one",
+                })?,
+        ),
+    };
+    // No item key starts with '/' or holds '//': answer what S3 would, without asking (file-backed S3 stand-ins
+    // normalize such prefixes into other ones).
+    if prefix.starts_with('/') || prefix.contains("//") {
+        let body = json!({ "items": [], "cursor": null });
+        return Ok(json_response(
+            StatusCode::OK,
+            HeaderMap::new(),
+            body.to_string(),
+        ));
+    }
+    let listing = match reader.list(prefix, limit, token, deadline).await {
+        // S3 answers 400 to a continuation token it never issued.
+        Err(StoreError::Rejected { status: 400, .. }) => return Err(bad_cursor),
+        other => other?,
+    };
+    let items: Vec<serde_json::Value> = listing
+        .items
+        .iter()
+        .map(|item| {
+            json!({
+                "key": item.key.as_str(),
+                "etag": item.etag.as_str(),
+                "size": item.size,
+                "lastModified": item.last_modified,
+            })
+        })
+        .collect();
+    let cursor = listing
+        .next
+        .map(|token| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
+    let body = json!({ "items": items, "cursor": cursor });
+    Ok(json_response(
+        StatusCode::OK,
+        HeaderMap::new(),
+        body.to_string(),
+    ))
+}

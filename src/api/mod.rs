@@ -1,0 +1,224 @@
+//! The HTTP contract: API Gateway REST proxy requests in, proxy responses out.
+//!
+//! This is the only place that knows HTTP: dispatch by [`crate::routes`], reading the `{key+}` path parameter
+//! and the body, and turning every outcome and every error into a status and a JSON body (`{"error",
+//! "message"}`, [`error`]). The use cases below it speak in domain terms only. Metrics and CORS are the
+//! entrypoints' business: a handler reports which cache answered ([`Served`]) and the edge counts it.
+
+mod batch;
+mod conditions;
+mod cors;
+mod error;
+mod items;
+mod listing;
+
+use std::time::Instant;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
+use aws_lambda_events::encodings::Body;
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, StatusCode};
+
+use crate::key::ItemKey;
+use crate::ports::{Cache, ObjectStore};
+use crate::read::{CacheStatus, Reader};
+use crate::routes::{self, Function, Operation};
+use crate::write::Writer;
+
+pub use cors::{Cors, CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS};
+pub use error::ApiError;
+
+/// Most items one listing page holds, and the default.
+pub const LIST_LIMIT_MAX: usize = 1000;
+pub const LIST_LIMIT_DEFAULT: usize = 100;
+/// Most keys one batch get takes.
+pub const BATCH_GET_MAX: usize = 100;
+
+/// A reader response and what the cache did for it, for the edge's metrics.
+#[derive(Debug)]
+pub struct Served {
+    pub response: ApiGatewayProxyResponse,
+    /// One status per item read (none for a listing or an error).
+    pub cache: Vec<CacheStatus>,
+}
+
+/// `PUT`/`POST`/`DELETE /items/{key}`. Handlers borrow the request: the caller (the Lambda runtime) owns the
+/// event, and a read needs nothing from it by value.
+pub async fn handle_write<S: ObjectStore>(
+    writer: &Writer<S>,
+    request: &ApiGatewayProxyRequest,
+    deadline: Instant,
+) -> ApiGatewayProxyResponse {
+    let result = match operation(request, Function::Writer) {
+        Ok(Operation::DeleteItem) => items::delete(writer, request, deadline).await,
+        Ok(_) => items::put(writer, request, deadline).await,
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// The reader's routes: `GET /items/{key}`, `GET /items`, `POST /batch-get`.
+pub async fn handle_read<S: ObjectStore, C: Cache>(
+    reader: &Reader<S, C>,
+    request: &ApiGatewayProxyRequest,
+    deadline: Instant,
+) -> ApiGatewayProxyResponse {
+    serve_read(reader, request, deadline).await.response
+}
+
+/// [`handle_read`], with the cache statuses the reader's entrypoint turns into metrics.
+pub async fn serve_read<S: ObjectStore, C: Cache>(
+    reader: &Reader<S, C>,
+    request: &ApiGatewayProxyRequest,
+    deadline: Instant,
+) -> Served {
+    let mut cache = Vec::new();
+    let result = match operation(request, Function::Reader) {
+        Ok(Operation::ListItems) => listing::list(reader, request, deadline).await,
+        Ok(Operation::BatchGet) => batch::batch_get(reader, request, deadline, &mut cache).await,
+        Ok(_) => items::get(reader, request, deadline, &mut cache).await,
+        Err(e) => Err(e),
+    };
+    Served {
+        response: result.unwrap_or_else(ApiError::into_response),
+        cache,
+    }
+}
+
+/// The operation `function` serves for this request, from the route table. API Gateway sends `resource`; a
+/// request without one is taken as the item route.
+fn operation(request: &ApiGatewayProxyRequest, function: Function) -> Result<Operation, ApiError> {
+    let resource = request.resource.as_deref().unwrap_or(routes::ITEM);
+    match routes::find(resource, &request.http_method) {
+        Some(route) if route.function == function => Ok(route.operation),
+        _ if !routes::exists(resource) => Err(ApiError::NoRoute(resource.to_owned())),
+        _ => Err(ApiError::MethodNotAllowed {
+            method: request.http_method.clone(),
+            allow: routes::allow(resource, function),
+        }),
+    }
+}
+
+/// The `{key+}` path parameter, percent-decoded and checked against the key rules.
+fn item_key(request: &ApiGatewayProxyRequest) -> Result<ItemKey, ApiError> {
+    let raw = request
+        .path_parameters
+        .get(routes::KEY_PARAM)
+        .ok_or(ApiError::MissingKey)?;
+    Ok(ItemKey::from_path_param(raw)?)
+}
+
+/// The one value of a header, if sent; sending it twice is ambiguous and refused.
+fn single_header<'r>(
+    request: &'r ApiGatewayProxyRequest,
+    name: &HeaderName,
+    display: &'static str,
+) -> Result<Option<&'r str>, ApiError> {
+    let mut values = request.headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::InvalidHeader {
+            name: display,
+            reason: "sent more than once",
+        });
+    }
+    first
+        .to_str()
+        .map(|v| Some(v.trim()))
+        .map_err(|_| ApiError::InvalidHeader {
+            name: display,
+            reason: "not visible ASCII",
+        })
+}
+
+/// The request body as bytes, decoding base64 when API Gateway says it is encoded. The size limit is checked
+/// before decoding, so an oversized body costs no allocation.
+fn request_body(request: &ApiGatewayProxyRequest, limit: usize) -> Result<Bytes, ApiError> {
+    let raw = request.body.as_deref().unwrap_or_default();
+    if !request.is_base64_encoded {
+        if raw.len() > limit {
+            return Err(ApiError::BodyTooLarge {
+                size: raw.len(),
+                limit,
+            });
+        }
+        return Ok(Bytes::copy_from_slice(raw.as_bytes()));
+    }
+    let approx = raw.len() / 4 * 3;
+    if approx > limit.saturating_add(3) {
+        return Err(ApiError::BodyTooLarge {
+            size: approx,
+            limit,
+        });
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .map_err(|_| ApiError::InvalidBase64)?;
+    if decoded.len() > limit {
+        return Err(ApiError::BodyTooLarge {
+            size: decoded.len(),
+            limit,
+        });
+    }
+    Ok(Bytes::from(decoded))
+}
+
+fn header_value(value: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(value)
+        .map_err(|_| ApiError::Internal(format!("unrepresentable header value {value:?}")))
+}
+
+fn json_response(
+    status: StatusCode,
+    mut headers: HeaderMap,
+    body: String,
+) -> ApiGatewayProxyResponse {
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = i64::from(status.as_u16());
+    response.headers = headers;
+    response.body = Some(Body::Text(body));
+    response
+}
+
+fn empty_response(status: StatusCode) -> ApiGatewayProxyResponse {
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = i64::from(status.as_u16());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_body(body: &str, base64: bool) -> ApiGatewayProxyRequest {
+        let mut request = ApiGatewayProxyRequest::default();
+        request.body = Some(body.to_owned());
+        request.is_base64_encoded = base64;
+        request
+    }
+
+    #[test]
+    fn base64_bodies_are_decoded_and_checked() {
+        assert_eq!(
+            request_body(&with_body("eyJhIjoxfQ==", true), 100).unwrap(),
+            Bytes::from_static(b"{\"a\":1}")
+        );
+        assert!(matches!(
+            request_body(&with_body("not base64!", true), 100),
+            Err(ApiError::InvalidBase64)
+        ));
+        assert!(matches!(
+            request_body(&with_body(&"A".repeat(400), true), 100),
+            Err(ApiError::BodyTooLarge { .. })
+        ));
+        assert!(matches!(
+            request_body(&with_body(&"x".repeat(101), false), 100),
+            Err(ApiError::BodyTooLarge { .. })
+        ));
+    }
+}

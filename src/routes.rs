@@ -1,0 +1,162 @@
+//! The HTTP API's routes, in one table that everything else reads: the functions' dispatch ([`crate::api`]),
+//! s3kv-local's gateway (which routes paths as API Gateway does), the tests, and the template check
+//! (`tests/template_test.py` reads [`ROUTES`] from this file and holds `template.yaml` and `openapi.yaml` to it).
+//! A new route is one row here, then an event in the template and a path in `openapi.yaml`.
+
+use http::Method;
+
+/// API Gateway's resource paths, as the template declares them; `{key+}` is a greedy path parameter.
+pub const ITEM: &str = "/items/{key+}";
+pub const LIST: &str = "/items";
+pub const BATCH_GET: &str = "/batch-get";
+/// The item routes' path parameter.
+pub const KEY_PARAM: &str = "key";
+
+/// The Lambda function that serves a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Writer,
+    Reader,
+}
+
+/// What a route does; [`Operation::id`] is its `operationId` in `openapi.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    GetItem,
+    PutItem,
+    PostItem,
+    DeleteItem,
+    ListItems,
+    BatchGet,
+}
+
+impl Operation {
+    pub fn id(self) -> &'static str {
+        match self {
+            Operation::GetItem => "getItem",
+            Operation::PutItem => "putItem",
+            Operation::PostItem => "postItem",
+            Operation::DeleteItem => "deleteItem",
+            Operation::ListItems => "listItems",
+            Operation::BatchGet => "batchGet",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub function: Function,
+    pub resource: &'static str,
+    pub method: Method,
+    pub operation: Operation,
+}
+
+impl Route {
+    const fn new(
+        function: Function,
+        resource: &'static str,
+        method: Method,
+        operation: Operation,
+    ) -> Self {
+        Self {
+            function,
+            resource,
+            method,
+            operation,
+        }
+    }
+}
+
+use Function::{Reader, Writer};
+
+/// Every route, one per line (the template check parses these lines).
+pub const ROUTES: &[Route] = &[
+    Route::new(Reader, ITEM, Method::GET, Operation::GetItem),
+    Route::new(Writer, ITEM, Method::PUT, Operation::PutItem),
+    Route::new(Writer, ITEM, Method::POST, Operation::PostItem),
+    Route::new(Writer, ITEM, Method::DELETE, Operation::DeleteItem),
+    Route::new(Reader, LIST, Method::GET, Operation::ListItems),
+    Route::new(Reader, BATCH_GET, Method::POST, Operation::BatchGet),
+];
+
+/// The route of a request as API Gateway hands it over (`resource` and method).
+pub fn find(resource: &str, method: &Method) -> Option<&'static Route> {
+    ROUTES
+        .iter()
+        .find(|r| r.resource == resource && r.method == method)
+}
+
+/// Whether any route has this resource.
+pub fn exists(resource: &str) -> bool {
+    ROUTES.iter().any(|r| r.resource == resource)
+}
+
+/// The methods `function` serves on `resource`, as an `Allow` header value (`PUT, POST, DELETE`).
+pub fn allow(resource: &str, function: Function) -> String {
+    ROUTES
+        .iter()
+        .filter(|r| r.resource == resource && r.function == function)
+        .map(|r| r.method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The paths a client may call, for a "no such route" message: `/items/{key}, /items, /batch-get`.
+pub fn paths() -> String {
+    let mut paths: Vec<String> = Vec::new();
+    for route in ROUTES {
+        let path = route.resource.replace("{key+}", "{key}");
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    paths.join(", ")
+}
+
+/// The resource a request path belongs to, and the raw (still percent-encoded) `{key+}` value: API Gateway's
+/// routing, for s3kv-local. Exact resources win over the greedy one.
+pub fn match_path(path: &str) -> Option<(&'static str, Option<&str>)> {
+    if let Some(route) = ROUTES.iter().find(|r| r.resource == path) {
+        return Some((route.resource, None));
+    }
+    ROUTES.iter().find_map(|route| {
+        let prefix = route.resource.strip_suffix("{key+}")?;
+        let key = path.strip_prefix(prefix).filter(|k| !k.is_empty())?;
+        Some((route.resource, Some(key)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_route_as_api_gateway_routes_them() {
+        assert_eq!(match_path("/items"), Some((LIST, None)));
+        assert_eq!(match_path("/batch-get"), Some((BATCH_GET, None)));
+        assert_eq!(match_path("/items/a%2Fb/c"), Some((ITEM, Some("a%2Fb/c"))));
+        assert_eq!(match_path("/items/"), None);
+        assert_eq!(match_path("/other"), None);
+    }
+
+    #[test]
+    fn each_resource_and_method_has_one_route_and_each_operation_one_row() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    a.resource != b.resource || a.method != b.method,
+                    "{a:?} {b:?}"
+                );
+                assert_ne!(a.operation, b.operation);
+            }
+        }
+    }
+
+    #[test]
+    fn allow_lists_what_one_function_serves() {
+        assert_eq!(allow(ITEM, Function::Writer), "PUT, POST, DELETE");
+        assert_eq!(allow(ITEM, Function::Reader), "GET");
+        assert_eq!(allow(BATCH_GET, Function::Reader), "POST");
+        assert_eq!(paths(), "/items/{key}, /items, /batch-get");
+    }
+}

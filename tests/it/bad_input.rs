@@ -1,0 +1,506 @@
+//! The bad-input corpus: every case has its expected outcome, a clear 4xx with a JSON error or a counted skip,
+//! never a panic. A sentinel item is checked after each group to prove no bad input touched anything else.
+
+use crate::common;
+
+use aws_lambda_events::s3::S3EventRecord;
+use base64::Engine;
+use common::{Response, Stack};
+use http::Method;
+use s3kv::api;
+
+const SENTINEL: &str = "{\"sentinel\": true}";
+
+async fn sentinel_intact(stack: &Stack) {
+    let read = stack.get("sentinel").await;
+    assert_eq!(
+        (read.status, read.body.as_str()),
+        (200, SENTINEL),
+        "the sentinel item changed"
+    );
+    assert_eq!(
+        stack.s3.body("items/sentinel.json").await.as_deref(),
+        Some(SENTINEL.as_bytes())
+    );
+}
+
+struct Case {
+    name: &'static str,
+    method: Method,
+    /// Path parameter as API Gateway passes it (still percent-encoded); `None` for no parameter at all.
+    key: Option<String>,
+    body: Option<String>,
+    base64: bool,
+    status: i64,
+    /// Expected `error` code for 4xx answers.
+    code: Option<&'static str>,
+}
+
+fn case(
+    name: &'static str,
+    method: Method,
+    key: &str,
+    body: Option<&str>,
+    status: i64,
+    code: Option<&'static str>,
+) -> Case {
+    Case {
+        name,
+        method,
+        key: Some(key.to_owned()),
+        body: body.map(str::to_owned),
+        base64: false,
+        status,
+        code,
+    }
+}
+
+fn http_cases() -> Vec<Case> {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let put = |name, key: &str, body: &str, status, code| {
+        case(name, Method::PUT, key, Some(body), status, code)
+    };
+    let bad_key =
+        |name, key: &str| case(name, Method::PUT, key, Some("1"), 400, Some("invalid_key"));
+    let mut cases = vec![
+        // Bodies.
+        put(
+            "malformed JSON",
+            "k",
+            "{\"a\": }",
+            400,
+            Some("invalid_json"),
+        ),
+        put(
+            "truncated object",
+            "k",
+            "{\"a\": [1, 2",
+            400,
+            Some("invalid_json"),
+        ),
+        put("truncated string", "k", "\"abc", 400, Some("invalid_json")),
+        put("trailing garbage", "k", "{} {}", 400, Some("invalid_json")),
+        put("single quotes", "k", "{'a': 1}", 400, Some("invalid_json")),
+        put(
+            "comments",
+            "k",
+            "{\"a\": 1 /* no */}",
+            400,
+            Some("invalid_json"),
+        ),
+        put("NaN", "k", "{\"a\": NaN}", 400, Some("invalid_json")),
+        put(
+            "byte order mark",
+            "k",
+            "\u{feff}{}",
+            400,
+            Some("invalid_json"),
+        ),
+        put("empty body", "k", "", 400, Some("empty_body")),
+        put("whitespace body", "k", " \r\n\t ", 400, Some("empty_body")),
+        case(
+            "no body at all",
+            Method::PUT,
+            "k",
+            None,
+            400,
+            Some("empty_body"),
+        ),
+        put(
+            "nested 100,000 deep",
+            "k",
+            &format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+            400,
+            Some("invalid_json"),
+        ),
+        put(
+            "nested 100,000 deep, unclosed",
+            "k",
+            &"{\"a\":".repeat(100_000),
+            400,
+            Some("invalid_json"),
+        ),
+        put(
+            "body over the limit",
+            "k",
+            &format!("\"{}\"", "x".repeat(1 << 20)),
+            413,
+            Some("body_too_large"),
+        ),
+        put(
+            "100 MB body",
+            "k",
+            &"x".repeat(100 << 20),
+            413,
+            Some("body_too_large"),
+        ),
+        // Valid JSON that naive stores mangle: stored byte-for-byte.
+        put(
+            "number beyond f64",
+            "big-number",
+            "{\"n\": 1e999999}",
+            201,
+            None,
+        ),
+        put(
+            "integer beyond u64",
+            "big-int",
+            "123456789012345678901234567890",
+            201,
+            None,
+        ),
+        put(
+            "duplicate object keys",
+            "dup-keys",
+            "{\"a\": 1, \"a\": 2}",
+            201,
+            None,
+        ),
+        put("bare null", "null", "null", 201, None),
+        put("empty string", "empty-string", "\"\"", 201, None),
+        put("escaped NUL in a string", "nul", "\"\\u0000\"", 201, None),
+        // Methods.
+        case(
+            "PATCH",
+            Method::PATCH,
+            "k",
+            Some("{}"),
+            405,
+            Some("method_not_allowed"),
+        ),
+        case(
+            "HEAD to the writer",
+            Method::HEAD,
+            "k",
+            None,
+            405,
+            Some("method_not_allowed"),
+        ),
+        case(
+            "OPTIONS to the writer",
+            Method::OPTIONS,
+            "k",
+            None,
+            405,
+            Some("method_not_allowed"),
+        ),
+        case(
+            "TRACE",
+            Method::TRACE,
+            "k",
+            None,
+            405,
+            Some("method_not_allowed"),
+        ),
+        case(
+            "DELETE of a missing key",
+            Method::DELETE,
+            "never-written",
+            None,
+            404,
+            Some("not_found"),
+        ),
+        // Keys.
+        bad_key("dot-dot", ".."),
+        bad_key("dot", "."),
+        bad_key("dot-dot segment", "a/../b"),
+        bad_key("dot segment", "a/./b"),
+        bad_key("double slash", "a//b"),
+        bad_key("leading slash", "/a"),
+        bad_key("encoded leading slash", "%2Fa"),
+        bad_key("trailing slash", "a/"),
+        bad_key("encoded dot-dot", "%2E%2E"),
+        bad_key("encoded NUL", "a%00b"),
+        bad_key("encoded newline", "a%0Ab"),
+        bad_key("encoded DEL", "a%7F"),
+        bad_key("C1 control", "a%C2%85"),
+        bad_key("bare percent", "100%"),
+        bad_key("bad hex escape", "%zz"),
+        bad_key("invalid UTF-8 escape", "%C3%28"),
+        bad_key("1,000-byte key", &"k".repeat(1000)),
+        bad_key("513-byte key", &"k".repeat(513)),
+        put("512-byte key", &"k".repeat(512), "1", 201, None),
+        put(
+            "double-encoded dots stay literal",
+            "%252E%252E",
+            "1",
+            201,
+            None,
+        ),
+        put("encoded slash separates segments", "a%2Fb", "1", 201, None),
+        put("plus is a plus in paths", "a+b", "1", 201, None),
+        put("unicode key", "caf%C3%A9%20%E2%9C%93", "1", 201, None),
+        bad_key("empty key", ""),
+    ];
+    cases.push(Case {
+        name: "missing path parameter",
+        key: None,
+        ..case("", Method::PUT, "", Some("1"), 400, Some("invalid_key"))
+    });
+    cases.push(Case {
+        base64: true,
+        ..case(
+            "invalid base64",
+            Method::PUT,
+            "k",
+            Some("not base64!"),
+            400,
+            Some("invalid_body"),
+        )
+    });
+    cases.push(Case {
+        base64: true,
+        ..case(
+            "non-UTF-8 JSON",
+            Method::PUT,
+            "k",
+            Some(&b64(b"\"\xFF\xFE\"")),
+            400,
+            Some("invalid_json"),
+        )
+    });
+    cases.push(Case {
+        base64: true,
+        ..case(
+            "base64 JSON",
+            Method::PUT,
+            "b64",
+            Some(&b64(b"{\"ok\":1}")),
+            201,
+            None,
+        )
+    });
+    cases
+}
+
+#[tokio::test]
+async fn http_requests() {
+    let stack = Stack::start().await;
+    assert_eq!(stack.put("sentinel", SENTINEL).await.status, 201);
+    let cases = http_cases();
+    for case in &cases {
+        let mut request = common::request(
+            case.method.clone(),
+            case.key.as_deref().unwrap_or_default(),
+            case.body.as_deref(),
+        );
+        if case.key.is_none() {
+            request.path_parameters.clear();
+        }
+        request.is_base64_encoded = case.base64;
+        let response =
+            Response::from(api::handle_write(&stack.writer, &request, common::deadline(10)).await);
+        assert_eq!(
+            response.status, case.status,
+            "{}: {}",
+            case.name, response.body
+        );
+        if let Some(code) = case.code {
+            assert_eq!(response.json()["error"], code, "{}", case.name);
+            assert!(
+                response.json()["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
+                "{}",
+                case.name
+            );
+        }
+    }
+    // Valid bodies are stored byte-for-byte.
+    assert_eq!(
+        stack.s3.body("items/big-number.json").await.as_deref(),
+        Some(&b"{\"n\": 1e999999}"[..])
+    );
+    assert_eq!(
+        stack.s3.body("items/dup-keys.json").await.as_deref(),
+        Some(&b"{\"a\": 1, \"a\": 2}"[..])
+    );
+    sentinel_intact(&stack).await;
+    println!("{} HTTP cases", cases.len());
+    assert!(cases.len() >= 50);
+}
+
+#[tokio::test]
+async fn s3_records_and_uploaded_objects() {
+    let stack = Stack::start_with(&[("S3KV_MAX_OBJECT_BYTES", "1048576")]).await;
+    let etag = stack
+        .s3
+        .upload("items/sentinel.json", SENTINEL.as_bytes())
+        .await;
+    stack
+        .sync(vec![stack.created("items/sentinel.json", &etag)])
+        .await
+        .unwrap();
+    let good = stack.s3.upload("items/good.json", b"{}").await;
+    let mut cases: Vec<(&str, S3EventRecord, &str)> = Vec::new();
+    let mut edit = |name, change: &dyn Fn(&mut S3EventRecord), outcome| {
+        let mut record = stack.created("items/good.json", &good);
+        change(&mut record);
+        cases.push((name, record, outcome));
+    };
+    edit(
+        "unknown event name",
+        &|r| r.event_name = Some("ObjectRestore:Completed".into()),
+        "ignored",
+    );
+    edit(
+        "test event name",
+        &|r| r.event_name = Some("s3:TestEvent".into()),
+        "ignored",
+    );
+    edit("no event name", &|r| r.event_name = None, "skipped");
+    edit(
+        "outside the prefix",
+        &|r| r.s3.object.key = Some("other/good.json".into()),
+        "ignored",
+    );
+    edit(
+        "no .json suffix",
+        &|r| r.s3.object.key = Some("items/good.txt".into()),
+        "ignored",
+    );
+    edit(
+        "missing sequencer",
+        &|r| r.s3.object.sequencer = None,
+        "skipped",
+    );
+    edit(
+        "non-hex sequencer",
+        &|r| r.s3.object.sequencer = Some("zz-not-hex".into()),
+        "skipped",
+    );
+    edit("missing key", &|r| r.s3.object.key = None, "skipped");
+    edit(
+        "bad percent-encoding",
+        &|r| r.s3.object.key = Some("items/100%.json".into()),
+        "skipped",
+    );
+    edit(
+        "key breaking the rules",
+        &|r| r.s3.object.key = Some("items/a//b.json".into()),
+        "skipped",
+    );
+    edit(
+        "wrong eTag (a newer version exists)",
+        &|r| r.s3.object.e_tag = Some("0123456789abcdef".into()),
+        "superseded",
+    );
+
+    for (name, body) in [
+        ("not JSON", b"<html>".to_vec()),
+        ("empty object", Vec::new()),
+        ("byte order mark", b"\xEF\xBB\xBF{}".to_vec()),
+        ("invalid UTF-8", b"\"\xFF\"".to_vec()),
+        ("over the object limit", vec![b' '; 2 << 20]),
+    ] {
+        let object_key = format!("items/bad/{}.json", name.replace(' ', "-"));
+        let etag = stack.s3.upload(&object_key, &body).await;
+        cases.push((name, stack.created(&object_key, &etag), "skipped"));
+    }
+    for (name, record, outcome) in &cases {
+        let report = stack
+            .sync(vec![record.clone()])
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let counted = match *outcome {
+            "ignored" => report.ignored,
+            "skipped" => report.skipped,
+            "superseded" => report.superseded,
+            other => unreachable!("{other}"),
+        };
+        assert_eq!(
+            (counted, report.records, report.failed),
+            (1, 1, 0),
+            "{name}: {report:?}"
+        );
+    }
+    // A huge batch (S3 itself sends one record per event): 500 records for objects that do not exist (superseded)
+    // and one good one, within one invocation's time against the test server.
+    let mut batch: Vec<S3EventRecord> = (0..500)
+        .map(|i| stack.created(&format!("items/none/{i}.json"), &good))
+        .collect();
+    batch.push(stack.created("items/good.json", &good));
+    let report = stack
+        .sync_within(batch, std::time::Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.records, report.superseded, report.applied),
+        (501, 500, 1),
+        "{report:?}"
+    );
+    for name in ["not-JSON", "empty-object", "invalid-UTF-8"] {
+        assert_eq!(
+            stack.get(&format!("bad/{name}")).await.status,
+            404,
+            "{name}"
+        );
+    }
+    sentinel_intact(&stack).await;
+    assert_eq!(stack.get("good").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_50_mb_upload_is_skipped_under_the_default_limit_and_never_served() {
+    let stack = Stack::start().await; // default S3KV_MAX_OBJECT_BYTES: 16 MiB
+    let etag = stack
+        .s3
+        .upload("items/sentinel.json", SENTINEL.as_bytes())
+        .await;
+    stack
+        .sync(vec![stack.created("items/sentinel.json", &etag)])
+        .await
+        .unwrap();
+    // A valid JSON document, just too big: a 50 MB string.
+    let etag = stack
+        .s3
+        .upload("items/huge.json", &json_string_of(50_000_000))
+        .await;
+
+    let report = stack
+        .sync(vec![stack.created("items/huge.json", &etag)])
+        .await
+        .expect("an oversized object is a counted skip, not a failed invocation");
+    assert_eq!(
+        (report.skipped, report.failed, report.applied),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    let read = stack.get("huge").await;
+    assert_eq!(read.status, 404, "{}", read.body);
+    assert_eq!(read.json()["error"], "not_found");
+    sentinel_intact(&stack).await;
+}
+
+#[tokio::test]
+async fn an_item_too_big_for_a_lambda_response_gets_a_clear_error_not_a_bare_502() {
+    let stack = Stack::start().await;
+    // 7 MB of JSON: under the 16 MiB object limit, so it is cached, but over Lambda's 6 MB response limit.
+    let etag = stack
+        .s3
+        .upload("items/big.json", &json_string_of(7_000_000))
+        .await;
+    let report = stack
+        .sync(vec![stack.created("items/big.json", &etag)])
+        .await
+        .unwrap();
+    assert_eq!(report.applied, 1, "{report:?}");
+    let read = stack.get("big").await;
+    assert_eq!(
+        (read.status, read.json()["error"].as_str()),
+        (502, Some("response_too_large"))
+    );
+    assert!(read.body.len() < 1000, "the error is small");
+    // A small item next to it is unaffected.
+    assert_eq!(stack.put("small", "1").await.status, 201);
+    assert_eq!(stack.get("small").await.body, "1");
+}
+
+/// A valid JSON document of `len` + 2 bytes: one string of `x`s.
+fn json_string_of(len: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(len + 2);
+    body.push(b'"');
+    body.resize(len + 1, b'x');
+    body.push(b'"');
+    body
+}

@@ -1,0 +1,646 @@
+//! End to end through a running `s3kv-local` stack: real HTTP to the API, the real S3 protocol to its endpoint
+//! (aws-sdk-s3, and the aws CLI when installed), notifications delivered to the syncer, reads from Valkey.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use bytes::Bytes;
+use common::Valkey;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use s3kv::config::Config;
+use s3kv::percent;
+use s3kv_local::{self as local, LocalStack, Options};
+
+struct Local {
+    stack: LocalStack,
+    s3: aws_sdk_s3::Client,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    data_dir: PathBuf,
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    cache: Option<String>,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    testkit::temp_dir(&format!("test-{name}"))
+}
+
+impl Local {
+    async fn start(data_dir: &Path, valkey_url: Option<String>) -> Self {
+        let options = Options {
+            api_addr: "127.0.0.1:0".parse().unwrap(),
+            s3_addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.to_owned(),
+            bucket: "s3kv".into(),
+            prefix: String::new(),
+            api_key: Some("test-key".into()),
+            valkey_url,
+        };
+        let stack = LocalStack::start(options)
+            .await
+            .expect("local stack starts");
+        let config =
+            Config::from_lookup(|k| (k == "S3KV_BUCKET").then(|| "s3kv".to_owned())).unwrap();
+        let s3 = local::s3_client(stack.s3_addr, &config);
+        let http = Client::builder(TokioExecutor::new()).build_http();
+        Self {
+            stack,
+            s3,
+            http,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        key: &str,
+        api_key: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        let path = format!("/items/{}", percent::encode_path(key));
+        let headers: Vec<(&str, &str)> = api_key.map(|k| ("x-api-key", k)).into_iter().collect();
+        self.send(method, &path, &headers, body).await
+    }
+
+    /// Any request to the API: `path` may carry a query string.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let uri = format!("http://{}{path}", self.stack.api_addr);
+        let mut request = http::Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
+            .unwrap();
+        let response = self.http.request(request).await.expect("HTTP request");
+        let status = response.status().as_u16();
+        let cache = response
+            .headers()
+            .get("x-cache")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let headers = response.headers().clone();
+        let body = String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        Reply {
+            status,
+            cache,
+            headers,
+            body,
+        }
+    }
+
+    async fn put(&self, key: &str, body: &str) -> Reply {
+        self.request("PUT", key, Some("test-key"), Some(body)).await
+    }
+
+    async fn get(&self, key: &str) -> Reply {
+        self.request("GET", key, Some("test-key"), None).await
+    }
+
+    /// Waits until every notification so far has been synced, as a client would wait out propagation.
+    async fn settle(&self) {
+        assert!(
+            self.stack.backlog.wait_idle(Duration::from_secs(20)).await,
+            "notifications not synced within 20 s"
+        );
+    }
+
+    async fn upload(&self, object_key: &str, body: &[u8]) {
+        let put = self
+            .s3
+            .put_object()
+            .bucket("s3kv")
+            .key(object_key)
+            .body(ByteStream::from(body.to_vec()));
+        put.send().await.expect("PutObject");
+    }
+}
+
+#[tokio::test]
+async fn manual_uploads_and_api_writes_with_awkward_keys_round_trip() {
+    let valkey = Valkey::start();
+    let dir = temp_dir("keys");
+    let local = Local::start(&dir, Some(valkey.url())).await;
+
+    local
+        .upload("manual/upload.json", b"{\"by\":\"hand\"}")
+        .await;
+    for key in [
+        "with space",
+        "plus+sign",
+        "per%cent",
+        "ünï/cødé ✓",
+        "a+b %2B c",
+    ] {
+        let body = serde_json::json!({ "key": key }).to_string();
+        assert_eq!(local.put(key, &body).await.status, 201, "{key}");
+        local.settle().await;
+        let read = local.get(key).await;
+        assert_eq!(
+            (read.status, read.cache.as_deref(), read.body.as_str()),
+            (200, Some("HIT"), body.as_str()),
+            "{key}"
+        );
+        let stored = local
+            .s3
+            .get_object()
+            .bucket("s3kv")
+            .key(format!("{key}.json"))
+            .send()
+            .await;
+        assert!(stored.is_ok(), "{key} is stored under its decoded name");
+    }
+    local.settle().await;
+    let read = local.get("manual/upload").await;
+    assert_eq!(
+        (read.status, read.cache.as_deref(), read.body.as_str()),
+        (200, Some("HIT"), "{\"by\":\"hand\"}")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn multipart_copy_and_delete_objects_propagate() {
+    let valkey = Valkey::start();
+    let dir = temp_dir("s3ops");
+    let local = Local::start(&dir, Some(valkey.url())).await;
+    let s3 = &local.s3;
+
+    // A 5.6 MB JSON document in two parts (S3's minimum part size is 5 MiB), still small enough for a Lambda
+    // response (6 MB; bigger items get 502 response_too_large, see bad_input).
+    let document = serde_json::json!({ "rows": vec!["x".repeat(10_000); 560] }).to_string();
+    assert!(document.len() > 5 * 1024 * 1024 + 100_000);
+    let (first, second) = document.as_bytes().split_at(5 * 1024 * 1024);
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("s3kv")
+        .key("big.json")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let mut parts = Vec::new();
+    for (number, chunk) in [(1, first), (2, second)] {
+        let part = s3
+            .upload_part()
+            .bucket("s3kv")
+            .key("big.json")
+            .upload_id(id)
+            .part_number(number)
+            .body(ByteStream::from(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(part.e_tag().map(str::to_owned))
+                .build(),
+        );
+    }
+    let completed = CompletedMultipartUpload::builder()
+        .set_parts(Some(parts))
+        .build();
+    s3.complete_multipart_upload()
+        .bucket("s3kv")
+        .key("big.json")
+        .upload_id(id)
+        .multipart_upload(completed)
+        .send()
+        .await
+        .unwrap();
+
+    local.upload("source.json", b"{\"copied\":true}").await;
+    s3.copy_object()
+        .bucket("s3kv")
+        .key("copy.json")
+        .copy_source("s3kv/source.json")
+        .send()
+        .await
+        .unwrap();
+    for key in ["d1", "d2", "d3"] {
+        local.upload(&format!("{key}.json"), b"1").await;
+    }
+    local.settle().await;
+    assert_eq!(local.get("d2").await.status, 200);
+
+    let big = local.get("big").await;
+    assert_eq!((big.status, big.cache.as_deref()), (200, Some("HIT")));
+    assert!(
+        big.body == document,
+        "the multipart document is served whole"
+    );
+    let copy = local.get("copy").await;
+    assert_eq!(
+        (copy.status, copy.cache.as_deref(), copy.body.as_str()),
+        (200, Some("HIT"), "{\"copied\":true}")
+    );
+
+    let ids: Vec<ObjectIdentifier> = ["d1", "d2", "d3"]
+        .iter()
+        .map(|k| {
+            ObjectIdentifier::builder()
+                .key(format!("{k}.json"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let delete = Delete::builder().set_objects(Some(ids)).build().unwrap();
+    s3.delete_objects()
+        .bucket("s3kv")
+        .delete(delete)
+        .send()
+        .await
+        .unwrap();
+    local.settle().await;
+    for key in ["d1", "d2", "d3"] {
+        let read = local.get(key).await;
+        assert_eq!(
+            (read.status, read.cache.as_deref()),
+            (404, Some("HIT")),
+            "{key}: the tombstone answers"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_api_key_is_forbidden() {
+    let valkey = Valkey::start();
+    let dir = temp_dir("auth");
+    let local = Local::start(&dir, Some(valkey.url())).await;
+    for api_key in [None, Some("wrong"), Some("")] {
+        for method in ["GET", "PUT", "DELETE"] {
+            let reply = local.request(method, "k", api_key, Some("{}")).await;
+            assert_eq!(reply.status, 403, "{method} with {api_key:?}");
+        }
+    }
+    let listed = local
+        .s3
+        .list_objects_v2()
+        .bucket("s3kv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.key_count(),
+        Some(0),
+        "nothing was written without the key"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_writes_leave_the_cache_equal_to_s3() {
+    let valkey = Valkey::start();
+    let dir = temp_dir("concurrent");
+    let local = std::sync::Arc::new(Local::start(&dir, Some(valkey.url())).await);
+    let keys = ["hot/a", "hot/b", "hot/c", "hot/d"];
+    let writes = (0..200).map(|i| {
+        let local = local.clone();
+        tokio::spawn(async move {
+            let key = keys[i % keys.len()];
+            let reply = local.put(key, &format!("{{\"write\":{i}}}")).await;
+            assert!(matches!(reply.status, 200 | 201), "{reply:?}");
+        })
+    });
+    futures::future::try_join_all(writes).await.unwrap();
+    local.settle().await;
+    for key in keys {
+        let object = local
+            .s3
+            .get_object()
+            .bucket("s3kv")
+            .key(format!("{key}.json"))
+            .send()
+            .await
+            .unwrap();
+        let in_s3 = String::from_utf8(object.body.collect().await.unwrap().to_vec()).unwrap();
+        let read = local.get(key).await;
+        assert_eq!(
+            (read.cache.as_deref(), read.body.as_str()),
+            (Some("HIT"), in_s3.as_str()),
+            "{key}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_data_and_never_serves_stale_items() {
+    let dir = temp_dir("restart");
+    let valkey = Valkey::start();
+    {
+        let local = Local::start(&dir, Some(valkey.url())).await;
+        assert_eq!(local.put("kept", "{\"v\":1}").await.status, 201);
+        assert_eq!(
+            local.put("removed-while-down", "{\"v\":1}").await.status,
+            201
+        );
+        local.settle().await;
+        assert_eq!(
+            local.get("removed-while-down").await.cache.as_deref(),
+            Some("HIT")
+        );
+    }
+    // While the stack is down, someone removes an object from the data directory by hand.
+    std::fs::remove_file(dir.join("s3kv").join("removed-while-down.json")).unwrap();
+
+    // Same Valkey (which still caches the removed item) and a fresh, private one: both must match the bucket.
+    for valkey_url in [Some(valkey.url()), None] {
+        let local = Local::start(&dir, valkey_url.clone()).await;
+        local.settle().await;
+        let kept = local.get("kept").await;
+        assert_eq!(
+            (kept.status, kept.cache.as_deref(), kept.body.as_str()),
+            (200, Some("HIT"), "{\"v\":1}"),
+            "{valkey_url:?}"
+        );
+        assert_eq!(
+            local.get("removed-while-down").await.status,
+            404,
+            "{valkey_url:?}"
+        );
+        drop(local);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_aws_cli_uploads_and_removes_items() {
+    let aws = testkit::program("S3KV_AWS_CLI", "aws").unwrap_or_else(|e| panic!("{e}"));
+    let valkey = Valkey::start();
+    let dir = temp_dir("cli");
+    let local = Local::start(&dir, Some(valkey.url())).await;
+    let file = dir.join("upload.json");
+    std::fs::write(&file, "{\"from\": \"the aws CLI\"}").unwrap();
+    let endpoint = format!("http://{}", local.stack.s3_addr);
+    // Async: the stack serves on this test's runtime, so a blocking wait here would deadlock it.
+    let cli = |args: &'static [&'static str]| {
+        let mut command = tokio::process::Command::new(&aws);
+        command
+            .current_dir(&dir)
+            .args(["--endpoint-url", &endpoint])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", local::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", local::SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", local::REGION)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .stdout(std::process::Stdio::null());
+        async move {
+            let status = command.status().await.expect("run aws");
+            assert!(status.success(), "aws {args:?} failed");
+        }
+    };
+    cli(&["s3", "cp", "upload.json", "s3://s3kv/cli/my doc.json"]).await;
+    local.settle().await;
+    let read = local.get("cli/my doc").await;
+    assert_eq!(
+        (read.status, read.cache.as_deref(), read.body.as_str()),
+        (200, Some("HIT"), "{\"from\": \"the aws CLI\"}")
+    );
+    cli(&["s3", "rm", "s3://s3kv/cli/my doc.json"]).await;
+    local.settle().await;
+    assert_eq!(local.get("cli/my doc").await.status, 404);
+    let _ = std::fs::remove_dir_all(&local.data_dir);
+}
+
+#[tokio::test]
+async fn compare_and_swap_lets_exactly_one_of_many_racing_writers_win() {
+    let dir = temp_dir("cas");
+    let local = Local::start(&dir, None).await;
+    let created = local
+        .send(
+            "PUT",
+            "/items/counter",
+            &[("x-api-key", "test-key"), ("if-none-match", "*")],
+            Some("0"),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let v0 = created.header("etag").unwrap().to_owned();
+
+    // Twenty clients read version 0 and all try to swap it for their own value at once.
+    let attempts = (1..=20).map(|i| {
+        let (local, v0) = (&local, v0.clone());
+        async move {
+            let body = i.to_string();
+            let headers = [("x-api-key", "test-key"), ("if-match", v0.as_str())];
+            (
+                i,
+                local
+                    .send("PUT", "/items/counter", &headers, Some(&body))
+                    .await,
+            )
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let winners: Vec<_> = results.iter().filter(|(_, r)| r.status == 200).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (_, reply) in results.iter().filter(|(_, r)| r.status != 200) {
+        assert!(matches!(reply.status, 409 | 412), "{reply:?}");
+    }
+    let (winner, _) = winners[0];
+    local.settle().await;
+    let read = local.get("counter").await;
+    assert_eq!(
+        (read.status, read.body.as_str()),
+        (200, winner.to_string().as_str())
+    );
+    let strong = local
+        .send(
+            "GET",
+            "/items/counter?consistent=true",
+            &[("x-api-key", "test-key")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (strong.body.as_str(), strong.cache.as_deref()),
+        (read.body.as_str(), Some("BYPASS"))
+    );
+    let unchanged = local
+        .send(
+            "GET",
+            "/items/counter",
+            &[
+                ("x-api-key", "test-key"),
+                ("if-none-match", read.header("etag").unwrap()),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!((unchanged.status, unchanged.body.as_str()), (304, ""));
+    drop(local);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn browsers_get_cors_headers_and_preflights_need_no_api_key() {
+    let dir = temp_dir("cors");
+    let local = Local::start(&dir, None).await;
+    let preflight = local
+        .send(
+            "OPTIONS",
+            "/items/flag",
+            &[
+                ("origin", "http://localhost:5173"),
+                ("access-control-request-method", "PUT"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(preflight.status, 204, "{preflight:?}");
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some(s3kv::api::CORS_ALLOW_METHODS)
+    );
+    let allowed = preflight
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    for header in ["x-api-key", "if-match", "if-none-match", "content-type"] {
+        assert!(
+            allowed.split(',').any(|h| h == header),
+            "{header} not in {allowed}"
+        );
+    }
+    // Every answer carries the origin and exposes the headers a client reads, errors included.
+    let put = local.put("flag", "true").await;
+    let forbidden = local.request("GET", "flag", None, None).await;
+    let missing = local.get("nothing").await;
+    for reply in [&put, &forbidden, &missing] {
+        assert_eq!(
+            reply.header("access-control-allow-origin"),
+            Some("*"),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(
+        (put.status, forbidden.status, missing.status),
+        (201, 403, 404)
+    );
+    let exposed = put
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("etag") && exposed.contains("x-cache"),
+        "{exposed}"
+    );
+    drop(local);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn listing_and_batch_get_are_routed_like_api_gateway() {
+    let dir = temp_dir("routes");
+    let local = Local::start(&dir, None).await;
+    for key in ["cfg/a", "cfg/b c", "other"] {
+        assert_eq!(local.put(key, "{}").await.status, 201);
+    }
+    local.settle().await;
+    let key = [("x-api-key", "test-key")];
+    let listed = local
+        .send("GET", "/items?prefix=cfg%2F&limit=1", &key, None)
+        .await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    let page: serde_json::Value = serde_json::from_str(&listed.body).unwrap();
+    assert_eq!(page["items"][0]["key"], "cfg/a");
+    // Listed ETags are the ones reads return (s3s-fs lists without them; the endpoint fills them in).
+    let read = local.get("cfg/a").await;
+    assert_eq!(
+        page["items"][0]["etag"]
+            .as_str()
+            .map(|t| format!("\"{t}\""))
+            .as_deref(),
+        read.header("etag")
+    );
+    let cursor = page["cursor"].as_str().expect("a second page");
+    let next = local
+        .send(
+            "GET",
+            &format!("/items?prefix=cfg/&limit=1&cursor={cursor}"),
+            &key,
+            None,
+        )
+        .await;
+    let page: serde_json::Value = serde_json::from_str(&next.body).unwrap();
+    assert_eq!(page["items"][0]["key"], "cfg/b c", "{next:?}");
+
+    let batch = local
+        .send(
+            "POST",
+            "/batch-get",
+            &key,
+            Some(r#"{"keys":["cfg/b c","nope"]}"#),
+        )
+        .await;
+    assert_eq!(batch.status, 200, "{batch:?}");
+    let batch: serde_json::Value = serde_json::from_str(&batch.body).unwrap();
+    assert_eq!(
+        (&batch["items"][0]["cache"], &batch["items"][1]["found"]),
+        (&serde_json::json!("HIT"), &serde_json::json!(false))
+    );
+    // Keys the local file store cannot hold are refused up front, not after 27 s of retries.
+    let long = "k".repeat(200);
+    let refused = local.put(&long, "{}").await;
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(refused.body.contains("invalid_key"), "{}", refused.body);
+    let upload = local
+        .s3
+        .put_object()
+        .bucket("s3kv")
+        .key(format!("{long}.json"))
+        .body(ByteStream::from_static(b"{}"))
+        .send()
+        .await;
+    let status = upload
+        .unwrap_err()
+        .raw_response()
+        .map(|r| r.status().as_u16());
+    assert_eq!(status, Some(400));
+    // The API key is required on the new routes too, and methods without an integration are refused.
+    assert_eq!(local.send("GET", "/items", &[], None).await.status, 403);
+    assert_eq!(local.send("DELETE", "/items", &key, None).await.status, 403);
+    assert_eq!(
+        local.send("GET", "/batch-get", &key, None).await.status,
+        403
+    );
+    drop(local);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,18 @@
+//! The integration tests: one binary, one module per suite, all against real servers on 127.0.0.1 (see
+//! [`common`] and the `testkit` crate). One link instead of one per suite; `cargo test --test it SUITE::` runs
+//! one suite. The cluster/TLS test is its own binary (`tests/cluster_tls.rs`): it sets `SSL_CERT_FILE` for the
+//! whole process.
+
+mod common;
+
+mod bad_input;
+mod cache;
+mod conditional;
+mod convergence;
+mod events;
+mod faults;
+mod listing;
+mod local;
+mod openapi;
+mod pipeline;
+mod reconcile;

@@ -1,0 +1,144 @@
+//! Reconcile against real servers: it fills a flushed cache, repairs what the notification path missed, keeps
+//! tombstones, and skips what is not an item.
+
+use crate::common;
+
+use common::Stack;
+use futures::stream::{self, StreamExt};
+use s3kv::ports::Etag;
+
+#[tokio::test]
+async fn a_flushed_cache_is_filled_across_list_pages() {
+    let stack = Stack::start().await;
+    // More than one ListObjectsV2 page (1,000 keys), uploaded without notifications.
+    let uploads = stream::iter(0..1_050).map(|i| {
+        let s3 = &stack.s3;
+        async move {
+            s3.upload(
+                &format!("items/bulk/{i:04}.json"),
+                format!("{{\"n\":{i}}}").as_bytes(),
+            )
+            .await
+        }
+    });
+    uploads.buffer_unordered(16).collect::<Vec<_>>().await;
+    stack.s3.upload("items/readme.txt", b"not an item").await;
+
+    let report = stack.reconcile().await.unwrap();
+    assert_eq!(
+        (report.checked, report.loaded, report.failed),
+        (1_050, 1_050, 0),
+        "{report:?}"
+    );
+    for i in [0, 999, 1_000, 1_049] {
+        let read = stack.get(&format!("bulk/{i:04}")).await;
+        assert_eq!(
+            (read.header("x-cache"), read.body.clone()),
+            (Some("HIT"), format!("{{\"n\":{i}}}"))
+        );
+    }
+    let again = stack.reconcile().await.unwrap();
+    assert_eq!(
+        (again.loaded, again.removed),
+        (0, 0),
+        "a second run finds nothing to do: {again:?}"
+    );
+}
+
+#[tokio::test]
+async fn missed_updates_and_deletes_are_repaired_and_tombstones_kept() {
+    let stack = Stack::start().await;
+    let sync_upload = |key: &'static str, body: &'static str| {
+        let stack = &stack;
+        async move {
+            let object_key = format!("items/{key}.json");
+            let etag: Etag = stack.s3.upload(&object_key, body.as_bytes()).await;
+            stack
+                .sync(vec![stack.created(&object_key, &etag)])
+                .await
+                .unwrap();
+        }
+    };
+    sync_upload("stale", "{\"v\":1}").await;
+    sync_upload("orphan", "{\"v\":1}").await;
+    sync_upload("deleted", "{\"v\":1}").await;
+    sync_upload("recreated", "{\"v\":1}").await;
+
+    // Changes whose notifications were lost (they ended in the failure queue, say).
+    stack.s3.upload("items/stale.json", b"{\"v\":2}").await;
+    stack.s3.remove("items/orphan.json").await;
+    stack
+        .s3
+        .upload("items/unsynced.json", b"{\"new\":true}")
+        .await;
+    stack.s3.upload("items/broken.json", b"not json").await;
+    // A delete that did reach the cache, and a delete whose re-create did not.
+    stack.s3.remove("items/deleted.json").await;
+    stack
+        .sync(vec![stack.removed("items/deleted.json")])
+        .await
+        .unwrap();
+    // A delete whose object was re-created (that create's notification lost): the syncer sees the object and keeps
+    // it, so there is nothing left for reconcile to repair.
+    stack
+        .sync(vec![stack.removed("items/recreated.json")])
+        .await
+        .unwrap();
+    assert_eq!(stack.get("recreated").await.header("x-cache"), Some("HIT"));
+
+    let report = stack.reconcile().await.unwrap();
+    assert_eq!(report.loaded, 2, "stale and unsynced: {report:?}");
+    assert_eq!(
+        (report.removed, report.skipped_invalid, report.failed),
+        (1, 1, 0),
+        "{report:?}"
+    );
+
+    let read = stack.get("stale").await;
+    assert_eq!(
+        (read.header("x-cache"), read.body.as_str()),
+        (Some("HIT"), "{\"v\":2}")
+    );
+    let read = stack.get("orphan").await;
+    assert_eq!(
+        (read.status, read.header("x-cache")),
+        (404, Some("MISS")),
+        "orphan entry removed"
+    );
+    assert_eq!(stack.get("unsynced").await.header("x-cache"), Some("HIT"));
+    let read = stack.get("recreated").await;
+    assert_eq!((read.status, read.header("x-cache")), (200, Some("HIT")));
+    assert_eq!(
+        stack
+            .cache_entry("deleted")
+            .await
+            .get("d")
+            .map(String::as_str),
+        Some("deleted"),
+        "tombstone kept"
+    );
+    assert_eq!(stack.get("broken").await.status, 404);
+}
+
+#[tokio::test]
+async fn reconcile_never_undoes_a_newer_sync() {
+    let stack = Stack::start().await;
+    let e1 = stack.s3.upload("items/k.json", b"{\"v\":1}").await;
+    let r1 = stack.created("items/k.json", &e1);
+    stack.reconcile().await.unwrap();
+    assert_eq!(stack.get("k").await.body, "{\"v\":1}");
+    // The notification for v1 arrives late, after the reconcile filled the entry: it applies (same bytes) and
+    // nothing flips back.
+    stack.sync(vec![r1]).await.unwrap();
+    let e2 = stack.s3.upload("items/k.json", b"{\"v\":2}").await;
+    stack
+        .sync(vec![stack.created("items/k.json", &e2)])
+        .await
+        .unwrap();
+    stack.reconcile().await.unwrap();
+    let read = stack.get("k").await;
+    assert_eq!(
+        (read.header("x-cache"), read.body.as_str()),
+        (Some("HIT"), "{\"v\":2}")
+    );
+}
