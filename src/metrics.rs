@@ -156,6 +156,7 @@ pub fn for_sync(
         ("Stale", Unit::Count, count(report.stale)),
         ("Superseded", Unit::Count, count(report.superseded)),
         ("SkippedInvalid", Unit::Count, count(report.skipped)),
+        ("CacheFull", Unit::Count, count(report.cache_full)),
         ("FailedRecords", Unit::Count, count(report.failed)),
         (
             "SyncFailures",

@@ -171,6 +171,10 @@ pub enum CacheError {
     Unavailable(#[source] BoxError),
     #[error("Valkey answered unexpectedly: {0}")]
     Unexpected(String),
+    /// At its storage cap ElastiCache Serverless evicts only keys with a TTL, then refuses writes (OOM). Retrying
+    /// cannot help until memory is freed, so the syncer counts it and leaves the item to S3 instead.
+    #[error("the cache is full and refuses writes: {0}")]
+    Full(String),
 }
 
 impl Retryable for CacheError {
@@ -211,6 +215,11 @@ pub trait Cache: Send + Sync {
         cache_key: &str,
         object: &Object,
     ) -> impl Future<Output = Result<bool, CacheError>> + Send;
+
+    /// Removes the entry whatever it holds. For a change the cache cannot store (it is full): without the entry,
+    /// reads of the item go to S3 instead of serving the version before the change. Deleting needs no memory, so
+    /// it works when writes are refused.
+    fn evict(&self, cache_key: &str) -> impl Future<Output = Result<(), CacheError>> + Send;
 
     /// Every cache key starting with `prefix` (SCAN; never KEYS).
     fn keys(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send;

@@ -48,6 +48,10 @@ pub enum Outcome {
     Superseded,
     /// Not an s3kv item (outside the prefix, no `.json`, or an event type we do not handle).
     Ignored,
+    /// The cache is full and refused the change: the item's entry was removed, so its reads go to S3 (which
+    /// holds the change) until the cache has room again and the next change or reconcile stores it. Counted
+    /// (`CacheFull`) and logged, not retried: a retry cannot free memory.
+    NotCached,
     /// A bad record or a bad object: logged and counted, never retried. Bad objects leave a tombstone so an older
     /// good value is not served in their place.
     Skipped(String),
@@ -70,6 +74,8 @@ pub struct SyncReport {
     pub superseded: usize,
     pub ignored: usize,
     pub skipped: usize,
+    /// Changes the full cache refused ([`Outcome::NotCached`]).
+    pub cache_full: usize,
     pub failed: usize,
     /// For each applied record with an `eventTime`: milliseconds from that time to the cache write.
     #[serde(skip)]
@@ -85,6 +91,7 @@ impl SyncReport {
             Ok(Outcome::Superseded) => self.superseded += 1,
             Ok(Outcome::Ignored) => self.ignored += 1,
             Ok(Outcome::Skipped(_)) => self.skipped += 1,
+            Ok(Outcome::NotCached) => self.cache_full += 1,
             Err(_) => self.failed += 1,
         }
     }
@@ -142,6 +149,9 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
                     Ok(Outcome::Skipped(reason)) => {
                         tracing::warn!(object_key = %record.object_key, sequencer = %record.sequencer, %reason, "record skipped")
                     }
+                    Ok(Outcome::NotCached) => {
+                        tracing::warn!(object_key = %record.object_key, sequencer = %record.sequencer, "cache full: change not cached, reads of this item go to S3")
+                    }
                     Err(error) => {
                         tracing::error!(object_key = %record.object_key, sequencer = %record.sequencer, %error, "record failed")
                     }
@@ -187,6 +197,22 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
             }
         };
         let cache_key = self.keys.cache_key(&key);
+        match self.apply_item(record, &cache_key, deadline).await {
+            Err(RecordError::Cache(CacheError::Full(_))) => {
+                retry::with_deadline(deadline, "cache evict", || self.cache.evict(&cache_key))
+                    .await?;
+                Ok(Outcome::NotCached)
+            }
+            other => other,
+        }
+    }
+
+    async fn apply_item(
+        &self,
+        record: &SyncRecord,
+        cache_key: &str,
+        deadline: Instant,
+    ) -> Result<Outcome, RecordError> {
         // Both kinds read S3's current state. A create reads its own version (If-Match: a 412 or 404 means a newer
         // change exists, and its record does the work). A delete confirms the object is gone: in a versioned
         // bucket, deleting a delete marker restores an object and sends only an ObjectRemoved event, so a
@@ -205,7 +231,7 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
                 Ok(()) => CacheChange::Put(object),
                 Err(error) => {
                     let invalid = self.tombstone("invalid_json");
-                    self.apply_change(&cache_key, record, &invalid, deadline)
+                    self.apply_change(cache_key, record, &invalid, deadline)
                         .await?;
                     return Ok(Outcome::Skipped(format!(
                         "object is not valid JSON: {error}"
@@ -219,7 +245,7 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
                 return Ok(Outcome::Superseded)
             }
             Err(error @ StoreError::TooLarge { .. }) => {
-                self.apply_change(&cache_key, record, &self.tombstone("too_large"), deadline)
+                self.apply_change(cache_key, record, &self.tombstone("too_large"), deadline)
                     .await?;
                 return Ok(Outcome::Skipped(error.to_string()));
             }
@@ -227,7 +253,7 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
         };
         Ok(
             match self
-                .apply_change(&cache_key, record, &change, deadline)
+                .apply_change(cache_key, record, &change, deadline)
                 .await?
             {
                 Applied::Applied => Outcome::Applied,

@@ -160,11 +160,79 @@ def test_alarms_and_dashboard_use_metrics_the_code_emits():
     assert {"SyncFailures", "PropagationLag", "CacheHits"} <= emitted
     namespace = GLOBAL_ENV["S3KV_METRICS_NAMESPACE"]
     alarms = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
-    ours = [a for a in alarms if a["Namespace"] == namespace]
+    ours = [a for a in alarms if a.get("Namespace") == namespace]
     assert {a["MetricName"] for a in ours} == {"SyncFailures", "PropagationLag"}
     for alarm in ours:
         assert alarm["Dimensions"] == [{"Name": "Function", "Value": "syncer"}]
     (dashboard,) = [r for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
     body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"][0]
-    used = set(re.findall(r'"(Cache[A-Za-z]+|PropagationLag|Applied|Stale|Superseded|SkippedInvalid|FailedRecords|SyncFailures)"', body))
+    used = set(re.findall(r'"(Cache[A-Za-z]+|PropagationLag|Applied|Stale|Superseded|SkippedInvalid|CacheFull|FailedRecords|SyncFailures)"', body))
     assert used <= emitted, used - emitted
+
+
+PARAMETERS = TEMPLATE["Parameters"]
+
+
+def test_no_concurrency_is_reserved_unless_asked_so_small_accounts_can_deploy():
+    # Lambda refuses a reservation that leaves under 100 unreserved: an account limit of 10 cannot reserve any.
+    for function, parameter, condition in (
+        ("SyncerFunction", "SyncerReservedConcurrency", "ReserveSyncerConcurrency"),
+        ("ReconcileFunction", "ReconcileReservedConcurrency", "ReserveReconcileConcurrency"),
+    ):
+        assert str(PARAMETERS[parameter]["Default"]) == "0", parameter
+        assert TEMPLATE["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, "0"]}]}
+        reserved = RESOURCES[function]["Properties"]["ReservedConcurrentExecutions"]
+        (cond, when_reserved, otherwise) = reserved["Fn::If"]
+        assert cond == condition and otherwise == {"Ref": "AWS::NoValue"}, function
+        assert when_reserved in ({"Ref": parameter}, 1), function
+
+
+def test_the_api_stage_waits_for_the_account_logging_role_only_when_the_stack_sets_it():
+    handle = RESOURCES["ApiGatewayAccountReady"]
+    assert handle["Type"] == "AWS::CloudFormation::WaitConditionHandle"
+    assert "Condition" not in handle  # a DependsOn on a conditional resource is refused
+    assert handle["Metadata"]["AccountSetting"] == {
+        "Fn::If": ["ConfigureApiGatewayLoggingCondition", {"Ref": "ApiGatewayAccount"}, ""]
+    }
+    depends = RESOURCES["Api"]["DependsOn"]
+    assert "ApiGatewayAccountReady" in ([depends] if isinstance(depends, str) else depends)
+
+
+def test_the_account_logging_role_and_setting_outlive_the_stack():
+    for name in ("ApiGatewayLoggingRole", "ApiGatewayAccount"):
+        assert RESOURCES[name]["DeletionPolicy"] == "Retain", name
+        assert RESOURCES[name]["UpdateReplacePolicy"] == "Retain", name
+
+
+def test_the_cache_storage_cap_is_a_parameter_and_alarmed_below_it():
+    limits = RESOURCES["Cache"]["Properties"]["CacheUsageLimits"]["DataStorage"]
+    assert limits == {"Maximum": {"Ref": "CacheMaxStorageGB"}, "Unit": "GB"}
+    alarm = RESOURCES["CacheStorageAlarm"]["Properties"]
+    (used,) = [m for m in alarm["Metrics"] if "MetricStat" in m]
+    metric = used["MetricStat"]["Metric"]
+    assert (metric["Namespace"], metric["MetricName"]) == ("AWS/ElastiCache", "BytesUsedForCache")
+    assert metric["Dimensions"] == [{"Name": "clusterId", "Value": {"Ref": "Cache"}}]
+    (percent,) = [m for m in alarm["Metrics"] if "Expression" in m]
+    assert percent["Expression"] == {"Fn::Sub": "100 * used / (${CacheMaxStorageGB} * 1000000000)"}
+    assert alarm["Threshold"] == {"Ref": "CacheStorageAlarmPercent"}
+
+
+def test_route_tables_are_required_only_with_the_s3_endpoint():
+    assert PARAMETERS["PrivateRouteTableIds"]["Default"] == ""
+    rule = TEMPLATE["Rules"]["RouteTablesForTheS3Endpoint"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "CreateS3Endpoint"}, "true"]}
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::EachMemberEquals": [{"Ref": "PrivateRouteTableIds"}, ""]}]}
+
+
+def test_the_name_pattern_refuses_trailing_and_doubled_hyphens():
+    name = PARAMETERS["Name"]
+    pattern = re.compile(name["AllowedPattern"])
+
+    def allowed(value):
+        return bool(pattern.fullmatch(value)) and len(value) <= name["MaxLength"]
+
+    for good in ("s3kv", "my-kv", "a1-b2-c3", "a" * 20):
+        assert allowed(good), good
+    for bad in ("s3kv-", "my--kv", "-kv", "1kv", "Kv", "a" * 21, "my_kv"):
+        assert not allowed(bad), bad

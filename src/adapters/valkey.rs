@@ -335,6 +335,11 @@ impl Cache for ValkeyCache {
         Ok(changed == 1)
     }
 
+    async fn evict(&self, cache_key: &str) -> Result<(), CacheError> {
+        let _: i64 = self.client.del(cache_key).await.map_err(cache_error)?;
+        Ok(())
+    }
+
     /// SCAN on every primary (KEYS is unavailable on ElastiCache Serverless).
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, CacheError> {
         use futures::TryStreamExt;
@@ -386,6 +391,10 @@ impl Cache for ValkeyCache {
 }
 
 fn cache_error(error: Error) -> CacheError {
+    // "OOM command not allowed when used memory > 'maxmemory'": the server is at its cap (noeviction).
+    if error.details().starts_with("OOM") {
+        return CacheError::Full(error.details().to_owned());
+    }
     match error.kind() {
         ErrorKind::InvalidArgument | ErrorKind::InvalidCommand | ErrorKind::Parse => {
             CacheError::Unexpected(error.to_string())

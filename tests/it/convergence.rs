@@ -123,6 +123,10 @@ impl Cache for Flaky {
         self.check()?;
         self.inner.remove_if_unchanged(k, e).await
     }
+    async fn evict(&self, k: &str) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.evict(k).await
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ mod common;
 
 mod bad_input;
 mod cache;
+mod cache_full;
 mod conditional;
 mod convergence;
 mod events;
