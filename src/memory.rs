@@ -132,6 +132,16 @@ impl ObjectStore for MemoryStore {
             next,
         })
     }
+
+    /// The memory store's continuation token already is the last key listed.
+    async fn list_after(
+        &self,
+        prefix: &str,
+        after: &str,
+        max_keys: usize,
+    ) -> Result<ListPage, StoreError> {
+        self.list(prefix, Some(after.to_owned()), max_keys).await
+    }
 }
 
 #[cfg(test)]

@@ -120,6 +120,16 @@ pub trait ObjectStore: Send + Sync {
         next: Option<String>,
         max_keys: usize,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
+
+    /// The first page of objects under `prefix` whose keys sort after `after` (S3's `StartAfter`): where a long
+    /// walk over the bucket resumes in a later invocation. A key stays a valid place to resume from for ever; a
+    /// continuation token is opaque and is not promised to.
+    fn list_after(
+        &self,
+        prefix: &str,
+        after: &str,
+        max_keys: usize,
+    ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +230,18 @@ pub trait Cache: Send + Sync {
     /// reads of the item go to S3 instead of serving the version before the change. Deleting needs no memory, so
     /// it works when writes are refused.
     fn evict(&self, cache_key: &str) -> impl Future<Output = Result<(), CacheError>> + Send;
+
+    /// A small note of the caller's own under `key` (outside the item keys), such as where an interrupted
+    /// reconcile resumes; `None` when there is none.
+    fn note(&self, key: &str) -> impl Future<Output = Result<Option<String>, CacheError>> + Send;
+
+    /// Sets (`Some`, expiring after `ttl`) or removes (`None`) a note.
+    fn set_note(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<(), CacheError>> + Send;
 
     /// Every cache key starting with `prefix` (SCAN; never KEYS).
     fn keys(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send;

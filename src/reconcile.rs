@@ -10,9 +10,17 @@
 //!
 //! Tombstones are respected: a tombstone for an object that is gone is left alone; a tombstone for an object that
 //! exists (its create was missed) is replaced by the object.
+//!
+//! It streams, so memory stays bounded however large the bucket: the bucket is compared page by page (1,000 keys),
+//! and only an 8-byte hash of each listed key is kept, to tell the orphans apart in the cache scan afterwards. A
+//! bucket too large for one invocation is done in several: when the deadline nears, the run stops after a page,
+//! notes the last key it compared in the cache, and the next run resumes after it (S3's `StartAfter`). The orphan
+//! scan runs once the walk reaches the end; entries listed in an earlier invocation are not in this one's hashes,
+//! and for those the orphan check asks S3 (HEAD) instead: more requests, never a wrong removal.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -37,6 +45,11 @@ pub struct ReconcileReport {
     /// Entries that changed while reconcile looked at them (a sync got there first): left alone.
     pub raced: usize,
     pub failed: usize,
+    /// Whether this run reached the end of the bucket and scanned the cache for orphans; `false` when it stopped
+    /// at its deadline and left a note for the next run.
+    pub complete: bool,
+    /// The item object key this run resumed after, when an earlier run stopped there.
+    pub resumed_after: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -50,6 +63,48 @@ pub enum ReconcileError {
         first: String,
         report: ReconcileReport,
     },
+}
+
+/// Keys per listing page (S3's maximum).
+const PAGE: usize = 1000;
+/// How long before its deadline a run stops listing (or a quarter of its time, when it has less).
+const STOP_BEFORE_DEADLINE: Duration = Duration::from_secs(60);
+/// A resume note older than this is forgotten, and the walk starts again from the beginning.
+const RESUME_NOTE_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Listed keys are remembered by a 64-bit hash: 1,000,000 keys take about 16 MB. A collision can only make the
+/// orphan scan skip one stale entry (left for the next run), never remove a live one.
+fn hash(cache_key: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    cache_key.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn tally(
+    report: &mut ReconcileReport,
+    errors: &mut Vec<String>,
+    outcomes: Vec<Result<Outcome, String>>,
+) {
+    for outcome in outcomes {
+        match outcome {
+            Ok(Outcome::Unchanged) => {}
+            Ok(Outcome::Loaded) => report.loaded += 1,
+            Ok(Outcome::Removed) => report.removed += 1,
+            Ok(Outcome::Invalid) => report.skipped_invalid += 1,
+            Ok(Outcome::Raced) => report.raced += 1,
+            Err(error) => {
+                report.failed += 1;
+                errors.push(error);
+            }
+        }
+    }
+}
+
+fn finish(report: ReconcileReport, errors: Vec<String>) -> Result<ReconcileReport, ReconcileError> {
+    match errors.into_iter().next() {
+        None => Ok(report),
+        Some(first) => Err(ReconcileError::Partial { first, report }),
+    }
 }
 
 enum Outcome {
@@ -67,6 +122,7 @@ pub struct Reconciler<S, C> {
     cache_prefix: String,
     max_object_bytes: u64,
     concurrency: usize,
+    page_size: usize,
 }
 
 impl<S: ObjectStore, C: Cache> Reconciler<S, C> {
@@ -78,47 +134,103 @@ impl<S: ObjectStore, C: Cache> Reconciler<S, C> {
             cache_prefix: config.cache_prefix.clone(),
             max_object_bytes: config.max_object_bytes,
             concurrency: config.sync_concurrency,
+            page_size: PAGE,
         }
     }
 
+    /// Listing pages of `keys` keys instead of S3's 1,000: more, smaller steps (tests of the resume path).
+    pub fn with_page_size(mut self, keys: usize) -> Self {
+        self.page_size = keys.clamp(1, PAGE);
+        self
+    }
+
+    /// The note that says where an interrupted walk resumes; a NUL-free control character keeps it outside every
+    /// item's cache key (keys have no control characters) while the cache user's ACL (`~<prefix>*`) still allows it.
+    fn resume_key(&self) -> String {
+        format!("{}\u{1}reconcile-resume-after", self.cache_prefix)
+    }
+
     pub async fn run(&self, deadline: Instant) -> Result<ReconcileReport, ReconcileError> {
-        // 1. Every item in the bucket, compared with its cache entry.
-        let mut items = Vec::new();
-        let mut next = None;
-        loop {
-            let prefix = self.keys.object_prefix();
-            let page = retry::with_deadline(deadline, "s3 list", || {
-                self.store.list(prefix, next.clone(), 1000)
-            })
-            .await
-            .map_err(ReconcileError::List)?;
-            items.extend(page.objects.into_iter().filter_map(
-                |o| match self.keys.classify(&o.key) {
-                    ObjectKind::Item(key) => Some((o.key, self.keys.cache_key(&key), o.etag)),
-                    _ => None,
-                },
-            ));
-            match page.next {
-                Some(token) => next = Some(token),
-                None => break,
+        // Stop listing new pages with this much time left: one page's checks and the note must still fit.
+        let stop_at = deadline
+            .checked_sub(
+                STOP_BEFORE_DEADLINE.min(deadline.saturating_duration_since(Instant::now()) / 4),
+            )
+            .unwrap_or(deadline);
+        self.run_until(stop_at, deadline).await
+    }
+
+    /// [`Reconciler::run`], listing no new page after `stop_listing_at`.
+    pub async fn run_until(
+        &self,
+        stop_listing_at: Instant,
+        deadline: Instant,
+    ) -> Result<ReconcileReport, ReconcileError> {
+        let stop_at = stop_listing_at;
+        let resume_key = self.resume_key();
+        let resumed_after = match self.cache.note(&resume_key).await {
+            Ok(after) => after,
+            Err(error) => {
+                tracing::warn!(%error, "no resume note readable; reconciling from the start");
+                None
             }
-        }
-        let listed: HashSet<String> = items
-            .iter()
-            .map(|(_, cache_key, _)| cache_key.clone())
-            .collect();
+        };
         let mut report = ReconcileReport {
-            checked: items.len(),
+            resumed_after: resumed_after.clone(),
             ..Default::default()
         };
         let mut errors = Vec::new();
-        let outcomes: Vec<_> = stream::iter(&items)
-            .map(|(object_key, cache_key, etag)| {
-                self.check_present(object_key, cache_key, etag, deadline)
+        let mut listed: HashSet<u64> = HashSet::new();
+
+        // 1. Every item in the bucket, compared with its cache entry, a page at a time.
+        let prefix = self.keys.object_prefix();
+        let mut next: Option<String> = None;
+        let mut first = true;
+        loop {
+            let page = retry::with_deadline(deadline, "s3 list", || {
+                let next = next.clone();
+                let after = resumed_after.clone().filter(|_| first);
+                async move {
+                    match after {
+                        Some(after) => self.store.list_after(prefix, &after, self.page_size).await,
+                        None => self.store.list(prefix, next, self.page_size).await,
+                    }
+                }
             })
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
+            .await
+            .map_err(ReconcileError::List)?;
+            first = false;
+            let last_key = page.objects.last().map(|o| o.key.clone());
+            let items: Vec<(String, String, Etag)> = page
+                .objects
+                .into_iter()
+                .filter_map(|o| match self.keys.classify(&o.key) {
+                    ObjectKind::Item(key) => Some((o.key, self.keys.cache_key(&key), o.etag)),
+                    _ => None,
+                })
+                .collect();
+            report.checked += items.len();
+            listed.extend(items.iter().map(|(_, cache_key, _)| hash(cache_key)));
+            let outcomes: Vec<_> = stream::iter(&items)
+                .map(|(object_key, cache_key, etag)| {
+                    self.check_present(object_key, cache_key, etag, deadline)
+                })
+                .buffer_unordered(self.concurrency.max(1))
+                .collect()
+                .await;
+            tally(&mut report, &mut errors, outcomes);
+            match (page.next, last_key) {
+                (Some(token), Some(last)) => {
+                    if Instant::now() >= stop_at {
+                        self.note_resume(&resume_key, Some(&last)).await;
+                        tracing::info!(?report, resume_after = %last, "reconcile stopped at its deadline; the next run resumes");
+                        return finish(report, errors);
+                    }
+                    next = Some(token);
+                }
+                _ => break,
+            }
+        }
 
         // 2. Every cache entry whose object was not listed.
         let cached = retry::with_deadline(deadline, "cache scan", || {
@@ -126,30 +238,28 @@ impl<S: ObjectStore, C: Cache> Reconciler<S, C> {
         })
         .await
         .map_err(ReconcileError::Scan)?;
-        let orphans: Vec<_> = cached.into_iter().filter(|k| !listed.contains(k)).collect();
+        let orphans: Vec<_> = cached
+            .into_iter()
+            .filter(|k| !listed.contains(&hash(k)))
+            .collect();
         let orphan_outcomes: Vec<_> = stream::iter(&orphans)
-            .map(|cache_key| self.check_absent(cache_key, deadline))
+            .map(|cache_key| self.check_absent(cache_key, resumed_after.as_deref(), deadline))
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
-
-        for outcome in outcomes.into_iter().chain(orphan_outcomes) {
-            match outcome {
-                Ok(Outcome::Unchanged) => {}
-                Ok(Outcome::Loaded) => report.loaded += 1,
-                Ok(Outcome::Removed) => report.removed += 1,
-                Ok(Outcome::Invalid) => report.skipped_invalid += 1,
-                Ok(Outcome::Raced) => report.raced += 1,
-                Err(error) => {
-                    report.failed += 1;
-                    errors.push(error);
-                }
-            }
+        tally(&mut report, &mut errors, orphan_outcomes);
+        if report.resumed_after.is_some() {
+            self.note_resume(&resume_key, None).await;
         }
+        report.complete = true;
         tracing::info!(?report, "reconcile done");
-        match errors.into_iter().next() {
-            None => Ok(report),
-            Some(first) => Err(ReconcileError::Partial { first, report }),
+        finish(report, errors)
+    }
+
+    /// Best effort: without the note the next run starts from the beginning, which is only slower.
+    async fn note_resume(&self, key: &str, after: Option<&str>) {
+        if let Err(error) = self.cache.set_note(key, after, RESUME_NOTE_TTL).await {
+            tracing::warn!(%error, "resume note not written; the next run starts from the beginning");
         }
     }
 
@@ -217,8 +327,14 @@ impl<S: ObjectStore, C: Cache> Reconciler<S, C> {
         })
     }
 
-    /// A cache entry whose object was not listed: remove it if the object is really gone.
-    async fn check_absent(&self, cache_key: &str, deadline: Instant) -> Result<Outcome, String> {
+    /// A cache entry whose object was not listed: remove it if the object is really gone. An object up to
+    /// `listed_before` was listed by an earlier run of an interrupted walk.
+    async fn check_absent(
+        &self,
+        cache_key: &str,
+        listed_before: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Outcome, String> {
         let Some(key) = self.keys.item_from_cache_key(cache_key) else {
             return Ok(Outcome::Unchanged);
         };
@@ -231,6 +347,9 @@ impl<S: ObjectStore, C: Cache> Reconciler<S, C> {
         let object_key = self.keys.object_key(&key);
         match retry::with_deadline(deadline, "s3 head", || self.store.head(&object_key)).await {
             Err(StoreError::NotFound) => {}
+            Ok(_) if listed_before.is_some_and(|last| object_key.as_str() <= last) => {
+                return Ok(Outcome::Unchanged)
+            }
             Ok(_) => return Ok(Outcome::Raced), // created after the listing
             Err(e) => return Err(format!("{object_key}: {e}")),
         }

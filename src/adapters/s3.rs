@@ -170,6 +170,28 @@ impl ObjectStore for S3Store {
         next: Option<String>,
         max_keys: usize,
     ) -> Result<ListPage, StoreError> {
+        self.list_from(prefix, next, None, max_keys).await
+    }
+
+    async fn list_after(
+        &self,
+        prefix: &str,
+        after: &str,
+        max_keys: usize,
+    ) -> Result<ListPage, StoreError> {
+        self.list_from(prefix, None, Some(after.to_owned()), max_keys)
+            .await
+    }
+}
+
+impl S3Store {
+    async fn list_from(
+        &self,
+        prefix: &str,
+        next: Option<String>,
+        start_after: Option<String>,
+        max_keys: usize,
+    ) -> Result<ListPage, StoreError> {
         let request = self
             .client
             .list_objects_v2()
@@ -177,6 +199,7 @@ impl ObjectStore for S3Store {
             .prefix(prefix)
             .max_keys(max_keys.clamp(1, 1000) as i32)
             .set_continuation_token(next)
+            .set_start_after(start_after)
             .send();
         let output = Box::pin(request).await.map_err(store_error)?;
         let objects = output

@@ -340,6 +340,28 @@ impl Cache for ValkeyCache {
         Ok(())
     }
 
+    async fn note(&self, key: &str) -> Result<Option<String>, CacheError> {
+        self.client.get(key).await.map_err(cache_error)
+    }
+
+    async fn set_note(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        ttl: std::time::Duration,
+    ) -> Result<(), CacheError> {
+        match value {
+            Some(value) => {
+                let seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
+                self.client
+                    .set::<(), _, _>(key, value, Some(Expiration::EX(seconds)), None, false)
+                    .await
+            }
+            None => self.client.del::<(), _>(key).await,
+        }
+        .map_err(cache_error)
+    }
+
     /// SCAN on every primary (KEYS is unavailable on ElastiCache Serverless).
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, CacheError> {
         use futures::TryStreamExt;

@@ -76,6 +76,14 @@ impl ObjectStore for ModelS3 {
     ) -> Result<ListPage, StoreError> {
         self.store.list(prefix, next, max).await
     }
+    async fn list_after(
+        &self,
+        prefix: &str,
+        after: &str,
+        max: usize,
+    ) -> Result<ListPage, StoreError> {
+        self.store.list_after(prefix, after, max).await
+    }
 }
 
 /// The real cache, with a switch that makes every call fail as if Valkey were unreachable.
@@ -126,6 +134,19 @@ impl Cache for Flaky {
     async fn evict(&self, k: &str) -> Result<(), CacheError> {
         self.check()?;
         self.inner.evict(k).await
+    }
+    async fn note(&self, k: &str) -> Result<Option<String>, CacheError> {
+        self.check()?;
+        self.inner.note(k).await
+    }
+    async fn set_note(
+        &self,
+        k: &str,
+        v: Option<&str>,
+        ttl: std::time::Duration,
+    ) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.set_note(k, v, ttl).await
     }
 }
 

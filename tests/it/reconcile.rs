@@ -3,8 +3,11 @@
 
 use crate::common;
 
+use std::time::{Duration, Instant};
+
 use common::Stack;
 use futures::stream::{self, StreamExt};
+use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
 use s3kv::ports::Etag;
 
 #[tokio::test]
@@ -140,5 +143,103 @@ async fn reconcile_never_undoes_a_newer_sync() {
     assert_eq!(
         (read.header("x-cache"), read.body.as_str()),
         (Some("HIT"), "{\"v\":2}")
+    );
+}
+
+/// A reconciler with two-key pages, as the scheduled function builds it otherwise.
+async fn small_pages(stack: &Stack) -> s3kv::reconcile::Reconciler<S3Store, ValkeyCache> {
+    let cache = ValkeyCache::new(
+        stack.config.require_valkey_url().unwrap(),
+        Duration::from_secs(2),
+    )
+    .expect("valkey url");
+    cache.connect(Duration::from_secs(5)).await;
+    let store = S3Store::new(stack.s3.client.clone(), common::BUCKET);
+    s3kv::reconcile::Reconciler::new(store, cache, &stack.config).with_page_size(2)
+}
+
+#[tokio::test]
+async fn a_run_stopped_at_its_deadline_is_resumed_by_the_next_where_it_stopped() {
+    let stack = Stack::start().await;
+    for i in 1..=5 {
+        stack
+            .s3
+            .upload(&format!("items/k{i}.json"), format!("{i}").as_bytes())
+            .await;
+    }
+    // An entry whose object is gone: only a run that reaches the end scans for it.
+    let orphan = stack.s3.upload("items/orphan.json", b"0").await;
+    stack
+        .sync(vec![stack.created("items/orphan.json", &orphan)])
+        .await
+        .unwrap();
+    stack.s3.remove("items/orphan.json").await;
+
+    let reconciler = small_pages(&stack).await;
+    let past = Instant::now();
+    // Each of these runs may list no new page once started: one page of two keys, then a note.
+    let first = reconciler
+        .run_until(past, common::deadline(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            first.checked,
+            first.loaded,
+            first.complete,
+            first.resumed_after.as_deref()
+        ),
+        (2, 2, false, None),
+        "{first:?}"
+    );
+    let second = reconciler
+        .run_until(past, common::deadline(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.checked, second.loaded, second.complete),
+        (2, 2, false),
+        "{second:?}"
+    );
+    assert_eq!(second.resumed_after.as_deref(), Some("items/k2.json"));
+    assert!(stack.cache_entry("k5").await.is_empty(), "not reached yet");
+    assert!(
+        !stack.cache_entry("orphan").await.is_empty(),
+        "not scanned yet"
+    );
+
+    let last = reconciler.run(common::deadline(60)).await.unwrap();
+    assert_eq!(last.resumed_after.as_deref(), Some("items/k4.json"));
+    // k5 (orphan.json is gone from the listing), then the orphan scan.
+    assert_eq!(
+        (
+            last.checked,
+            last.loaded,
+            last.removed,
+            last.raced,
+            last.complete
+        ),
+        (1, 1, 1, 0, true),
+        "{last:?}"
+    );
+    assert!(stack.cache_entry("orphan").await.is_empty());
+    for i in 1..=5 {
+        let read = stack.get(&format!("k{i}")).await;
+        assert_eq!(
+            (read.header("x-cache"), read.body.clone()),
+            (Some("HIT"), i.to_string())
+        );
+    }
+    // The walk is done: the next run starts from the beginning again.
+    let fresh = reconciler.run(common::deadline(60)).await.unwrap();
+    assert_eq!(
+        (
+            fresh.resumed_after.clone(),
+            fresh.checked,
+            fresh.loaded,
+            fresh.complete
+        ),
+        (None, 5, 0, true),
+        "{fresh:?}"
     );
 }

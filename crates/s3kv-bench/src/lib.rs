@@ -35,6 +35,7 @@ mod load;
 mod procs;
 mod propagation;
 mod read_path;
+mod reconcile_scale;
 mod report;
 mod run;
 mod runtime_api;

@@ -35,7 +35,6 @@ pub(crate) struct Bench {
     pub(crate) valkey_url: String,
     pub(crate) reader_cache: ValkeyCache,
     pub(crate) reader: Arc<BenchReader>,
-    /// The same reader with `S3KV_METRICS=off`: no EMF line per request.
     /// The reader entrypoint's metrics (EMF on), which the `reader` variant writes as the Lambda does.
     pub(crate) metrics: Arc<s3kv::metrics::Metrics>,
     pub(crate) syncer_cache: ValkeyCache,

@@ -91,6 +91,10 @@ pub(crate) async fn run() -> RunRecord {
     if bench.settings.runs("sync") {
         bench.sync_path(&mut m).await;
     }
+    // Opt-in: it uploads 100,000 items.
+    if bench.settings.selects("reconcile") {
+        bench.reconcile_scale(&mut m).await;
+    }
     if let Some(status) = s3_server.server.exited() {
         panic!(
             "S3 endpoint exited with {status}: {}",

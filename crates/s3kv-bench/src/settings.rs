@@ -11,7 +11,8 @@ pub(crate) struct Settings {
     pub(crate) propagation_writes: usize,
     pub(crate) cold_starts: usize,
     pub(crate) invocations: usize,
-    /// `S3KV_BENCH_ONLY`: comma-separated sections to run (read, functions, sync, propagation); default all.
+    /// `S3KV_BENCH_ONLY`: comma-separated sections to run (read, functions, sync, propagation; and reconcile, which
+    /// only runs when named); default all but reconcile.
     pub(crate) only: Option<Vec<String>>,
     /// `S3KV_BENCH_READ_VARIANTS`: which read variants to run (raw_get, raw_entry, reader, reader_quiet, s3); default all.
     pub(crate) read_variants: Option<Vec<String>>,
@@ -40,6 +41,13 @@ impl Settings {
             only: list("S3KV_BENCH_ONLY"),
             read_variants: list("S3KV_BENCH_READ_VARIANTS"),
         }
+    }
+
+    /// Whether `S3KV_BENCH_ONLY` names `section` (for sections that only run when asked for).
+    pub(crate) fn selects(&self, section: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_some_and(|only| only.iter().any(|s| s == section))
     }
 
     pub(crate) fn runs(&self, section: &str) -> bool {

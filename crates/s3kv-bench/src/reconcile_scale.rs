@@ -1,0 +1,167 @@
+//! Reconcile at scale (opt-in: `S3KV_BENCH_ONLY=reconcile`): the real `reconcile` binary, run once as from a
+//! shell, against the bench's S3 endpoint holding N items and a flushed Valkey (every item loaded), then again
+//! (nothing to do). Wall time and peak RSS (VmHWM, sampled every 20 ms) at each size in
+//! `S3KV_BENCH_RECONCILE_ITEMS` (default `20000,100000`); two sizes give the per-item slope for extrapolating.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use fred::prelude::*;
+use futures::stream::{self, StreamExt};
+
+use crate::procs::status_field;
+use crate::read_path::Bench;
+use crate::report::Metrics;
+use crate::settings::release_binary;
+use crate::{BUCKET, PREFIX};
+use s3kv_local::{ACCESS_KEY, SECRET_KEY};
+
+const SECTION: &str = "Reconcile at scale (S3KV_BENCH_ONLY=reconcile)";
+
+/// What one run of the binary did, from its JSON report, and what it cost.
+struct Measured {
+    seconds: f64,
+    peak_kib: u64,
+    report: serde_json::Value,
+}
+
+impl Bench {
+    pub(crate) async fn reconcile_scale(&self, m: &mut Metrics) {
+        let sizes: Vec<usize> = crate::settings::list("S3KV_BENCH_RECONCILE_ITEMS")
+            .unwrap_or_else(|| vec!["20000".into(), "100000".into()])
+            .iter()
+            .map(|n| {
+                n.parse()
+                    .unwrap_or_else(|_| panic!("S3KV_BENCH_RECONCILE_ITEMS: {n:?}"))
+            })
+            .collect();
+        let mut uploaded = 0;
+        for &n in &sizes {
+            eprintln!("reconcile at scale: uploading items {uploaded}..{n}");
+            self.upload_scale_items(uploaded, n).await;
+            uploaded = uploaded.max(n);
+            let client = Client::new(
+                fred::types::config::Config::from_url(&self.valkey_url).expect("url"),
+                None,
+                None,
+                None,
+            );
+            client.init().await.expect("connect");
+            let _: () = client.flushall(false).await.expect("FLUSHALL");
+            // The bench's own read items are in the bucket too.
+            let total = uploaded + self.read_items.len();
+            let cold = self.run_reconcile();
+            check(&cold, total, total);
+            let warm = self.run_reconcile();
+            check(&warm, total, 0);
+            for (run, measured) in [("cold", &cold), ("warm", &warm)] {
+                let what = if run == "cold" {
+                    "flushed cache, every item loaded"
+                } else {
+                    "nothing to repair"
+                };
+                m.add(
+                    SECTION,
+                    &format!("reconcile.{n}.{run}.seconds"),
+                    &format!("{total} items, {what}: wall time"),
+                    "s",
+                    measured.seconds,
+                );
+                m.add(
+                    SECTION,
+                    &format!("reconcile.{n}.{run}.rss"),
+                    &format!("{total} items, {what}: peak RSS"),
+                    "MiB",
+                    measured.peak_kib as f64 / 1024.0,
+                );
+            }
+        }
+    }
+
+    /// Items `from..to` under `items/scale/`, uploaded straight to the bucket (no notifications reach a syncer).
+    async fn upload_scale_items(&self, from: usize, to: usize) {
+        let started = Instant::now();
+        stream::iter(from..to)
+            .map(|i| {
+                let s3 = self.s3.clone();
+                async move {
+                    let body =
+                        format!("{{\"n\":{i},\"enabled\":true,\"note\":\"reconcile at scale\"}}");
+                    s3.put_object()
+                        .bucket(BUCKET)
+                        .key(format!("{PREFIX}scale/{i:07}.json"))
+                        .body(ByteStream::from(body.into_bytes()))
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("upload {i}: {e:?}"));
+                }
+            })
+            .buffer_unordered(64)
+            .collect::<Vec<()>>()
+            .await;
+        eprintln!(
+            "  uploaded {} items in {:.0} s",
+            to.saturating_sub(from),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// `target/release/reconcile` outside Lambda: one run, its JSON report on stdout.
+    fn run_reconcile(&self) -> Measured {
+        let started = Instant::now();
+        let mut child = Command::new(release_binary("reconcile"))
+            .env_clear()
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_ENDPOINT_URL_S3", &self.s3_endpoint)
+            .env("S3KV_BUCKET", BUCKET)
+            .env("S3KV_PREFIX", PREFIX)
+            .env("VALKEY_URL", &self.valkey_url)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start target/release/reconcile");
+        let pid = child.id();
+        let mut peak_kib = 0;
+        while child.try_wait().expect("wait").is_none() {
+            peak_kib = peak_kib.max(status_field(pid, "VmHWM:").unwrap_or(0));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let output = child.wait_with_output().expect("reconcile output");
+        assert!(
+            output.status.success(),
+            "reconcile failed: {}",
+            output.status
+        );
+        let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "reconcile printed no report ({e}): {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        });
+        Measured {
+            seconds,
+            peak_kib,
+            report,
+        }
+    }
+}
+
+/// A number measured on a wrong run would mean nothing: every item checked, the expected loads, no failure.
+fn check(measured: &Measured, checked: usize, loaded: usize) {
+    let r = &measured.report;
+    let field = |name: &str| r[name].as_u64().unwrap_or(u64::MAX) as usize;
+    assert!(
+        field("checked") == checked
+            && field("loaded") == loaded
+            && field("failed") == 0
+            && r["complete"] == true,
+        "reconcile report {r} (expected {checked} checked, {loaded} loaded, complete)"
+    );
+}
