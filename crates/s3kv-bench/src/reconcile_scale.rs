@@ -51,6 +51,14 @@ impl Bench {
             let _: () = client.flushall(false).await.expect("FLUSHALL");
             // The bench's own read items are in the bucket too.
             let total = uploaded + self.read_items.len();
+            let listing = self.list_everything(total).await;
+            m.add(
+                SECTION,
+                &format!("reconcile.{n}.list.seconds"),
+                &format!("{total} items: listing the bucket alone, every page (baseline)"),
+                "s",
+                listing,
+            );
             let cold = self.run_reconcile();
             check(&cold, total, total);
             let warm = self.run_reconcile();
@@ -107,6 +115,36 @@ impl Bench {
         );
     }
 
+    /// Every page of the item prefix with the SDK, as reconcile lists it: what the endpoint's listing alone costs.
+    async fn list_everything(&self, expected: usize) -> f64 {
+        // A long attempt timeout: the file-backed endpoint takes seconds per page of a large bucket.
+        let s3 = s3kv::adapters::s3::endpoint_client(
+            &self.s3_endpoint,
+            ACCESS_KEY,
+            SECRET_KEY,
+            Duration::from_secs(120),
+        );
+        let started = Instant::now();
+        let (mut seen, mut token) = (0, None);
+        loop {
+            let page = s3
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix(PREFIX)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("list: {e:?}"));
+            seen += page.contents().len();
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, expected, "listed {seen} objects, uploaded {expected}");
+        started.elapsed().as_secs_f64()
+    }
+
     /// `target/release/reconcile` outside Lambda: one run, its JSON report on stdout.
     fn run_reconcile(&self) -> Measured {
         let started = Instant::now();
@@ -121,6 +159,9 @@ impl Bench {
             .env("S3KV_PREFIX", PREFIX)
             .env("VALKEY_URL", &self.valkey_url)
             .env("RUST_LOG", "warn")
+            // s3kv-local's file-backed endpoint walks its directory for every listing page, so a page of a large
+            // bucket takes seconds here; S3 answers one in tens of milliseconds.
+            .env("S3KV_S3_TIMEOUT_MS", "60000")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -139,12 +180,11 @@ impl Bench {
             "reconcile failed: {}",
             output.status
         );
-        let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "reconcile printed no report ({e}): {}",
-                String::from_utf8_lossy(&output.stdout)
-            )
-        });
+        // Logs go to stdout too, as in Lambda; the report is the last line.
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last = stdout.lines().last().unwrap_or_default();
+        let report = serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("reconcile printed no report ({e}): {stdout}"));
         Measured {
             seconds,
             peak_kib,

@@ -31,8 +31,18 @@ pub(crate) async fn run() -> RunRecord {
     let tmp = std::env::temp_dir().join(format!("s3kv-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).expect("temp dir");
-    for name in ["reader", "writer", "syncer", "s3kv-local"] {
-        release_binary(name);
+    // Fail before any measurement if a binary a selected section runs is missing.
+    let needs = [
+        ("functions", &["reader", "writer", "syncer"][..]),
+        ("propagation", &["s3kv-local"]),
+    ];
+    for (section, names) in needs {
+        if settings.runs(section) {
+            names.iter().for_each(|name| drop(release_binary(name)));
+        }
+    }
+    if settings.selects("reconcile") {
+        release_binary("reconcile");
     }
 
     let valkey = start_valkey();
