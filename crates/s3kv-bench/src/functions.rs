@@ -92,16 +92,12 @@ impl Bench {
             .ok_or_else(|| format!("{} answered wrongly: {text}", f.name()))
     }
 
-    /// The release binary of `f`, configured as in AWS (and nothing else from this environment) and pointed at
-    /// `api`, the run's S3 endpoint and Valkey.
-    pub(crate) fn spawn_function(&self, f: Function, api: &RuntimeApi) -> ChildServer {
-        let mut command = Command::new(release_binary(f.name()));
+    /// The release binary `name`, configured as the functions are in AWS (and nothing else from this
+    /// environment), pointed at the run's S3 endpoint and Valkey.
+    pub(crate) fn function_command(&self, name: &str) -> Command {
+        let mut command = Command::new(release_binary(name));
         command
             .env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", format!("s3kv-{}", f.name()))
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_DEFAULT_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -109,7 +105,18 @@ impl Bench {
             .env("AWS_ENDPOINT_URL_S3", &self.s3_endpoint)
             .env("S3KV_BUCKET", BUCKET)
             .env("S3KV_PREFIX", PREFIX)
-            .env("VALKEY_URL", &self.valkey_url)
+            .env("VALKEY_URL", &self.valkey_url);
+        command
+    }
+
+    /// The function `f` behind `api`, the run's Lambda Runtime API.
+    pub(crate) fn spawn_function(&self, f: Function, api: &RuntimeApi) -> ChildServer {
+        let mut command = self.function_command(f.name());
+        command
+            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", format!("s3kv-{}", f.name()))
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("S3KV_CACHE_TIMEOUT_MS", READER_CACHE_TIMEOUT_MS);
         ChildServer::spawn(f.name(), command).unwrap_or_else(|e| panic!("{e}"))
     }

@@ -3,7 +3,7 @@
 //! (nothing to do). Wall time and peak RSS (VmHWM, sampled every 20 ms) at each size in
 //! `S3KV_BENCH_RECONCILE_ITEMS` (default `20000,100000`); two sizes give the per-item slope for extrapolating.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -13,7 +13,6 @@ use futures::stream::{self, StreamExt};
 use crate::procs::status_field;
 use crate::read_path::Bench;
 use crate::report::Metrics;
-use crate::settings::release_binary;
 use crate::{BUCKET, PREFIX};
 use s3kv_local::{ACCESS_KEY, SECRET_KEY};
 
@@ -148,16 +147,8 @@ impl Bench {
     /// `target/release/reconcile` outside Lambda: one run, its JSON report on stdout.
     fn run_reconcile(&self) -> Measured {
         let started = Instant::now();
-        let mut child = Command::new(release_binary("reconcile"))
-            .env_clear()
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_ENDPOINT_URL_S3", &self.s3_endpoint)
-            .env("S3KV_BUCKET", BUCKET)
-            .env("S3KV_PREFIX", PREFIX)
-            .env("VALKEY_URL", &self.valkey_url)
+        let mut child = self
+            .function_command("reconcile")
             .env("RUST_LOG", "warn")
             // s3kv-local's file-backed endpoint walks its directory for every listing page, so a page of a large
             // bucket takes seconds here; S3 answers one in tens of milliseconds.
