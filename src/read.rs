@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::document;
 use crate::key::{ItemKey, KeyMap, ObjectKind};
-use crate::ports::{Cache, CacheLookup, Etag, Object, ObjectStore, StoreError};
+use crate::ports::{Cache, CacheError, CacheLookup, Etag, Object, ObjectStore, StoreError};
 use crate::retry;
 
 /// Where an answer came from; sent to clients as `X-Cache`.
@@ -243,6 +243,9 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
                 .await
             {
                 Ok(Ok(_)) => {}
+                // A full cache refuses every fill: the syncer already counts and logs that once per change,
+                // and a line per read here would flood the log exactly when reads are slowest.
+                Ok(Err(CacheError::Full(_))) => {}
                 Ok(Err(error)) => tracing::warn!(key = %key, %error, "cache fill failed"),
                 Err(_) => tracing::warn!(key = %key, "cache fill timed out"),
             }

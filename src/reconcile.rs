@@ -166,7 +166,6 @@ impl<S: ObjectStore, C: Cache> Reconciler<S, C> {
         stop_listing_at: Instant,
         deadline: Instant,
     ) -> Result<ReconcileReport, ReconcileError> {
-        let stop_at = stop_listing_at;
         let resume_key = self.resume_key();
         let resumed_after = match self.cache.note(&resume_key).await {
             Ok(after) => after,
@@ -221,7 +220,7 @@ impl<S: ObjectStore, C: Cache> Reconciler<S, C> {
             tally(&mut report, &mut errors, outcomes);
             match (page.next, last_key) {
                 (Some(token), Some(last)) => {
-                    if Instant::now() >= stop_at {
+                    if Instant::now() >= stop_listing_at {
                         self.note_resume(&resume_key, Some(&last)).await;
                         tracing::info!(?report, resume_after = %last, "reconcile stopped at its deadline; the next run resumes");
                         return finish(report, errors);

@@ -152,7 +152,7 @@ impl LocalStack {
                     testkit::Valkey::try_start(testkit::valkey::Options::default())
                 })
                 .await
-                .map_err(|e| LocalError::Reload(format!("valkey start task: {e}")))??;
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
                 (valkey.url(), Some(valkey))
             }
         };
