@@ -62,6 +62,13 @@ pub struct Config {
     pub metrics_namespace: String,
     /// `S3KV_METRICS`: `on` (default) or `off`, whether to write EMF metric lines.
     pub metrics: bool,
+    /// `S3KV_API_KEYS`: the API keys' roles, a JSON object of key id to grant ([`crate::access`] parses it,
+    /// in the API functions only, so a mistake there never stops the syncer).
+    pub api_keys: Option<String>,
+    /// `S3KV_EXTRA_API_KEYS`: more grants in the same form, the operator's (the template's `ExtraApiKeys`).
+    pub extra_api_keys: Option<String>,
+    /// `S3KV_PUBLIC_PREFIX`: items under this prefix may be read without an API key (`GET /public/{key}`).
+    pub public_prefix: Option<String>,
 }
 
 impl Config {
@@ -144,6 +151,9 @@ impl Config {
             cors_origin,
             metrics_namespace: get("S3KV_METRICS_NAMESPACE").unwrap_or_else(|| "s3kv".to_owned()),
             metrics,
+            api_keys: get("S3KV_API_KEYS"),
+            extra_api_keys: get("S3KV_EXTRA_API_KEYS"),
+            public_prefix: get("S3KV_PUBLIC_PREFIX"),
         })
     }
 

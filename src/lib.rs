@@ -51,8 +51,10 @@
 //! if S3 already holds something newer the read fails with 412 and the newer event will do the work.
 //! A reader fill after a miss only writes when the key is absent, so it never overwrites the syncer.
 
+pub mod access;
 pub mod adapters;
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod document;
 pub mod key;

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use crate::audit::{Author, Provenance};
 use crate::ports::{Etag, ListPage, Listed, Object, ObjectStore, PutMode, StoreError};
 
-/// One current version per key. Clones share the same bucket.
+/// One current version per key, with its writer (as S3 keeps metadata). Clones share the same bucket.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    objects: Arc<Mutex<BTreeMap<String, Bytes>>>,
+    objects: Arc<Mutex<BTreeMap<String, (Bytes, String)>>>,
     page_size: Option<usize>,
 }
 
@@ -29,7 +30,7 @@ impl MemoryStore {
 
     /// The current body of `key`, for asserting on what the store holds.
     pub fn body(&self, key: &str) -> Option<Bytes> {
-        self.lock().get(key).cloned()
+        self.lock().get(key).map(|(body, _)| body.clone())
     }
 
     /// The tag S3 would give these bytes: equal bodies, equal tags.
@@ -39,7 +40,7 @@ impl MemoryStore {
         Etag::new(&format!("{:016x}", hasher.finish()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Bytes, String)>> {
         // A panic elsewhere while holding the lock leaves the map intact: keep serving it.
         self.objects.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -52,7 +53,7 @@ impl ObjectStore for MemoryStore {
         if_match: Option<&Etag>,
         max_bytes: u64,
     ) -> Result<Object, StoreError> {
-        let body = self.body(key).ok_or(StoreError::NotFound)?;
+        let (body, writer) = self.lock().get(key).cloned().ok_or(StoreError::NotFound)?;
         let etag = Self::etag_of(&body);
         if if_match.is_some_and(|wanted| *wanted != etag) {
             return Err(StoreError::PreconditionFailed);
@@ -63,21 +64,34 @@ impl ObjectStore for MemoryStore {
                 limit: max_bytes,
             });
         }
-        Ok(Object { body, etag })
+        Ok(Object {
+            body,
+            etag,
+            provenance: Provenance {
+                writer: Some(writer),
+                modified: None,
+            },
+        })
     }
 
-    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<Etag, StoreError> {
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        mode: PutMode,
+        author: &Author,
+    ) -> Result<Etag, StoreError> {
         let etag = Self::etag_of(&body);
         let mut objects = self.lock();
         match (&mode, objects.get(key)) {
             (PutMode::CreateOnly, Some(_)) => return Err(StoreError::PreconditionFailed),
             (PutMode::Replace(_), None) => return Err(StoreError::NotFound),
-            (PutMode::Replace(wanted), Some(current)) if Self::etag_of(current) != *wanted => {
+            (PutMode::Replace(wanted), Some((current, _))) if Self::etag_of(current) != *wanted => {
                 return Err(StoreError::PreconditionFailed)
             }
             _ => {}
         }
-        objects.insert(key.to_owned(), body);
+        objects.insert(key.to_owned(), (body, author.header()));
         Ok(etag)
     }
 
@@ -91,7 +105,7 @@ impl ObjectStore for MemoryStore {
         let mut objects = self.lock();
         if let Some(wanted) = if_match {
             match objects.get(key) {
-                Some(current) if Self::etag_of(current) == *wanted => {}
+                Some((current, _)) if Self::etag_of(current) == *wanted => {}
                 Some(_) => return Err(StoreError::PreconditionFailed),
                 None => return Err(StoreError::NotFound),
             }
@@ -116,7 +130,7 @@ impl ObjectStore for MemoryStore {
                     .is_none_or(|after| k.as_str() > after.as_str())
             })
             .take(limit + 1)
-            .map(|(k, b)| Listed {
+            .map(|(k, (b, _))| Listed {
                 key: k.clone(),
                 etag: Self::etag_of(b),
                 size: b.len() as u64,
@@ -152,12 +166,22 @@ mod tests {
     async fn conditions_and_limits_behave_like_s3() {
         let store = MemoryStore::default();
         let etag = store
-            .put("a", Bytes::from_static(b"{}"), PutMode::CreateOnly)
+            .put(
+                "a",
+                Bytes::from_static(b"{}"),
+                PutMode::CreateOnly,
+                &Author::default(),
+            )
             .await
             .unwrap();
         assert!(matches!(
             store
-                .put("a", Bytes::from_static(b"[]"), PutMode::CreateOnly)
+                .put(
+                    "a",
+                    Bytes::from_static(b"[]"),
+                    PutMode::CreateOnly,
+                    &Author::default()
+                )
                 .await,
             Err(StoreError::PreconditionFailed)
         ));
@@ -175,6 +199,7 @@ mod tests {
                 "a",
                 Bytes::from_static(b"1"),
                 PutMode::Replace(etag.clone()),
+                &Author::default(),
             )
             .await
             .unwrap();
@@ -183,7 +208,8 @@ mod tests {
                 .put(
                     "a",
                     Bytes::from_static(b"2"),
-                    PutMode::Replace(etag.clone())
+                    PutMode::Replace(etag.clone()),
+                    &Author::default(),
                 )
                 .await,
             Err(StoreError::PreconditionFailed)
@@ -196,7 +222,12 @@ mod tests {
         assert!(matches!(store.head("a").await, Err(StoreError::NotFound)));
         assert!(matches!(
             store
-                .put("a", Bytes::from_static(b"3"), PutMode::Replace(replaced))
+                .put(
+                    "a",
+                    Bytes::from_static(b"3"),
+                    PutMode::Replace(replaced),
+                    &Author::default()
+                )
                 .await,
             Err(StoreError::NotFound)
         ));
@@ -207,7 +238,7 @@ mod tests {
         let store = MemoryStore::with_page_size(2);
         for k in ["p/a", "p/b", "p/c", "q/d", "p/e"] {
             store
-                .put(k, Bytes::from(k), PutMode::Overwrite)
+                .put(k, Bytes::from(k), PutMode::Overwrite, &Author::default())
                 .await
                 .unwrap();
         }

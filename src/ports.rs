@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::audit::{Author, Provenance};
 use crate::retry::Retryable;
 use crate::sequencer::Sequencer;
 
@@ -36,11 +37,12 @@ impl Etag {
     }
 }
 
-/// An object's bytes and the tag that identifies exactly those bytes.
+/// An object's bytes, the tag that identifies exactly those bytes, and who wrote them when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
     pub body: Bytes,
     pub etag: Etag,
+    pub provenance: Provenance,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,11 +96,13 @@ pub trait ObjectStore: Send + Sync {
         max_bytes: u64,
     ) -> impl Future<Output = Result<Object, StoreError>> + Send;
 
+    /// Writes `body`, recording `author` with it (user metadata) for audit.
     fn put(
         &self,
         key: &str,
         body: Bytes,
         mode: PutMode,
+        author: &Author,
     ) -> impl Future<Output = Result<Etag, StoreError>> + Send;
 
     /// The object's tag, or `NotFound`.

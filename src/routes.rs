@@ -5,10 +5,14 @@
 
 use http::Method;
 
+use crate::access::Permission;
+
 /// API Gateway's resource paths, as the template declares them; `{key+}` is a greedy path parameter.
 pub const ITEM: &str = "/items/{key+}";
 pub const LIST: &str = "/items";
 pub const BATCH_GET: &str = "/batch-get";
+/// Keyless reads of the public prefix (`S3KV_PUBLIC_PREFIX`); the only route API Gateway lets through without a key.
+pub const PUBLIC_ITEM: &str = "/public/{key+}";
 /// The item routes' path parameter.
 pub const KEY_PARAM: &str = "key";
 
@@ -28,6 +32,7 @@ pub enum Operation {
     DeleteItem,
     ListItems,
     BatchGet,
+    GetPublicItem,
 }
 
 impl Operation {
@@ -39,6 +44,7 @@ impl Operation {
             Operation::DeleteItem => "deleteItem",
             Operation::ListItems => "listItems",
             Operation::BatchGet => "batchGet",
+            Operation::GetPublicItem => "getPublicItem",
         }
     }
 }
@@ -49,6 +55,8 @@ pub struct Route {
     pub resource: &'static str,
     pub method: Method,
     pub operation: Operation,
+    /// What the caller's key must allow; [`Permission::Public`] routes need no key at all.
+    pub permission: Permission,
 }
 
 impl Route {
@@ -57,26 +65,41 @@ impl Route {
         resource: &'static str,
         method: Method,
         operation: Operation,
+        permission: Permission,
     ) -> Self {
         Self {
             function,
             resource,
             method,
             operation,
+            permission,
         }
+    }
+
+    /// Whether API Gateway asks for an API key before calling the function.
+    pub fn needs_api_key(&self) -> bool {
+        self.permission != Permission::Public
     }
 }
 
 use Function::{Reader, Writer};
+use Permission::{Public, Read, Write};
 
-/// Every route, one per line (the template check parses these lines).
+/// Every route, one row each (the template check parses these rows).
 pub const ROUTES: &[Route] = &[
-    Route::new(Reader, ITEM, Method::GET, Operation::GetItem),
-    Route::new(Writer, ITEM, Method::PUT, Operation::PutItem),
-    Route::new(Writer, ITEM, Method::POST, Operation::PostItem),
-    Route::new(Writer, ITEM, Method::DELETE, Operation::DeleteItem),
-    Route::new(Reader, LIST, Method::GET, Operation::ListItems),
-    Route::new(Reader, BATCH_GET, Method::POST, Operation::BatchGet),
+    Route::new(Reader, ITEM, Method::GET, Operation::GetItem, Read),
+    Route::new(Writer, ITEM, Method::PUT, Operation::PutItem, Write),
+    Route::new(Writer, ITEM, Method::POST, Operation::PostItem, Write),
+    Route::new(Writer, ITEM, Method::DELETE, Operation::DeleteItem, Write),
+    Route::new(Reader, LIST, Method::GET, Operation::ListItems, Read),
+    Route::new(Reader, BATCH_GET, Method::POST, Operation::BatchGet, Read),
+    Route::new(
+        Reader,
+        PUBLIC_ITEM,
+        Method::GET,
+        Operation::GetPublicItem,
+        Public,
+    ),
 ];
 
 /// The route of a request as API Gateway hands it over (`resource` and method).
@@ -136,6 +159,10 @@ mod tests {
         assert_eq!(match_path("/batch-get"), Some((BATCH_GET, None)));
         assert_eq!(match_path("/items/a%2Fb/c"), Some((ITEM, Some("a%2Fb/c"))));
         assert_eq!(match_path("/items/"), None);
+        assert_eq!(
+            match_path("/public/flags/x"),
+            Some((PUBLIC_ITEM, Some("flags/x")))
+        );
         assert_eq!(match_path("/other"), None);
     }
 
@@ -157,6 +184,6 @@ mod tests {
         assert_eq!(allow(ITEM, Function::Writer), "PUT, POST, DELETE");
         assert_eq!(allow(ITEM, Function::Reader), "GET");
         assert_eq!(allow(BATCH_GET, Function::Reader), "POST");
-        assert_eq!(paths(), "/items/{key}, /items, /batch-get");
+        assert_eq!(paths(), "/items/{key}, /items, /batch-get, /public/{key}");
     }
 }

@@ -50,6 +50,7 @@ pub fn decode(record: &S3EventRecord) -> Result<Option<SyncRecord>, String> {
         sequencer,
         change,
         event_time,
+        principal: record.principal_id.principal_id.clone(),
     }))
 }
 

@@ -11,6 +11,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::audit;
 use crate::config::Config;
 use crate::document;
 use crate::key::{KeyMap, ObjectKind};
@@ -27,6 +28,8 @@ pub struct SyncRecord {
     pub change: Change,
     /// S3's `eventTime`, for the propagation lag metric.
     pub event_time: Option<std::time::SystemTime>,
+    /// Who made the change (`userIdentity.principalId`): the writer of an upload, which has no s3kv metadata.
+    pub principal: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,8 +230,13 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
         })
         .await;
         let change = match read {
-            Ok(object) => match document::validate(&object.body) {
-                Ok(()) => CacheChange::Put(object),
+            Ok(mut object) => match document::validate(&object.body) {
+                Ok(()) => {
+                    if object.provenance.writer.as_deref() == Some(audit::UPLOAD) {
+                        object.provenance.writer = Some(audit::upload(record.principal.as_deref()));
+                    }
+                    CacheChange::Put(object)
+                }
                 Err(error) => {
                     let invalid = self.tombstone("invalid_json");
                     self.apply_change(cache_key, record, &invalid, deadline)

@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::audit::Author;
 use crate::config::Config;
 use crate::document::{self, DocumentError};
 use crate::key::{ItemKey, KeyMap};
@@ -76,13 +77,14 @@ impl<S: ObjectStore> Writer<S> {
         self.max_body_bytes
     }
 
-    /// Stores `body` byte-for-byte. Without a precondition: one round trip for a create (`If-None-Match: *`), two
+    /// Stores `body` byte-for-byte, with `author` in the object's metadata. Without a precondition: one round trip for a create (`If-None-Match: *`), two
     /// for a replace; the conditional create is what makes 201 vs 200 truthful under concurrent writers.
     pub async fn put(
         &self,
         key: &ItemKey,
         body: Bytes,
         precondition: &Precondition,
+        author: &Author,
         deadline: Instant,
     ) -> Result<Written, WriteError> {
         if body.len() > self.max_body_bytes {
@@ -97,7 +99,8 @@ impl<S: ObjectStore> Writer<S> {
             let body = body.clone();
             let object_key = &object_key;
             retry::with_deadline(deadline, "s3 put", move || {
-                self.store.put(object_key, body.clone(), mode.clone())
+                self.store
+                    .put(object_key, body.clone(), mode.clone(), author)
             })
         };
         let created = |etag| Written {

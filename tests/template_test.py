@@ -5,6 +5,7 @@ Run by scripts/validate-template (pytest, in .venv-lint). Uses cfn-lint's loader
 as CloudFormation does.
 """
 
+import json
 import pathlib
 import re
 import tomllib
@@ -29,13 +30,16 @@ REQUIRED = {
 }
 ROUTES_RS = (ROOT / "src" / "routes.rs").read_text()
 RESOURCE_CONSTS = dict(re.findall(r'pub const ([A-Z_]+): &str = "([^"]+)";', ROUTES_RS))
-# The route table, one `Route::new(Function, RESOURCE, Method::X, Operation::Y)` row per route.
+# The route table, one `Route::new(Function, RESOURCE, Method::X, Operation::Y, Permission)` row per route.
+ROUTE_ROWS = re.findall(
+    r"Route::new\(\s*(\w+),\s*(\w+),\s*Method::(\w+),\s*Operation::(\w+),\s*(\w+),?\s*\)", ROUTES_RS
+)
 ROUTES = [
     (function.lower(), RESOURCE_CONSTS[resource], method, operation)
-    for function, resource, method, operation in re.findall(
-        r"Route::new\((\w+), (\w+), Method::(\w+), Operation::(\w+)\)", ROUTES_RS
-    )
+    for function, resource, method, operation, _ in ROUTE_ROWS
 ]
+# (resource, method) of the routes that need no API key.
+KEYLESS = {(RESOURCE_CONSTS[r], m) for _, r, m, _, permission in ROUTE_ROWS if permission == "Public"}
 EVENTS = {
     "writer": {("Api", r, m) for f, r, m, _ in ROUTES if f == "writer"},
     "reader": {("Api", r, m) for f, r, m, _ in ROUTES if f == "reader"},
@@ -101,11 +105,14 @@ def test_routes_reach_the_right_handler_and_need_the_api_key():
             props = event["Properties"]
             if event["Type"] == "Api":
                 seen.add(("Api", props["Path"], props["Method"]))
+                # Exactly the table's public routes opt out of the stage-wide key requirement.
+                required = props.get("Auth", {}).get("ApiKeyRequired", True)
+                assert required == ((props["Path"], props["Method"]) not in KEYLESS), props
             else:
                 seen.add((event["Type"], None, None))
         assert seen == EVENTS[binary(function)], binary(function)
     # The route table was read, and its path parameter is the template's {key+}.
-    assert len(ROUTES) >= 6 and RESOURCE_CONSTS["KEY_PARAM"] == "key"
+    assert len(ROUTES) >= 7 and len(KEYLESS) == 1 and RESOURCE_CONSTS["KEY_PARAM"] == "key"
     assert "{key+}" in RESOURCE_CONSTS["ITEM"]
 
 
@@ -236,3 +243,41 @@ def test_the_name_pattern_refuses_trailing_and_doubled_hyphens():
         assert allowed(good), good
     for bad in ("s3kv-", "my--kv", "-kv", "1kv", "Kv", "a" * 21, "my_kv"):
         assert not allowed(bad), bad
+
+
+def test_a_read_key_and_a_write_key_each_have_a_plan_and_a_role():
+    keys = {name for name, r in RESOURCES.items() if r["Type"] == "AWS::ApiGateway::ApiKey"}
+    assert keys == {"ReadApiKey", "WriteApiKey"}
+    plans = {
+        r["Properties"]["KeyId"]["Ref"]: r["Properties"]["UsagePlanId"]["Ref"]
+        for r in RESOURCES.values()
+        if r["Type"] == "AWS::ApiGateway::UsagePlanKey"
+    }
+    assert plans == {"ReadApiKey": "ReadUsagePlan", "WriteApiKey": "WriteUsagePlan"}
+    # The functions map each key's id to its role; the grants parse as src/access.rs reads them.
+    grants = GLOBAL_ENV["S3KV_API_KEYS"]["Fn::Sub"]
+    filled = json.loads(grants.replace("${ReadApiKey}", "r1").replace("${WriteApiKey}", "w1").replace("${Name}", "n"))
+    assert {k: v["role"] for k, v in filled.items()} == {"r1": "read", "w1": "write"}
+    assert GLOBAL_ENV["S3KV_EXTRA_API_KEYS"] == {"Ref": "ExtraApiKeys"}
+    # Writes are throttled below reads in the write plan, method by method, on methods that exist.
+    write_plan = RESOURCES["WriteUsagePlan"]["Properties"]
+    throttled = set(write_plan["ApiStages"][0]["Throttle"])
+    writes = {f"{r}/{m}" for f, r, m, _ in ROUTES if f == "writer"}
+    assert throttled == writes
+    assert "Throttle" not in RESOURCES["ReadUsagePlan"]["Properties"]["ApiStages"][0]
+    outputs = TEMPLATE["Outputs"]
+    assert outputs["ReadApiKeyId"]["Value"] == {"Ref": "ReadApiKey"}
+    assert outputs["WriteApiKeyId"]["Value"] == {"Ref": "WriteApiKey"}
+
+
+def test_keyless_reads_are_off_by_default_and_throttled_by_the_stage():
+    params = TEMPLATE["Parameters"]
+    assert params["PublicReadPrefix"]["Default"] == ""
+    assert GLOBAL_ENV["S3KV_PUBLIC_PREFIX"] == {"Ref": "PublicReadPrefix"}
+    settings = RESOURCES["Api"]["Properties"]["MethodSettings"]
+    (resource, method) = next(iter(KEYLESS))
+    encoded = resource.replace("/", "~1")
+    (public,) = [s for s in settings if s["ResourcePath"] == "/" + encoded]
+    assert public["HttpMethod"] == method
+    assert public["ThrottlingRateLimit"] == {"Fn::If": ["PublicReads", {"Ref": "PublicRateLimit"}, 0]}
+    assert public["ThrottlingBurstLimit"] == {"Fn::If": ["PublicReads", {"Ref": "PublicBurstLimit"}, 0]}

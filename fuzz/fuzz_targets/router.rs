@@ -1,6 +1,6 @@
 //! The request router: any API Gateway proxy request (any method, path parameter, body, base64 flag) gets an
 //! answer with a status below 500 and a JSON body naming the problem, never a panic; and a write the API accepts
-//! is stored byte for byte and read back exactly. S3 is the in-memory store with S3's semantics; the cache is
+//! is stored byte for byte and read back exactly, and only when the caller's key may write it. S3 is the in-memory store with S3's semantics; the cache is
 //! unreachable, so reads take the bypass path.
 #![no_main]
 
@@ -14,6 +14,7 @@ use aws_lambda_events::encodings::Body;
 use base64::Engine;
 use http::Method;
 use libfuzzer_sys::fuzz_target;
+use s3kv::access::Access;
 use s3kv::api;
 use s3kv::config::Config;
 use s3kv::key::ItemKey;
@@ -27,8 +28,10 @@ use s3kv::write::Writer;
 struct Input {
     method: u8,
     custom_method: String,
-    /// 0: /items/{key+}, 1: /items (listing), 2: /batch-get, else: no resource.
+    /// 0: /items/{key+}, 1: /items (listing), 2: /batch-get, 3: /public/{key+}, else: no resource.
     route: u8,
+    /// An index into [`KEY_IDS`], or no key.
+    key_id: Option<u8>,
     key: Option<String>,
     extra_params: bool,
     body: Option<Vec<u8>>,
@@ -40,6 +43,11 @@ struct Input {
 
 const HEADERS: [&str; 3] = ["if-match", "if-none-match", "content-type"];
 const QUERY: [&str; 4] = ["consistent", "prefix", "limit", "cursor"];
+
+/// A full write key, a read key, a write key for `flags/` only, and a key with no grant.
+const KEY_IDS: [&str; 4] = ["writer1", "reader1", "flags1", "stranger1"];
+const GRANTS: &str = r#"{"writer1": {"role": "write"}, "reader1": {"role": "read"},
+    "flags1": {"role": "write", "prefixes": ["flags/"]}}"#;
 
 /// Valkey down: every call fails, as when the cache is unreachable.
 struct Down;
@@ -61,6 +69,15 @@ impl Cache for Down {
     async fn fill(&self, _: &str, _: &Object) -> Result<bool, CacheError> {
         down()
     }
+    async fn evict(&self, _: &str) -> Result<(), CacheError> {
+        down()
+    }
+    async fn note(&self, _: &str) -> Result<Option<String>, CacheError> {
+        down()
+    }
+    async fn set_note(&self, _: &str, _: Option<&str>, _: Duration) -> Result<(), CacheError> {
+        down()
+    }
     async fn keys(&self, _: &str) -> Result<Vec<String>, CacheError> {
         down()
     }
@@ -77,6 +94,7 @@ struct World {
     store: MemoryStore,
     writer: Writer<MemoryStore>,
     reader: Reader<MemoryStore, Down>,
+    access: Access,
     config: Config,
 }
 
@@ -87,6 +105,8 @@ fn world() -> &'static World {
             ("S3KV_BUCKET", "b"),
             ("S3KV_PREFIX", "items/"),
             ("S3KV_MAX_BODY_BYTES", "4096"),
+            ("S3KV_API_KEYS", GRANTS),
+            ("S3KV_PUBLIC_PREFIX", "public/"),
         ]);
         let config = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         let store = MemoryStore::default();
@@ -97,6 +117,7 @@ fn world() -> &'static World {
                 .unwrap(),
             writer: Writer::new(store.clone(), &config),
             reader: Reader::new(store.clone(), Down, &config),
+            access: Access::from_config(&config).unwrap(),
             store,
             config,
         }
@@ -107,9 +128,9 @@ fn call(world: &World, request: ApiGatewayProxyRequest) -> ApiGatewayProxyRespon
     let deadline = Instant::now() + Duration::from_secs(5);
     world.runtime.block_on(async {
         if request.http_method == Method::GET {
-            api::handle_read(&world.reader, &request, deadline).await
+            api::handle_read(&world.reader, &world.access, &request, deadline).await
         } else {
-            api::handle_write(&world.writer, &request, deadline).await
+            api::handle_write(&world.writer, &world.access, &request, deadline).await
         }
     })
 }
@@ -133,13 +154,16 @@ fuzz_target!(|input: Input| {
     };
     let mut request = ApiGatewayProxyRequest::default();
     request.http_method = method.clone();
-    request.resource = match input.route % 4 {
+    request.resource = match input.route % 5 {
         0 => Some(s3kv::routes::ITEM.into()),
         1 => Some(s3kv::routes::LIST.into()),
         2 => Some(s3kv::routes::BATCH_GET.into()),
+        3 => Some(s3kv::routes::PUBLIC_ITEM.into()),
         _ => None,
     };
-    let item_route = input.route % 4 == 0;
+    let item_route = input.route % 5 == 0;
+    let key_id = input.key_id.map(|i| KEY_IDS[i as usize % KEY_IDS.len()]);
+    request.request_context.identity.api_key_id = key_id.map(str::to_owned);
     for (name, value) in &input.headers {
         if let Ok(value) = http::HeaderValue::from_str(value) {
             request
@@ -197,9 +221,15 @@ fuzz_target!(|input: Input| {
         );
     }
 
-    // An accepted write is stored exactly as sent, and reads back exactly.
+    // An accepted write came from a key that may write that item, is stored exactly as sent, and reads back
+    // exactly.
     if item_route && matches!(method, Method::PUT | Method::POST) && (200..300).contains(&status) {
         let key = ItemKey::from_path_param(input.key.as_deref().unwrap()).unwrap();
+        assert!(
+            key_id == Some("writer1")
+                || (key_id == Some("flags1") && key.as_str().starts_with("flags/")),
+            "{key_id:?} wrote {key:?}"
+        );
         let object_key = world.config.key_map().object_key(&key);
         let expected: Vec<u8> = if input.base64 {
             sent_body.unwrap_or_default()
@@ -213,6 +243,7 @@ fuzz_target!(|input: Input| {
         let mut get = ApiGatewayProxyRequest::default();
         get.http_method = Method::GET;
         get.resource = Some(s3kv::routes::ITEM.into());
+        get.request_context.identity.api_key_id = Some("reader1".into());
         get.path_parameters
             .insert("key".into(), input.key.clone().unwrap());
         let read = call(world, get);

@@ -12,6 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
+use crate::audit::{Author, Provenance};
 use crate::config::Config;
 use crate::ports::{Etag, ListPage, Listed, Object, ObjectStore, PutMode, StoreError};
 
@@ -110,22 +111,45 @@ impl ObjectStore for S3Store {
             });
         }
         let etag = Etag::new(output.e_tag().unwrap_or_default());
+        let provenance = Provenance {
+            writer: Some(writer(output.metadata())),
+            modified: output.last_modified().map(|t| t.secs()),
+        };
         let body = output
             .body
             .collect()
             .await
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?
             .into_bytes();
-        Ok(Object { body, etag })
+        Ok(Object {
+            body,
+            etag,
+            provenance,
+        })
     }
 
-    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<Etag, StoreError> {
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        mode: PutMode,
+        author: &Author,
+    ) -> Result<Etag, StoreError> {
+        let metadata = [
+            (META_KEY_ID, &author.key_id),
+            (META_KEY_NAME, &author.key_name),
+            (META_REQUEST_ID, &author.request_id),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
+        .collect();
         let output = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type("application/json")
+            .set_metadata(Some(metadata))
             .set_if_none_match((mode == PutMode::CreateOnly).then(|| "*".to_owned()))
             .set_if_match(match &mode {
                 PutMode::Replace(etag) => Some(etag.quoted()),
@@ -223,6 +247,22 @@ impl S3Store {
             .map(str::to_owned);
         Ok(ListPage { objects, next })
     }
+}
+
+/// The user metadata (`x-amz-meta-*`) a write through the API carries; S3 hands names back lowercased.
+const META_KEY_ID: &str = "s3kv-key-id";
+const META_KEY_NAME: &str = "s3kv-key-name";
+const META_REQUEST_ID: &str = "s3kv-request-id";
+
+/// Who wrote an object, from its metadata: a write through the API, or else an upload.
+fn writer(metadata: Option<&std::collections::HashMap<String, String>>) -> String {
+    let get = |name: &str| metadata.and_then(|m| m.get(name)).cloned();
+    Author {
+        key_id: get(META_KEY_ID),
+        key_name: get(META_KEY_NAME),
+        request_id: get(META_REQUEST_ID),
+    }
+    .header()
 }
 
 /// Maps by HTTP status, which is what S3 guarantees across operations (HEAD errors have no body to parse, and

@@ -11,6 +11,7 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 
 use crate::adapters::iam_auth::IamTokenProvider;
+use crate::audit::Provenance;
 use crate::config::ConfigError;
 use crate::ports::{Applied, Cache, CacheChange, CacheError, CacheLookup, Etag, Object, Snapshot};
 use crate::sequencer::Sequencer;
@@ -153,15 +154,19 @@ const HEADER_READ_MAX: usize = 1200;
 // A sequencer (at most 64 digits), an etag or a reason (the other is empty), and three newlines.
 const _: () = assert!(64 + HEADER_FIELD_MAX + 3 <= HEADER_READ_MAX);
 
-/// A cache entry as stored: one string `sequencer \n etag \n tombstone \n body`, so that a read is one GET, the
-/// cheapest command Valkey has (a hash with the same fields costs a third more CPU per read in fred and Valkey
-/// together; see BENCHMARKS.md). Empty header fields mean absent: reader fills carry no sequencer, tombstones
-/// neither etag nor body. cache.lua parses the same header.
+/// A cache entry as stored: one string `sequencer \n etag \n tombstone \n [@modified \t writer \n] body`, so that
+/// a read is one GET, the cheapest command Valkey has (a hash with the same fields costs a third more CPU per read
+/// in fred and Valkey together; see BENCHMARKS.md). Empty header fields mean absent: reader fills carry no
+/// sequencer, tombstones neither etag nor body. cache.lua parses the first three fields and nothing else.
+///
+/// The provenance line (who wrote the item, and when) came later: it starts with `@`, which no JSON document does,
+/// so an entry written before it existed still decodes, as one without provenance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
     pub sequencer: String,
     pub etag: String,
     pub tombstone: String,
+    pub provenance: Provenance,
     pub body: Bytes,
 }
 
@@ -176,12 +181,14 @@ impl Entry {
                 "cannot store {bad:?} in a cache entry header (a newline, or over {HEADER_FIELD_MAX} bytes)"
             )));
         }
+        let provenance = provenance_line(&self.provenance)?;
         let header: usize = fields.iter().map(|f| f.len() + 1).sum();
-        let mut out = Vec::with_capacity(header + self.body.len());
+        let mut out = Vec::with_capacity(header + provenance.len() + self.body.len());
         for field in fields {
             out.extend_from_slice(field.as_bytes());
             out.push(b'\n');
         }
+        out.extend_from_slice(provenance.as_bytes());
         out.extend_from_slice(&self.body);
         Ok(out.into())
     }
@@ -189,11 +196,13 @@ impl Entry {
     /// `None` for anything that is not an entry (another program's value under our prefix): the reader then
     /// answers from S3, and the next write replaces it.
     pub fn decode(raw: &Bytes) -> Option<Self> {
-        let ([sequencer, etag, tombstone], body) = split(raw)?;
+        let ([sequencer, etag, tombstone], rest) = split(raw)?;
+        let (provenance, body) = split_provenance(rest)?;
         Some(Self {
             sequencer: sequencer.to_owned(),
             etag: etag.to_owned(),
             tombstone: tombstone.to_owned(),
+            provenance,
             body,
         })
     }
@@ -208,7 +217,43 @@ impl Entry {
     }
 }
 
-/// An entry's three header fields (borrowed) and its body; `None` if `raw` is not an entry.
+/// `@modified \t writer \n`, or nothing when nothing is known.
+fn provenance_line(provenance: &Provenance) -> Result<String, CacheError> {
+    if provenance.is_empty() {
+        return Ok(String::new());
+    }
+    let writer = provenance.writer.as_deref().unwrap_or_default();
+    if writer.len() > HEADER_FIELD_MAX || writer.contains(['\n', '\t']) {
+        return Err(CacheError::Unexpected(format!(
+            "cannot store writer {writer:?} in a cache entry (a newline or tab, or over {HEADER_FIELD_MAX} bytes)"
+        )));
+    }
+    let modified = provenance
+        .modified
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    Ok(format!("@{modified}\t{writer}\n"))
+}
+
+/// The provenance line, if the entry has one, and the body after it; `None` if the line is malformed.
+fn split_provenance(rest: Bytes) -> Option<(Provenance, Bytes)> {
+    if rest.first() != Some(&b'@') {
+        return Some((Provenance::default(), rest));
+    }
+    let end = rest.iter().position(|b| *b == b'\n')?;
+    let line = std::str::from_utf8(&rest[1..end]).ok()?;
+    let (modified, writer) = line.split_once('\t')?;
+    let provenance = Provenance {
+        writer: (!writer.is_empty()).then(|| writer.to_owned()),
+        modified: match modified {
+            "" => None,
+            m => Some(m.parse().ok()?),
+        },
+    };
+    Some((provenance, rest.slice(end + 1..)))
+}
+
+/// An entry's three header fields (borrowed) and the rest; `None` if `raw` is not an entry.
 fn split(raw: &Bytes) -> Option<([&str; 3], Bytes)> {
     let mut rest = raw.as_ref();
     let mut fields = [""; 3];
@@ -222,15 +267,21 @@ fn split(raw: &Bytes) -> Option<([&str; 3], Bytes)> {
 
 /// A value under our prefix that is not an entry (another program's, or a hash from an s3kv before entries were
 /// strings) reads as a miss: the reader answers from S3, and its fill replaces the value. The hot path of every
-/// read, so it copies nothing but the ETag.
+/// read, so it copies nothing but the ETag and the short provenance line.
 fn decode_lookup(raw: Option<Bytes>) -> CacheLookup {
-    match raw.as_ref().and_then(split) {
-        None => CacheLookup::Miss,
-        Some(([_, etag, ""], body)) => CacheLookup::Hit(Object {
+    let Some(([_, etag, tombstone], rest)) = raw.as_ref().and_then(split) else {
+        return CacheLookup::Miss;
+    };
+    if !tombstone.is_empty() {
+        return CacheLookup::Tombstone;
+    }
+    match split_provenance(rest) {
+        Some((provenance, body)) => CacheLookup::Hit(Object {
             body,
             etag: Etag::new(etag),
+            provenance,
         }),
-        Some(_) => CacheLookup::Tombstone,
+        None => CacheLookup::Miss,
     }
 }
 
@@ -289,6 +340,7 @@ impl Cache for ValkeyCache {
                     sequencer: sequencer.as_str().to_owned(),
                     etag: object.etag.as_str().to_owned(),
                     tombstone: String::new(),
+                    provenance: object.provenance.clone(),
                     body: object.body.clone(),
                 };
                 vec!["put".into(), seq, Value::Bytes(entry.encode()?)]
@@ -323,6 +375,7 @@ impl Cache for ValkeyCache {
     async fn fill(&self, cache_key: &str, object: &Object) -> Result<bool, CacheError> {
         let entry = Entry {
             etag: object.etag.as_str().to_owned(),
+            provenance: object.provenance.clone(),
             body: object.body.clone(),
             ..Entry::default()
         };
@@ -458,11 +511,29 @@ mod tests {
             sequencer: "0055AED6DCD90281E5".into(),
             etag: "d41d8cd98f00b204e9800998ecf8427e-2".into(),
             tombstone: String::new(),
+            provenance: Provenance::default(),
             body: Bytes::from_static(b"{\"a\":\n\"b\\n\"}\n"),
         };
         let raw = entry.encode().unwrap();
         assert!(raw.starts_with(b"0055AED6DCD90281E5\nd41d8cd98f00b204e9800998ecf8427e-2\n\n{"));
-        assert_eq!(Entry::decode(&raw), Some(entry));
+        assert_eq!(Entry::decode(&raw), Some(entry.clone()));
+        let audited = Entry {
+            provenance: Provenance {
+                writer: Some("key=a1; name=bot; request=r-1".into()),
+                modified: Some(1_700_000_000),
+            },
+            ..entry
+        };
+        let raw = audited.encode().unwrap();
+        assert!(
+            raw.ends_with(b"\n@1700000000\tkey=a1; name=bot; request=r-1\n{\"a\":\n\"b\\n\"}\n")
+        );
+        assert_eq!(Entry::decode(&raw), Some(audited.clone()));
+        let CacheLookup::Hit(object) = decode_lookup(Some(raw)) else {
+            panic!("not a hit")
+        };
+        assert_eq!(object.provenance, audited.provenance);
+        assert_eq!(object.body, audited.body);
         let tombstone = Entry {
             tombstone: "deleted".into(),
             ..Entry::default()

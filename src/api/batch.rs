@@ -1,4 +1,5 @@
-//! `POST /batch-get`: up to 100 items in one request, from one pipelined cache lookup.
+//! `POST /batch-get`: up to 100 items in one request, from one pipelined cache lookup. Keys the caller may not
+//! read are answered `"error": "forbidden"` and never looked up.
 
 use std::time::Instant;
 
@@ -6,6 +7,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
+use crate::access::Caller;
 use crate::key::ItemKey;
 use crate::ports::{Cache, ObjectStore};
 use crate::read::{CacheStatus, Reader};
@@ -16,6 +18,7 @@ use super::{json_response, request_body, ApiError, BATCH_GET_MAX};
 /// `cache` learns the cache status of each distinct key.
 pub(super) async fn batch_get<S: ObjectStore, C: Cache>(
     reader: &Reader<S, C>,
+    caller: &Caller<'_>,
     request: &ApiGatewayProxyRequest,
     deadline: Instant,
     cache: &mut Vec<CacheStatus>,
@@ -36,10 +39,15 @@ pub(super) async fn batch_get<S: ObjectStore, C: Cache>(
         return Err(ApiError::InvalidBatch);
     }
     let mut unique: Vec<ItemKey> = Vec::with_capacity(batch.keys.len());
+    // Per requested key: its place in `unique`, or `Err(key)` when the caller may not read it.
     let mut position = Vec::with_capacity(batch.keys.len());
     for (index, raw) in batch.keys.iter().enumerate() {
         let key =
             ItemKey::parse(raw).map_err(|source| ApiError::InvalidBatchKey { index, source })?;
+        if !caller.covers(key.as_str()) {
+            position.push(Err(key));
+            continue;
+        }
         let at = match unique.iter().position(|k| *k == key) {
             Some(at) => at,
             None => {
@@ -47,12 +55,23 @@ pub(super) async fn batch_get<S: ObjectStore, C: Cache>(
                 unique.len() - 1
             }
         };
-        position.push(at);
+        position.push(Ok(at));
     }
-    let results = reader.get_many(&unique, deadline).await?;
+    let results = if unique.is_empty() {
+        Vec::new()
+    } else {
+        reader.get_many(&unique, deadline).await?
+    };
     cache.extend(results.iter().map(|r| r.cache));
     let mut items = Vec::with_capacity(position.len());
     for at in position {
+        let at = match at {
+            Ok(at) => at,
+            Err(key) => {
+                items.push(json!({ "key": key.as_str(), "found": false, "error": "forbidden" }));
+                continue;
+            }
+        };
         let key = unique[at].as_str();
         let result = &results[at];
         items.push(match &result.object {

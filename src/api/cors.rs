@@ -44,7 +44,7 @@ impl Cors {
             headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             headers.insert(
                 ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static("ETag,X-Cache"),
+                HeaderValue::from_static("ETag,X-Cache,X-S3kv-Writer"),
             );
             if origin != "*" {
                 headers.append(VARY, HeaderValue::from_static("Origin"));

@@ -6,6 +6,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
 use thiserror::Error;
 
+use crate::access::Denied;
 use crate::document::DocumentError;
 use crate::key::KeyError;
 use crate::ports::StoreError;
@@ -32,6 +33,8 @@ pub enum ApiError {
     InvalidBase64,
     #[error("the body is {size} bytes; the limit is {limit} bytes")]
     BodyTooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Forbidden(#[from] Denied),
     #[error("{method} is not allowed here; use {allow}")]
     MethodNotAllowed { method: Method, allow: String },
     #[error("no route for {0}; the API has {paths}", paths = crate::routes::paths())]
@@ -78,6 +81,7 @@ impl ApiError {
             | ApiError::InvalidQuery { .. }
             | ApiError::InvalidBatch
             | ApiError::InvalidBatchKey { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -100,6 +104,7 @@ impl ApiError {
             ApiError::InvalidBase64 => "invalid_body",
             ApiError::InvalidHeader { .. } => "invalid_header",
             ApiError::InvalidQuery { .. } => "invalid_query",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::Conflict => "conflict",
             ApiError::BodyTooLarge { .. } => "body_too_large",
@@ -117,10 +122,18 @@ impl ApiError {
         if status.is_server_error() {
             tracing::error!(code = self.code(), error = %self, "request failed");
         }
+        if let ApiError::Forbidden(denied) = &self {
+            tracing::warn!(error = %denied, "request refused");
+        }
         let mut body = json!({ "error": self.code(), "message": self.to_string() });
         if let ApiError::InvalidJson { line, column, .. } = &self {
             body["line"] = json!(line);
             body["column"] = json!(column);
+        }
+        // What the key may do, for programs: the message says it for people.
+        if let Some((role, prefixes)) = self.forbidden_grant() {
+            body["role"] = json!(role.as_str());
+            body["prefixes"] = json!(prefixes);
         }
         let mut headers = HeaderMap::new();
         if let ApiError::MethodNotAllowed { allow, .. } = &self {
@@ -129,6 +142,15 @@ impl ApiError {
             }
         }
         json_response(status, headers, body.to_string())
+    }
+}
+
+impl ApiError {
+    fn forbidden_grant(&self) -> Option<(crate::access::Role, &[String])> {
+        match self {
+            ApiError::Forbidden(denied) => denied.grant(),
+            _ => None,
+        }
     }
 }
 
@@ -218,6 +240,7 @@ mod tests {
                 "method_not_allowed",
             ),
             (ApiError::NotFound("k".into()), 404, "not_found"),
+            (Denied::NoKey.into(), 403, "forbidden"),
             (ApiError::NoRoute("/nope".into()), 404, "not_found"),
             (
                 ApiError::InvalidHeader {

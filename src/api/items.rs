@@ -1,31 +1,41 @@
-//! `/items/{key}`: read one item (cache first, or `?consistent=true` from S3), write it, delete it.
+//! `/items/{key}`: read one item (cache first, or `?consistent=true` from S3), write it, delete it; and
+//! `/public/{key}`, the same read without a key for items under the public prefix.
 
 use std::time::Instant;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
-use http::header::{HeaderName, HeaderValue, ETAG};
+use http::header::{HeaderName, HeaderValue, ETAG, LAST_MODIFIED};
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
+use crate::access::{Caller, Denied};
 use crate::ports::{Cache, ObjectStore};
 use crate::read::{CacheStatus, Reader};
 use crate::write::{WriteError, Writer};
 
 use super::conditions::{read_precondition, write_precondition};
-use super::{empty_response, header_value, item_key, json_response, request_body, ApiError};
+use super::{
+    author, empty_response, header_value, item_key, json_response, request_body, ApiError,
+};
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const X_S3KV_WRITER: HeaderName = HeaderName::from_static("x-s3kv-writer");
 
 /// `DELETE /items/{key}`: 204, or 404 when there was nothing to delete.
+/// S3 keeps no metadata for a delete, so the audit record of one is this log line.
 pub(super) async fn delete<S: ObjectStore>(
     writer: &Writer<S>,
+    caller: &Caller<'_>,
     request: &ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> Result<ApiGatewayProxyResponse, ApiError> {
-    let key = item_key(request)?;
+    let key = item_key(request, caller)?;
     let precondition = write_precondition(request)?;
     match writer.delete(&key, &precondition, deadline).await {
-        Ok(()) => Ok(empty_response(StatusCode::NO_CONTENT)),
+        Ok(()) => {
+            tracing::info!(key = %key, writer = %author(caller, request).header(), "item deleted");
+            Ok(empty_response(StatusCode::NO_CONTENT))
+        }
         Err(WriteError::NotFound) => Err(ApiError::NotFound(key.to_string())),
         Err(e) => Err(e.into()),
     }
@@ -34,13 +44,17 @@ pub(super) async fn delete<S: ObjectStore>(
 /// `PUT`/`POST /items/{key}`: 201 for a create, 200 for a replace, with the new ETag.
 pub(super) async fn put<S: ObjectStore>(
     writer: &Writer<S>,
+    caller: &Caller<'_>,
     request: &ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> Result<ApiGatewayProxyResponse, ApiError> {
-    let key = item_key(request)?;
+    let key = item_key(request, caller)?;
     let precondition = write_precondition(request)?;
     let body = request_body(request, writer.max_body_bytes())?;
-    let written = writer.put(&key, body, &precondition, deadline).await?;
+    let author = author(caller, request);
+    let written = writer
+        .put(&key, body, &precondition, &author, deadline)
+        .await?;
     let status = if written.created {
         StatusCode::CREATED
     } else {
@@ -52,16 +66,24 @@ pub(super) async fn put<S: ObjectStore>(
     Ok(json_response(status, headers, body.to_string()))
 }
 
-/// `GET /items/{key}`; `cache` learns which cache status answered.
+/// `GET /items/{key}` and `GET /public/{key}`; `cache` learns which cache status answered. A public read says
+/// when the item changed but not who changed it: key names are nobody's business outside the team.
 pub(super) async fn get<S: ObjectStore, C: Cache>(
     reader: &Reader<S, C>,
+    caller: &Caller<'_>,
     request: &ApiGatewayProxyRequest,
     deadline: Instant,
     cache: &mut Vec<CacheStatus>,
 ) -> Result<ApiGatewayProxyResponse, ApiError> {
-    let key = item_key(request)?;
+    let key = item_key(request, caller)?;
     let not_modified_if = read_precondition(request)?;
-    let result = if consistent(request)? {
+    let public = matches!(caller, Caller::Public { .. });
+    let consistent = consistent(request)?;
+    if public && consistent {
+        // Every consistent read goes to S3: for anonymous callers, a way to run up the bill.
+        return Err(Denied::PublicConsistent.into());
+    }
+    let result = if consistent {
         reader.get_consistent(&key, deadline).await?
     } else {
         reader.get(&key, deadline).await?
@@ -75,6 +97,12 @@ pub(super) async fn get<S: ObjectStore, C: Cache>(
         return Ok(response);
     };
     headers.insert(ETAG, header_value(&object.etag.quoted())?);
+    if let Some(modified) = object.provenance.last_modified() {
+        headers.insert(LAST_MODIFIED, header_value(&modified)?);
+    }
+    if let (Some(writer), false) = (&object.provenance.writer, public) {
+        headers.insert(X_S3KV_WRITER, header_value(writer)?);
+    }
     if not_modified_if.is_some_and(|tags| tags.matches(&object.etag)) {
         let mut response = empty_response(StatusCode::NOT_MODIFIED);
         response.headers = headers;

@@ -1,4 +1,5 @@
-//! `GET /items?prefix=&limit=&cursor=`: item keys from S3, the source of truth, one page at a time.
+//! `GET /items?prefix=&limit=&cursor=`: item keys from S3, the source of truth, one page at a time, only those
+//! the caller's key may read.
 
 use std::time::Instant;
 
@@ -7,6 +8,7 @@ use base64::Engine;
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
+use crate::access::Caller;
 use crate::ports::{Cache, ObjectStore, StoreError};
 use crate::read::Reader;
 
@@ -14,6 +16,7 @@ use super::{json_response, ApiError, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX};
 
 pub(super) async fn list<S: ObjectStore, C: Cache>(
     reader: &Reader<S, C>,
+    caller: &Caller<'_>,
     request: &ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> Result<ApiGatewayProxyResponse, ApiError> {
@@ -64,6 +67,9 @@ pub(super) async fn list<S: ObjectStore, C: Cache>(
             body.to_string(),
         ));
     }
+    let Some((prefix, filter)) = scope(caller, prefix) else {
+        return Err(caller.outside(prefix).into());
+    };
     let listing = match reader.list(prefix, limit, token, deadline).await {
         // S3 answers 400 to a continuation token it never issued.
         Err(StoreError::Rejected { status: 400, .. }) => return Err(bad_cursor),
@@ -72,6 +78,7 @@ pub(super) async fn list<S: ObjectStore, C: Cache>(
     let items: Vec<serde_json::Value> = listing
         .items
         .iter()
+        .filter(|item| !filter || caller.covers(item.key.as_str()))
         .map(|item| {
             json!({
                 "key": item.key.as_str(),
@@ -90,4 +97,47 @@ pub(super) async fn list<S: ObjectStore, C: Cache>(
         HeaderMap::new(),
         body.to_string(),
     ))
+}
+
+/// What to ask S3 for, for a caller limited to some prefixes: the prefix asked for when it lies within one of
+/// them; the caller's one prefix under it when there is exactly one (a key for `flags/` listing everything lists
+/// `flags/`); else the prefix asked for, with the page filtered (`true`), so a page may hold fewer items than
+/// its limit, or none, and still have a cursor. `None` when the caller may read nothing under the prefix.
+fn scope<'a>(caller: &'a Caller<'_>, asked: &'a str) -> Option<(&'a str, bool)> {
+    let granted = caller.prefixes();
+    if granted.is_empty() || granted.iter().any(|p| asked.starts_with(p.as_str())) {
+        return Some((asked, false));
+    }
+    let mut under = granted.iter().filter(|p| p.starts_with(asked));
+    match (under.next(), under.next()) {
+        (None, _) => None,
+        (Some(only), None) => Some((only.as_str(), false)),
+        (Some(_), Some(_)) => Some((asked, true)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::{Grant, Role};
+
+    #[test]
+    fn a_limited_key_lists_only_its_prefixes() {
+        let grant = Grant {
+            role: Role::Read,
+            prefixes: vec!["flags/".into(), "fleet/".into()],
+            name: None,
+        };
+        let caller = Caller::Key {
+            id: "k",
+            grant: &grant,
+        };
+        assert_eq!(scope(&caller, "flags/beta"), Some(("flags/beta", false)));
+        assert_eq!(scope(&caller, "flag"), Some(("flags/", false)));
+        assert_eq!(scope(&caller, "fl"), Some(("fl", true)));
+        assert_eq!(scope(&caller, ""), Some(("", true)));
+        assert_eq!(scope(&caller, "config/"), None);
+        let open = Caller::Unrestricted { id: None };
+        assert_eq!(scope(&open, "config/"), Some(("config/", false)));
+    }
 }

@@ -4,6 +4,8 @@
 //! and the body, and turning every outcome and every error into a status and a JSON body (`{"error",
 //! "message"}`, [`error`]). The use cases below it speak in domain terms only. Metrics and CORS are the
 //! entrypoints' business: a handler reports which cache answered ([`Served`]) and the edge counts it.
+//! Authorization is checked here, first: the route's [`crate::access::Permission`] against the caller's key,
+//! then each item key against the key's prefixes, before any S3 or Valkey call.
 
 mod batch;
 mod conditions;
@@ -21,10 +23,12 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
 
+use crate::access::{Access, Caller};
+use crate::audit::Author;
 use crate::key::ItemKey;
 use crate::ports::{Cache, ObjectStore};
 use crate::read::{CacheStatus, Reader};
-use crate::routes::{self, Function, Operation};
+use crate::routes::{self, Function, Operation, Route};
 use crate::write::Writer;
 
 pub use cors::{Cors, CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS};
@@ -48,66 +52,94 @@ pub struct Served {
 /// event, and a read needs nothing from it by value.
 pub async fn handle_write<S: ObjectStore>(
     writer: &Writer<S>,
+    access: &Access,
     request: &ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> ApiGatewayProxyResponse {
-    let result = match operation(request, Function::Writer) {
-        Ok(Operation::DeleteItem) => items::delete(writer, request, deadline).await,
-        Ok(_) => items::put(writer, request, deadline).await,
-        Err(e) => Err(e),
+    let result = async {
+        let (route, caller) = authorized(access, request, Function::Writer)?;
+        match route.operation {
+            Operation::DeleteItem => items::delete(writer, &caller, request, deadline).await,
+            _ => items::put(writer, &caller, request, deadline).await,
+        }
     };
-    result.unwrap_or_else(ApiError::into_response)
+    result.await.unwrap_or_else(ApiError::into_response)
 }
 
-/// The reader's routes: `GET /items/{key}`, `GET /items`, `POST /batch-get`.
+/// The reader's routes: `GET /items/{key}`, `GET /items`, `POST /batch-get`, `GET /public/{key}`.
 pub async fn handle_read<S: ObjectStore, C: Cache>(
     reader: &Reader<S, C>,
+    access: &Access,
     request: &ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> ApiGatewayProxyResponse {
-    serve_read(reader, request, deadline).await.response
+    serve_read(reader, access, request, deadline).await.response
 }
 
 /// [`handle_read`], with the cache statuses the reader's entrypoint turns into metrics.
 pub async fn serve_read<S: ObjectStore, C: Cache>(
     reader: &Reader<S, C>,
+    access: &Access,
     request: &ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> Served {
     let mut cache = Vec::new();
-    let result = match operation(request, Function::Reader) {
-        Ok(Operation::ListItems) => listing::list(reader, request, deadline).await,
-        Ok(Operation::BatchGet) => batch::batch_get(reader, request, deadline, &mut cache).await,
-        Ok(_) => items::get(reader, request, deadline, &mut cache).await,
-        Err(e) => Err(e),
+    let result = async {
+        let (route, caller) = authorized(access, request, Function::Reader)?;
+        match route.operation {
+            Operation::ListItems => listing::list(reader, &caller, request, deadline).await,
+            Operation::BatchGet => {
+                batch::batch_get(reader, &caller, request, deadline, &mut cache).await
+            }
+            _ => items::get(reader, &caller, request, deadline, &mut cache).await,
+        }
     };
-    Served {
-        response: result.unwrap_or_else(ApiError::into_response),
-        cache,
-    }
+    let response = result.await.unwrap_or_else(ApiError::into_response);
+    Served { response, cache }
 }
 
-/// The operation `function` serves for this request, from the route table. API Gateway sends `resource`; a
-/// request without one is taken as the item route.
-fn operation(request: &ApiGatewayProxyRequest, function: Function) -> Result<Operation, ApiError> {
+/// The route `function` serves for this request, from the route table, and its caller if the caller's key
+/// allows the route. API Gateway sends `resource`; a request without one is taken as the item route.
+fn authorized<'a>(
+    access: &'a Access,
+    request: &'a ApiGatewayProxyRequest,
+    function: Function,
+) -> Result<(&'static Route, Caller<'a>), ApiError> {
     let resource = request.resource.as_deref().unwrap_or(routes::ITEM);
-    match routes::find(resource, &request.http_method) {
-        Some(route) if route.function == function => Ok(route.operation),
-        _ if !routes::exists(resource) => Err(ApiError::NoRoute(resource.to_owned())),
-        _ => Err(ApiError::MethodNotAllowed {
-            method: request.http_method.clone(),
-            allow: routes::allow(resource, function),
-        }),
+    let route = match routes::find(resource, &request.http_method) {
+        Some(route) if route.function == function => route,
+        _ if !routes::exists(resource) => return Err(ApiError::NoRoute(resource.to_owned())),
+        _ => {
+            return Err(ApiError::MethodNotAllowed {
+                method: request.http_method.clone(),
+                allow: routes::allow(resource, function),
+            })
+        }
+    };
+    let key_id = request.request_context.identity.api_key_id.as_deref();
+    Ok((route, access.authorize(key_id, route.permission)?))
+}
+
+/// Who is writing, for the object's audit metadata.
+fn author(caller: &Caller<'_>, request: &ApiGatewayProxyRequest) -> Author {
+    Author {
+        key_id: caller.key_id().map(str::to_owned),
+        key_name: caller.key_name().map(str::to_owned),
+        request_id: request.request_context.request_id.clone(),
     }
 }
 
-/// The `{key+}` path parameter, percent-decoded and checked against the key rules.
-fn item_key(request: &ApiGatewayProxyRequest) -> Result<ItemKey, ApiError> {
+/// The `{key+}` path parameter, percent-decoded and checked against the key rules, if the caller may touch it.
+fn item_key(request: &ApiGatewayProxyRequest, caller: &Caller<'_>) -> Result<ItemKey, ApiError> {
     let raw = request
         .path_parameters
         .get(routes::KEY_PARAM)
         .ok_or(ApiError::MissingKey)?;
-    Ok(ItemKey::from_path_param(raw)?)
+    let key = ItemKey::from_path_param(raw)?;
+    if !caller.covers(key.as_str()) {
+        return Err(caller.outside(key.as_str()).into());
+    }
+    Ok(key)
 }
 
 /// The one value of a header, if sent; sending it twice is ambiguous and refused.

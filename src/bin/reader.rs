@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use s3kv::access::Access;
 use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
 use s3kv::metrics::Metrics;
 use s3kv::{api, config::Config, read::Reader, retry::deadline_from_epoch_millis, telemetry};
@@ -18,11 +19,12 @@ async fn main() -> Result<(), Error> {
     cache.connect(Duration::from_secs(1)).await;
     let reader = &Reader::new(S3Store::from_config(&config).await, cache, &config);
     let cors = &api::Cors::from_config(&config);
+    let access = &Access::from_config(&config)?;
     let metrics = &Metrics::from_config(&config);
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);
-            let served = api::serve_read(reader, &event.payload, deadline).await;
+            let served = api::serve_read(reader, access, &event.payload, deadline).await;
             metrics.emit_reads(&served.cache);
             Ok::<_, Error>(cors.apply(served.response))
         },

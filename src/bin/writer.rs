@@ -3,8 +3,8 @@
 use aws_lambda_events::apigw::ApiGatewayProxyRequest;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use s3kv::{
-    adapters::s3::S3Store, api, config::Config, retry::deadline_from_epoch_millis, telemetry,
-    write::Writer,
+    access::Access, adapters::s3::S3Store, api, config::Config, retry::deadline_from_epoch_millis,
+    telemetry, write::Writer,
 };
 
 #[tokio::main]
@@ -13,10 +13,13 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let writer = &Writer::new(S3Store::from_config(&config).await, &config);
     let cors = &api::Cors::from_config(&config);
+    let access = &Access::from_config(&config)?;
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);
-            Ok::<_, Error>(cors.apply(api::handle_write(writer, &event.payload, deadline).await))
+            Ok::<_, Error>(
+                cors.apply(api::handle_write(writer, access, &event.payload, deadline).await),
+            )
         },
     ))
     .await

@@ -288,8 +288,9 @@ async fn http_requests() {
             request.path_parameters.clear();
         }
         request.is_base64_encoded = case.base64;
-        let response =
-            Response::from(api::handle_write(&stack.writer, &request, common::deadline(10)).await);
+        let response = Response::from(
+            api::handle_write(&stack.writer, &stack.access, &request, common::deadline(10)).await,
+        );
         assert_eq!(
             response.status, case.status,
             "{}: {}",

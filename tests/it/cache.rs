@@ -15,6 +15,7 @@ fn object(body: &str, etag: &str) -> Object {
     Object {
         body: Bytes::copy_from_slice(body.as_bytes()),
         etag: Etag::new(etag),
+        provenance: Default::default(),
     }
 }
 

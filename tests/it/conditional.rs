@@ -30,9 +30,9 @@ async fn send(
     request.query_string_parameters = query.into();
     let deadline = common::deadline(10);
     let response = if method == Method::GET {
-        api::handle_read(&stack.reader, &request, deadline).await
+        api::handle_read(&stack.reader, &stack.access, &request, deadline).await
     } else {
-        api::handle_write(&stack.writer, &request, deadline).await
+        api::handle_write(&stack.writer, &stack.access, &request, deadline).await
     };
     response.into()
 }

@@ -59,8 +59,14 @@ impl ObjectStore for ModelS3 {
         }
         result
     }
-    async fn put(&self, key: &str, body: Bytes, mode: PutMode) -> Result<Etag, StoreError> {
-        self.store.put(key, body, mode).await
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        mode: PutMode,
+        author: &s3kv::audit::Author,
+    ) -> Result<Etag, StoreError> {
+        self.store.put(key, body, mode, author).await
     }
     async fn head(&self, key: &str) -> Result<Etag, StoreError> {
         self.store.head(key).await
@@ -250,6 +256,7 @@ impl World {
             object_key: format!("key-{k}.json"),
             sequencer,
             change,
+            principal: None,
         });
     }
 
@@ -281,7 +288,12 @@ impl World {
                 let body = Bytes::from(format!("{{\"v\":{v}}}"));
                 let etag = self
                     .s3
-                    .put(&format!("key-{k}.json"), body, PutMode::Overwrite)
+                    .put(
+                        &format!("key-{k}.json"),
+                        body,
+                        PutMode::Overwrite,
+                        &Default::default(),
+                    )
                     .await
                     .unwrap();
                 self.notify(k, Change::Created { etag: Some(etag) });

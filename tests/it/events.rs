@@ -72,9 +72,9 @@ async fn api_samples_run_through_the_writer_and_reader() {
         let method = request.http_method.clone();
         let body = request.body.clone();
         let response = Response::from(if method == Method::GET {
-            api::handle_read(&stack.reader, &request, common::deadline(10)).await
+            api::handle_read(&stack.reader, &stack.access, &request, common::deadline(10)).await
         } else {
-            api::handle_write(&stack.writer, &request, common::deadline(10)).await
+            api::handle_write(&stack.writer, &stack.access, &request, common::deadline(10)).await
         });
         assert_eq!(response.status, *status, "{name}: {}", response.body);
         match *name {

@@ -26,9 +26,14 @@ fn etag_of(response: &common::Response) -> Etag {
 /// Runs the writer's handler as API Gateway would, with `budget` left in the invocation.
 async fn write_within(stack: &Stack, key: &str, body: &str, budget: Duration) -> common::Response {
     let request = common::request(Method::PUT, &percent::encode_path(key), Some(body));
-    api::handle_write(&stack.writer, &request, Instant::now() + budget)
-        .await
-        .into()
+    api::handle_write(
+        &stack.writer,
+        &stack.access,
+        &request,
+        Instant::now() + budget,
+    )
+    .await
+    .into()
 }
 
 #[tokio::test]
@@ -150,6 +155,7 @@ async fn s3_503s_are_retried_inside_the_deadline_and_fail_the_invocation_when_th
     let reader_request = common::request(Method::GET, "never-written", None);
     let miss: common::Response = api::handle_read(
         &stack.reader,
+        &stack.access,
         &reader_request,
         Instant::now() + Duration::from_secs(1),
     )

@@ -19,7 +19,7 @@ async fn list(stack: &Stack, query: &[(&str, &str)]) -> Response {
         .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
         .collect();
     request.query_string_parameters = query.into();
-    api::handle_read(&stack.reader, &request, common::deadline(10))
+    api::handle_read(&stack.reader, &stack.access, &request, common::deadline(10))
         .await
         .into()
 }
@@ -29,7 +29,7 @@ async fn batch_get(stack: &Stack, body: &str) -> Response {
     request.resource = Some(s3kv::routes::BATCH_GET.into());
     request.path = Some("/batch-get".into());
     request.path_parameters.clear();
-    api::handle_read(&stack.reader, &request, common::deadline(10))
+    api::handle_read(&stack.reader, &stack.access, &request, common::deadline(10))
         .await
         .into()
 }
@@ -242,9 +242,10 @@ async fn malformed_batch_requests_get_clear_errors() {
     );
     let mut get = common::request(Method::GET, "", None);
     get.resource = Some(s3kv::routes::BATCH_GET.into());
-    let response: Response = api::handle_read(&stack.reader, &get, common::deadline(5))
-        .await
-        .into();
+    let response: Response =
+        api::handle_read(&stack.reader, &stack.access, &get, common::deadline(5))
+            .await
+            .into();
     assert_eq!(
         (response.status, response.header("allow")),
         (405, Some("POST"))

@@ -51,6 +51,9 @@ impl Local {
             bucket: "s3kv".into(),
             prefix: String::new(),
             api_key: Some("test-key".into()),
+            read_keys: Vec::new(),
+            write_keys: Vec::new(),
+            public_prefix: None,
             valkey_url,
         };
         let stack = LocalStack::start(options)

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod access;
 mod bad_input;
 mod cache;
 mod cache_full;

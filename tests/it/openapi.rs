@@ -95,6 +95,10 @@ async fn the_api_behaves_as_openapi_yaml_says() {
         bucket: "s3kv".into(),
         prefix: String::new(),
         api_key: Some(API_KEY.into()),
+        read_keys: Vec::new(),
+        write_keys: Vec::new(),
+        // The spec's public example reads a seeded item.
+        public_prefix: Some("flags/".into()),
         valkey_url: Some(valkey.url()),
     })
     .await

@@ -71,7 +71,7 @@ async fn post_writes_like_put_and_base64_bodies_are_decoded() {
     let mut request = common::request(Method::POST, "b64", Some("eyJ4IjogWzEsIDJdfQ=="));
     request.is_base64_encoded = true;
     let response = common::Response::from(
-        s3kv::api::handle_write(&stack.writer, &request, common::deadline(10)).await,
+        s3kv::api::handle_write(&stack.writer, &stack.access, &request, common::deadline(10)).await,
     );
     assert_eq!(response.status, 201, "{}", response.body);
     assert_eq!(
@@ -424,7 +424,7 @@ async fn the_reader_only_serves_get() {
     let stack = Stack::start().await;
     let request = common::request(Method::PUT, "k", Some("1"));
     let response = common::Response::from(
-        s3kv::api::handle_read(&stack.reader, &request, common::deadline(5)).await,
+        s3kv::api::handle_read(&stack.reader, &stack.access, &request, common::deadline(5)).await,
     );
     assert_eq!(
         (response.status, response.header("allow")),

@@ -62,16 +62,35 @@ pub(crate) fn check_read(response: &ApiGatewayProxyResponse, want: &[u8]) -> Res
     Ok(())
 }
 
+/// The key id the read path's requests carry, as API Gateway would set it.
+const BENCH_KEY_ID: &str = "benchread";
+
 impl Bench {
     pub(crate) async fn read_path(&self, m: &mut Metrics) {
         let items = self.read_items.clone();
         let n = items.len();
+        // Every request carries a read key's id, so the handler does the authorization a deployment does.
         let requests: Arc<Vec<ApiGatewayProxyRequest>> = Arc::new(
             items
                 .iter()
-                .map(|it| request(Method::GET, &it.key, None))
+                .map(|it| {
+                    let mut request = request(Method::GET, &it.key, None);
+                    request.request_context.identity.api_key_id = Some(BENCH_KEY_ID.to_owned());
+                    request
+                })
                 .collect(),
         );
+        let access = Arc::new(s3kv::access::Access::new(
+            [(
+                BENCH_KEY_ID.to_owned(),
+                s3kv::access::Grant {
+                    role: s3kv::access::Role::Read,
+                    prefixes: Vec::new(),
+                    name: Some("bench-read".to_owned()),
+                },
+            )],
+            None,
+        ));
         let raw_keys: Arc<Vec<String>> =
             Arc::new(items.iter().map(|it| format!("raw:{}", it.key)).collect());
         // The raw baselines use the reader's own fred client: same connection, same settings.
@@ -122,17 +141,23 @@ impl Bench {
         // `reader` does what the reader entrypoint does per request (handler, then its EMF line);
         // `reader_quiet` leaves the line out, to show what metrics cost.
         let reader_variant = |metrics: Option<Arc<s3kv::metrics::Metrics>>| -> Op {
-            let (reader, requests, items) = (self.reader.clone(), requests.clone(), items.clone());
+            let (reader, requests, items, access) = (
+                self.reader.clone(),
+                requests.clone(),
+                items.clone(),
+                access.clone(),
+            );
             Arc::new(move |i| {
-                let (reader, requests, items, metrics) = (
+                let (reader, requests, items, metrics, access) = (
                     reader.clone(),
                     requests.clone(),
                     items.clone(),
                     metrics.clone(),
+                    access.clone(),
                 );
                 Box::pin(async move {
                     let deadline = Instant::now() + Duration::from_secs(10);
-                    let served = api::serve_read(&*reader, &requests[i], deadline).await;
+                    let served = api::serve_read(&*reader, &access, &requests[i], deadline).await;
                     if let Some(metrics) = &metrics {
                         metrics.emit_reads(&served.cache);
                     }

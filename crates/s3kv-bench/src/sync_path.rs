@@ -155,6 +155,11 @@ impl Bench {
                         sequencer: "0055B8E1C7A3D2F001".into(),
                         etag: items[i].etag.as_str().to_owned(),
                         tombstone: String::new(),
+                        // What a write through the API records.
+                        provenance: s3kv::audit::Provenance {
+                            writer: Some("key=a1b2c3d4e5; name=s3kv-write; request=c6af9ac6-7b61-11e6-9a41-93e8deadbeef".into()),
+                            modified: Some(1_796_000_000),
+                        },
                         body: items[i].body.clone(),
                     };
                     std::hint::black_box(entry.encode().expect("encodes"));
@@ -261,6 +266,7 @@ impl Bench {
                     let change = CacheChange::Put(Object {
                         body,
                         etag: it.etag.clone(),
+                        provenance: Default::default(),
                     });
                     applied(cache.apply(&it.cache_key, &next_sequencer(), &change).await)
                 })
@@ -319,6 +325,7 @@ impl Bench {
                     let change = CacheChange::Put(Object {
                         body: it.body.clone(),
                         etag: it.etag.clone(),
+                        provenance: Default::default(),
                     });
                     applied(cache.apply(&it.cache_key, &next_sequencer(), &change).await)
                 })

@@ -1,6 +1,7 @@
-//! The API as API Gateway presents it: the same route, the same `x-api-key` check, and each HTTP request turned
-//! into the `ApiGatewayProxyRequest` a REST API would send (key still percent-encoded), handed to the very
-//! handlers the Lambda functions run.
+//! The API as API Gateway presents it: the same route, the same `x-api-key` check (on every route but the public
+//! one), and each HTTP request turned into the `ApiGatewayProxyRequest` a REST API would send (key still
+//! percent-encoded, the key's id in `requestContext.identity.apiKeyId`, a request id), handed to the very
+//! handlers the Lambda functions run, which decide what the key may do.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,11 +29,14 @@ const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(29);
 
 pub struct Gateway {
-    pub api_key: String,
+    /// Every x-api-key value API Gateway would accept, with its key id.
+    pub keys: Vec<(String, String)>,
+    /// What each key id may do, as the functions are configured.
+    pub access: s3kv::access::Access,
     pub cors: api::Cors,
     /// Where items live, to refuse keys the local S3 endpoint could not store (see [`crate::s3_endpoint::storable`]).
     pub bucket: String,
-    pub keys: s3kv::key::KeyMap,
+    pub key_map: s3kv::key::KeyMap,
     pub writer: Writer<S3Store>,
     pub reader: Reader<S3Store, ValkeyCache>,
 }
@@ -54,13 +58,21 @@ impl Gateway {
         if request.method() == Method::OPTIONS && route.is_some() {
             return to_http(self.cors.preflight());
         }
-        // API Gateway checks the key before routing, and answers 403 for a missing or wrong one.
-        let key_ok = request
+        // API Gateway checks the key before routing, and answers 403 for a missing or wrong one, except on a
+        // method that does not require one (the public read), where it passes no key id on.
+        let sent = request
             .headers()
             .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            == Some(self.api_key.as_str());
-        if !key_ok {
+            .and_then(|v| v.to_str().ok());
+        let key_id = self
+            .keys
+            .iter()
+            .find(|(value, _)| Some(value.as_str()) == sent)
+            .map(|(_, id)| id.clone());
+        let keyless = route
+            .and_then(|(resource, _)| routes::find(resource, request.method()))
+            .is_some_and(|r| !r.needs_api_key());
+        if key_id.is_none() && !keyless {
             return plain(StatusCode::FORBIDDEN, json!({ "message": "Forbidden" }));
         }
         let Some((resource, encoded_key)) = route else {
@@ -78,7 +90,7 @@ impl Gateway {
         let creates = matches!(target.operation, Operation::PutItem | Operation::PostItem);
         if let (Some(encoded), true) = (encoded_key, creates) {
             if let Ok(key) = s3kv::key::ItemKey::from_path_param(encoded) {
-                if !crate::s3_endpoint::storable(&self.bucket, &self.keys.object_key(&key)) {
+                if !crate::s3_endpoint::storable(&self.bucket, &self.key_map.object_key(&key)) {
                     return plain(
                         StatusCode::BAD_REQUEST,
                         json!({ "error": "invalid_key", "message": "s3kv-local keeps objects in files named after their keys, and this key is too long for the file system here; in AWS, keys of up to 512 bytes work" }),
@@ -105,6 +117,10 @@ impl Gateway {
         event.http_method = method.clone();
         event.headers = headers;
         event.query_string_parameters = query_parameters(request_query.as_deref());
+        event.request_context.request_id = Some(request_id());
+        if !keyless {
+            event.request_context.identity.api_key_id = key_id;
+        }
         if let Some(encoded_key) = encoded_key {
             event.path_parameters =
                 HashMap::from([(routes::KEY_PARAM.to_owned(), encoded_key.to_owned())]);
@@ -120,11 +136,36 @@ impl Gateway {
         }
         let deadline = Instant::now() + TIMEOUT;
         let response = match target.function {
-            Function::Reader => api::handle_read(&self.reader, &event, deadline).await,
-            Function::Writer => api::handle_write(&self.writer, &event, deadline).await,
+            Function::Reader => {
+                api::handle_read(&self.reader, &self.access, &event, deadline).await
+            }
+            Function::Writer => {
+                api::handle_write(&self.writer, &self.access, &event, deadline).await
+            }
         };
         to_http(response)
     }
+}
+
+/// A request id unique in this process, shaped like API Gateway's (a UUID).
+fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        start as u32,
+        (start >> 32) as u16,
+        (n >> 48) & 0xfff,
+        (n >> 36) & 0xfff,
+        n & 0xffff_ffff_ffff
+    )
 }
 
 /// The query string as API Gateway hands it over: decoded, repeated names kept.

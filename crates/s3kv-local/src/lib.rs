@@ -83,19 +83,104 @@ pub struct Options {
     /// Item key prefix
     #[arg(long, env = "S3KV_PREFIX", default_value = "")]
     pub prefix: String,
-    /// Required x-api-key value [default: generated and printed]
+    /// An x-api-key value with full access [default: generated and printed]
     #[arg(long, env = "S3KV_API_KEY")]
     pub api_key: Option<String>,
+    /// An x-api-key value that may only read (repeatable)
+    #[arg(long = "read-key", value_name = "KEY", value_parser = parse_key_spec)]
+    pub read_keys: Vec<KeySpec>,
+    /// An x-api-key value that may read and write, limited to these item key prefixes if given (repeatable)
+    #[arg(long = "write-key", value_name = "KEY[:PREFIX,...]", value_parser = parse_key_spec)]
+    pub write_keys: Vec<KeySpec>,
+    /// Items under this prefix may be read without a key, at /public/{key}
+    #[arg(long, env = "S3KV_PUBLIC_PREFIX")]
+    pub public_prefix: Option<String>,
     /// Use this Valkey [default: a private valkey-server]
     #[arg(long, env = "VALKEY_URL")]
     pub valkey_url: Option<String>,
+}
+
+/// An API key given on the command line: its x-api-key value and the item key prefixes it is limited to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    pub value: String,
+    pub prefixes: Vec<String>,
+}
+
+fn parse_key_spec(raw: &str) -> Result<KeySpec, String> {
+    let (value, prefixes) = match raw.split_once(':') {
+        Some((value, prefixes)) => (value, prefixes.split(',').map(str::to_owned).collect()),
+        None => (raw, Vec::new()),
+    };
+    if value.len() < 8 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a key must be at least 8 visible ASCII characters".into());
+    }
+    Ok(KeySpec {
+        value: value.to_owned(),
+        prefixes,
+    })
+}
+
+/// One API key of the local stack, as API Gateway would know it: the value sent in x-api-key, its key id, and
+/// what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalKey {
+    pub value: String,
+    pub id: String,
+    pub grant: s3kv::access::Grant,
+}
+
+/// The stack's keys: `--api-key` (full access), then every `--read-key` and `--write-key`, with ids like API
+/// Gateway's (letters and digits) and names saying where they came from.
+fn local_keys(options: &Options, api_key: &str) -> Vec<LocalKey> {
+    use s3kv::access::{Grant, Role};
+    let full = KeySpec {
+        value: api_key.to_owned(),
+        prefixes: Vec::new(),
+    };
+    let specs = std::iter::once(("full", Role::Write, 0, &full))
+        .chain(
+            options
+                .read_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| ("read", Role::Read, i + 1, k)),
+        )
+        .chain(
+            options
+                .write_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| ("write", Role::Write, i + 1, k)),
+        );
+    specs
+        .map(|(kind, role, n, spec)| {
+            let (id, name) = match n {
+                0 => ("local0".to_owned(), "api-key".to_owned()),
+                n => (format!("local{kind}{n}"), format!("{kind}-key-{n}")),
+            };
+            LocalKey {
+                value: spec.value.clone(),
+                id,
+                grant: Grant {
+                    role,
+                    prefixes: spec.prefixes.clone(),
+                    name: Some(name),
+                },
+            }
+        })
+        .collect()
 }
 
 /// A running local stack. Dropping it stops the servers and the private valkey-server.
 pub struct LocalStack {
     pub api_addr: SocketAddr,
     pub s3_addr: SocketAddr,
+    /// The full-access key (`--api-key`, or generated).
     pub api_key: String,
+    /// Every key and what it may do, the full-access key first.
+    pub keys: Vec<LocalKey>,
+    pub public_prefix: Option<String>,
     pub bucket: String,
     pub valkey_url: String,
     pub backlog: Arc<Backlog>,
@@ -188,11 +273,21 @@ impl LocalStack {
 
         // API.
         let api_key = options.api_key.clone().unwrap_or_else(generate_api_key);
+        let keys = local_keys(&options, &api_key);
+        let public_prefix = options.public_prefix.clone().filter(|p| !p.is_empty());
+        let access = s3kv::access::Access::new(
+            keys.iter().map(|k| (k.id.clone(), k.grant.clone())),
+            public_prefix.clone(),
+        );
         let gateway = Arc::new(Gateway {
-            api_key: api_key.clone(),
+            keys: keys
+                .iter()
+                .map(|k| (k.value.clone(), k.id.clone()))
+                .collect(),
+            access,
             cors: s3kv::api::Cors::from_config(&config),
             bucket: config.bucket.clone(),
-            keys: config.key_map(),
+            key_map: config.key_map(),
             writer: Writer::new(store.clone(), &config),
             reader: Reader::new(store, reader_cache, &config),
         });
@@ -218,6 +313,8 @@ impl LocalStack {
             api_addr,
             s3_addr,
             api_key,
+            keys,
+            public_prefix,
             bucket: options.bucket,
             valkey_url,
             backlog,
@@ -226,11 +323,30 @@ impl LocalStack {
         })
     }
 
-    /// What to print on start: endpoints, credentials, and three commands to try.
+    /// What to print on start: endpoints, keys and what each may do, and three commands to try.
     pub fn banner(&self) -> String {
         let (api, s3, key, bucket) = (self.api_addr, self.s3_addr, &self.api_key, &self.bucket);
+        let mut keys = String::new();
+        for local in &self.keys {
+            let what = match local.grant.role {
+                s3kv::access::Role::Read => "read",
+                s3kv::access::Role::Write => "read, write",
+            };
+            let scope = match local.grant.prefixes.as_slice() {
+                [] => "every item".to_owned(),
+                prefixes => format!("items under {}", prefixes.join(", ")),
+            };
+            let name = local.grant.name.as_deref().unwrap_or_default();
+            keys.push_str(&format!("  {name:<12} {}  {what}, {scope}\n", local.value));
+        }
+        if let Some(prefix) = &self.public_prefix {
+            keys.push_str(&format!(
+                "  {:<12} (none)  read items under {prefix} at http://{api}/public/{{key}}\n",
+                "public"
+            ));
+        }
         format!(
-            "s3kv is running locally\n\n  API        http://{api}/items/{{key}}\n  API key    {key}\n  S3         http://{s3}  bucket {bucket}  (access key {ACCESS_KEY}, secret {SECRET_KEY}, region {REGION})\n  Valkey     {valkey}\n\nTry:\n  curl -X PUT -H 'x-api-key: {key}' -d '{{\"enabled\": true}}' http://{api}/items/flags/maintenance\n  echo '{{\"hello\": \"s3\"}}' > hello.json && AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_DEFAULT_REGION={REGION} aws --endpoint-url http://{s3} s3 cp hello.json s3://{bucket}/docs/hello.json\n  curl -H 'x-api-key: {key}' http://{api}/items/docs/hello\n\nCtrl-C stops everything; objects stay in the data directory.\n",
+            "s3kv is running locally\n\n  API        http://{api}/items/{{key}}\n  S3         http://{s3}  bucket {bucket}  (access key {ACCESS_KEY}, secret {SECRET_KEY}, region {REGION})\n  Valkey     {valkey}\n\nAPI keys (x-api-key):\n{keys}\nTry:\n  curl -X PUT -H 'x-api-key: {key}' -d '{{\"enabled\": true}}' http://{api}/items/flags/maintenance\n  echo '{{\"hello\": \"s3\"}}' > hello.json && AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_DEFAULT_REGION={REGION} aws --endpoint-url http://{s3} s3 cp hello.json s3://{bucket}/docs/hello.json\n  curl -H 'x-api-key: {key}' http://{api}/items/docs/hello\n\nCtrl-C stops everything; objects stay in the data directory.\n",
             valkey = self.valkey_url,
         )
     }
@@ -331,6 +447,49 @@ mod tests {
             assert_eq!(err.exit_code(), 2, "{err}");
             assert!(!err.to_string().is_empty());
         }
+    }
+
+    #[test]
+    fn keys_take_roles_and_prefixes() {
+        let o = parse(&[
+            "--read-key",
+            "readreadread",
+            "--write-key",
+            "writewrite:flags/,config/",
+            "--write-key=otherwrite",
+            "--public-prefix",
+            "public/",
+        ])
+        .unwrap();
+        let keys = local_keys(&o, "fullfullfull");
+        let summary: Vec<(&str, &str, s3kv::access::Role, Vec<String>)> = keys
+            .iter()
+            .map(|k| {
+                (
+                    k.value.as_str(),
+                    k.id.as_str(),
+                    k.grant.role,
+                    k.grant.prefixes.clone(),
+                )
+            })
+            .collect();
+        use s3kv::access::Role::{Read, Write};
+        assert_eq!(
+            summary,
+            vec![
+                ("fullfullfull", "local0", Write, vec![]),
+                ("readreadread", "localread1", Read, vec![]),
+                (
+                    "writewrite",
+                    "localwrite1",
+                    Write,
+                    vec!["flags/".to_owned(), "config/".to_owned()]
+                ),
+                ("otherwrite", "localwrite2", Write, vec![]),
+            ]
+        );
+        assert_eq!(o.public_prefix.as_deref(), Some("public/"));
+        assert!(parse(&["--read-key", "short"]).is_err());
     }
 
     #[test]

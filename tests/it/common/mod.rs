@@ -142,6 +142,8 @@ pub struct Stack {
     pub writer: Writer<S3Store>,
     pub reader: Reader<S3Store, ValkeyCache>,
     pub syncer: Syncer<S3Store, ValkeyCache>,
+    /// What API keys may do, from `config` (unrestricted unless the test sets `S3KV_API_KEYS`).
+    pub access: s3kv::access::Access,
     sequence: AtomicU64,
 }
 
@@ -193,6 +195,7 @@ impl Stack {
         reader_cache.connect(Duration::from_secs(5)).await;
         syncer_cache.connect(Duration::from_secs(5)).await;
         Self {
+            access: s3kv::access::Access::from_config(&config).expect("test access config"),
             writer: Writer::new(store(), &config),
             reader: Reader::new(store(), reader_cache, &config),
             syncer: Syncer::new(store(), syncer_cache, &config),
@@ -222,9 +225,9 @@ impl Stack {
     pub async fn call(&self, method: Method, key: &str, body: Option<&str>) -> Response {
         let request = request(method.clone(), &percent::encode_path(key), body);
         let response = if method == Method::GET {
-            api::handle_read(&self.reader, &request, deadline(10)).await
+            api::handle_read(&self.reader, &self.access, &request, deadline(10)).await
         } else {
-            api::handle_write(&self.writer, &request, deadline(10)).await
+            api::handle_write(&self.writer, &self.access, &request, deadline(10)).await
         };
         Response::from(response)
     }
