@@ -17,10 +17,12 @@
 //!   [`percent`] (the two URL encodings we receive), [`sequencer`] (S3's per-key event order),
 //!   [`document`] (what counts as a JSON document), [`config`] (one validated struct from the environment),
 //!   [`routes`] (the HTTP API's route table, which the API, s3kv-local's gateway, the tests and the template
-//!   check all read).
+//!   check all read), [`access`] (which API key may use which route on which items: grants from the
+//!   configuration, checked before any I/O), [`audit`] (who wrote an item, as stored with it and answered on
+//!   reads).
 //! * **Ports**: [`ports`] declares the two small traits the use cases need, [`ports::ObjectStore`] and
 //!   [`ports::Cache`], with error types that say whether a failure is worth retrying.
-//! * **Use cases** (pure over the ports): [`write`], [`read`], [`sync`], [`reconcile`]. They hold the semantics:
+//! * **Use cases** (pure over the ports): [`write`](mod@write), [`read`], [`sync`], [`reconcile`]. They hold the semantics:
 //!   create vs replace, cache-first reads with a safe fill, ordered and idempotent cache updates, and repairing
 //!   the cache from the bucket without ever racing a sync into a rollback.
 //! * **Event edges**: [`api`] dispatches API Gateway proxy requests by the route table to use-case calls and

@@ -2,7 +2,7 @@
 //!
 //! This is the only place that knows HTTP: dispatch by [`crate::routes`], reading the `{key+}` path parameter
 //! and the body, and turning every outcome and every error into a status and a JSON body (`{"error",
-//! "message"}`, [`error`]). The use cases below it speak in domain terms only. Metrics and CORS are the
+//! "message"}`, `error`). The use cases below it speak in domain terms only. Metrics and CORS are the
 //! entrypoints' business: a handler reports which cache answered ([`Served`]) and the edge counts it.
 //! Authorization is checked here, first: the route's [`crate::access::Permission`] against the caller's key,
 //! then each item key against the key's prefixes, before any S3 or Valkey call.
