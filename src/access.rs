@@ -340,7 +340,8 @@ fn parse_grants(raw: &str) -> Result<BTreeMap<String, Grant>, String> {
     Ok(grants)
 }
 
-fn check_prefix(prefix: &str) -> Result<(), String> {
+/// The rule for a grant's prefixes and the public prefix, for s3kv-local's flags too.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
     if prefix.is_empty() {
         return Err("a prefix must not be empty (leave prefixes out for every key)".into());
     }

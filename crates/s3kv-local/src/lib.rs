@@ -59,6 +59,8 @@ pub enum LocalError {
     Valkey(#[from] testkit::StartError),
     #[error("cannot reconcile the cache with the bucket: {0}")]
     Reload(String),
+    #[error("{0}")]
+    Keys(String),
 }
 
 /// What `s3kv-local` runs with: flags first, then environment variables, then defaults.
@@ -115,6 +117,9 @@ fn parse_key_spec(raw: &str) -> Result<KeySpec, String> {
     if value.len() < 8 || !value.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("a key must be at least 8 visible ASCII characters".into());
     }
+    for prefix in &prefixes {
+        s3kv::access::check_prefix(prefix)?;
+    }
     Ok(KeySpec {
         value: value.to_owned(),
         prefixes,
@@ -132,7 +137,8 @@ pub struct LocalKey {
 
 /// The stack's keys: `--api-key` (full access), then every `--read-key` and `--write-key`, with ids like API
 /// Gateway's (letters and digits) and names saying where they came from.
-fn local_keys(options: &Options, api_key: &str) -> Vec<LocalKey> {
+/// One value given twice would make the gateway pick one of its roles: an error instead.
+fn local_keys(options: &Options, api_key: &str) -> Result<Vec<LocalKey>, LocalError> {
     use s3kv::access::{Grant, Role};
     let full = KeySpec {
         value: api_key.to_owned(),
@@ -153,7 +159,7 @@ fn local_keys(options: &Options, api_key: &str) -> Vec<LocalKey> {
                 .enumerate()
                 .map(|(i, k)| ("write", Role::Write, i + 1, k)),
         );
-    specs
+    let keys = specs
         .map(|(kind, role, n, spec)| {
             let (id, name) = match n {
                 0 => ("local0".to_owned(), "api-key".to_owned()),
@@ -169,7 +175,20 @@ fn local_keys(options: &Options, api_key: &str) -> Vec<LocalKey> {
                 },
             }
         })
-        .collect()
+        .collect::<Vec<_>>();
+    for (i, key) in keys.iter().enumerate() {
+        if keys[..i].iter().any(|k| k.value == key.value) {
+            return Err(LocalError::Keys(format!(
+                "the key {} is given twice (--api-key, --read-key, --write-key); give each key one role",
+                key.value
+            )));
+        }
+    }
+    if let Some(prefix) = options.public_prefix.as_deref().filter(|p| !p.is_empty()) {
+        s3kv::access::check_prefix(prefix)
+            .map_err(|reason| LocalError::Keys(format!("--public-prefix: {reason}")))?;
+    }
+    Ok(keys)
 }
 
 /// A running local stack. Dropping it stops the servers and the private valkey-server.
@@ -196,6 +215,8 @@ impl Drop for LocalStack {
 
 impl LocalStack {
     pub async fn start(options: Options) -> Result<Self, LocalError> {
+        let api_key = options.api_key.clone().unwrap_or_else(generate_api_key);
+        let keys = local_keys(&options, &api_key)?;
         let bucket_dir = options.data_dir.join(&options.bucket);
         std::fs::create_dir_all(&bucket_dir).map_err(|source| LocalError::DataDir {
             dir: bucket_dir.clone(),
@@ -272,8 +293,6 @@ impl LocalStack {
         tasks.push(tokio::spawn(outbox::run(syncer, rx, backlog.clone())));
 
         // API.
-        let api_key = options.api_key.clone().unwrap_or_else(generate_api_key);
-        let keys = local_keys(&options, &api_key);
         let public_prefix = options.public_prefix.clone().filter(|p| !p.is_empty());
         let access = s3kv::access::Access::new(
             keys.iter().map(|k| (k.id.clone(), k.grant.clone())),
@@ -461,7 +480,7 @@ mod tests {
             "public/",
         ])
         .unwrap();
-        let keys = local_keys(&o, "fullfullfull");
+        let keys = local_keys(&o, "fullfullfull").unwrap();
         let summary: Vec<(&str, &str, s3kv::access::Role, Vec<String>)> = keys
             .iter()
             .map(|k| {
@@ -490,6 +509,14 @@ mod tests {
         );
         assert_eq!(o.public_prefix.as_deref(), Some("public/"));
         assert!(parse(&["--read-key", "short"]).is_err());
+        assert!(parse(&["--write-key", "writewrite:flags/,"]).is_err());
+
+        // One value, two roles: refused, naming the value.
+        let twice = parse(&["--read-key", "samesame1", "--write-key", "samesame1"]).unwrap();
+        let error = local_keys(&twice, "fullfullfull").unwrap_err().to_string();
+        assert!(error.contains("samesame1 is given twice"), "{error}");
+        let full_twice = parse(&["--read-key", "fullfullfull"]).unwrap();
+        assert!(local_keys(&full_twice, "fullfullfull").is_err());
     }
 
     #[test]
