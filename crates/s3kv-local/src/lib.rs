@@ -13,6 +13,7 @@
 pub mod gateway;
 pub mod outbox;
 pub mod s3_endpoint;
+pub mod versions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

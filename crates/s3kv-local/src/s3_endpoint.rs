@@ -3,6 +3,10 @@
 //! Mutations are serialized, and each notification's sequencer is taken while the change still holds the lock, so
 //! sequencers follow the order in which the changes really happened, as S3's do. They come from the wall clock
 //! (nanoseconds), so they keep increasing across restarts and old tombstones stay meaningful.
+//!
+//! The bucket is versioned, as the deployed one is ([`crate::versions`]): writes answer their version id, deletes
+//! leave delete markers, and ListObjectVersions, GET/HEAD by `versionId` and CopyObject from a version work.
+//! Destination `If-Match` / `If-None-Match` on CopyObject are enforced, as S3 does.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -18,6 +22,7 @@ use tokio::sync::Mutex;
 use s3kv::s3_event::EventName;
 
 use crate::outbox::Outbox;
+use crate::versions::{Listed, Version, Versions};
 
 /// Whether s3s-fs can store `key`: it keeps the object at `bucket/key` and its metadata in a file named after the
 /// base64 of bucket and key (with an upload id during multipart uploads), and no file name may pass 255 bytes.
@@ -45,6 +50,7 @@ fn check_storable(bucket: &str, key: &str) -> S3Result<()> {
 pub struct NotifyingFs {
     fs: FileSystem,
     root: PathBuf,
+    versions: Versions,
     outbox: Outbox,
     mutation: Mutex<()>,
 }
@@ -54,6 +60,7 @@ impl NotifyingFs {
     pub fn new(fs: FileSystem, root: PathBuf, outbox: Outbox) -> Self {
         Self {
             fs,
+            versions: Versions::new(&root),
             root,
             outbox,
             mutation: Mutex::new(()),
@@ -83,6 +90,234 @@ impl NotifyingFs {
     }
 }
 
+/// A request of our own to s3s-fs, made with the credentials and context of the request being served.
+fn internal<T, U>(input: T, method: http::Method, like: &S3Request<U>) -> S3Request<T> {
+    S3Request {
+        input,
+        method,
+        uri: like.uri.clone(),
+        headers: http::HeaderMap::new(),
+        extensions: http::Extensions::new(),
+        credentials: like.credentials.clone(),
+        region: like.region.clone(),
+        service: like.service.clone(),
+        trailing_headers: None,
+    }
+}
+
+fn internal_error(e: impl std::fmt::Display) -> s3s::S3Error {
+    s3_error!(InternalError, "{e}")
+}
+
+fn no_such_version() -> s3s::S3Error {
+    s3_error!(NoSuchVersion, "The specified version does not exist.")
+}
+
+/// A version id S3 would accept in a request: ours are digits, anything else names no version.
+fn requested_version(id: &Option<String>) -> Option<&str> {
+    id.as_deref().filter(|id| *id != "null")
+}
+
+impl NotifyingFs {
+    /// What s3s-fs says about the current object, or `None` when there is none.
+    async fn head<U>(
+        &self,
+        bucket: &str,
+        key: &str,
+        like: &S3Request<U>,
+    ) -> S3Result<Option<HeadObjectOutput>> {
+        let input = HeadObjectInput::builder()
+            .bucket(bucket.to_owned())
+            .key(key.to_owned())
+            .build()
+            .map_err(internal_error)?;
+        match self
+            .fs
+            .head_object(internal(input, http::Method::HEAD, like))
+            .await
+        {
+            Ok(response) => Ok(Some(response.output)),
+            Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchKey => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records the object just written as the key's newest version. Called with the mutation lock held.
+    async fn add_version<U>(
+        &self,
+        bucket: &str,
+        key: &str,
+        like: &S3Request<U>,
+    ) -> S3Result<String> {
+        let head = self
+            .head(bucket, key, like)
+            .await?
+            .ok_or_else(|| internal_error("the object just written is gone"))?;
+        self.versions
+            .add_object(
+                bucket,
+                key,
+                &self.root.join(bucket).join(key),
+                head.e_tag.as_ref().map(|t| t.value().to_owned()),
+                head.content_type.map(|t| t.to_string()),
+                head.metadata.unwrap_or_default().into_iter().collect(),
+            )
+            .map_err(internal_error)
+    }
+
+    /// The version a GET or HEAD asked for: 404 `NoSuchVersion` if there is none, 405 for a delete marker (as
+    /// S3 answers).
+    fn requested(&self, bucket: &str, key: &str, id: &str) -> S3Result<Version> {
+        let version = self
+            .versions
+            .get(bucket, key, id)
+            .map_err(internal_error)?
+            .ok_or_else(no_such_version)?;
+        if version.delete_marker {
+            return Err(s3_error!(
+                MethodNotAllowed,
+                "The specified method is not allowed against this resource."
+            ));
+        }
+        Ok(version)
+    }
+
+    /// The newest version's id, when it is the object s3s-fs holds (a write made before versions were kept has
+    /// none).
+    fn current_version(&self, bucket: &str, key: &str, etag: Option<&ETag>) -> Option<String> {
+        let newest = self.versions.of_key(bucket, key).ok()?.into_iter().next()?;
+        (!newest.delete_marker && newest.etag.as_deref() == etag.map(ETag::value))
+            .then_some(newest.id)
+    }
+
+    /// Destination `If-Match` / `If-None-Match: *` of a CopyObject (s3s does not parse them for copies), checked
+    /// against the current object with the mutation lock held.
+    async fn check_destination<U>(
+        &self,
+        bucket: &str,
+        key: &str,
+        req: &S3Request<U>,
+    ) -> S3Result<()> {
+        let header = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (if_match, if_none_match) = (header("if-match"), header("if-none-match"));
+        if if_match.is_none() && if_none_match.is_none() {
+            return Ok(());
+        }
+        let current = self.head(bucket, key, req).await?.and_then(|h| h.e_tag);
+        let current = current.as_ref().map(ETag::value);
+        let unquote = |v: &str| v.trim().trim_matches('"').to_owned();
+        let holds = match (&if_match, &if_none_match) {
+            (Some(wanted), _) => current == Some(unquote(wanted).as_str()),
+            (None, Some(star)) if star.trim() == "*" => current.is_none(),
+            (None, Some(_)) => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "If-None-Match on a copy takes only *"
+                ));
+            }
+            (None, None) => true,
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ))
+        }
+    }
+
+    /// GET of one version, from the versions kept beside the current object.
+    async fn get_version(
+        &self,
+        req: &S3Request<GetObjectInput>,
+        id: &str,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let (bucket, key) = (&req.input.bucket, &req.input.key);
+        let version = self.requested(bucket, key, id)?;
+        if let Some(ETagCondition::ETag(wanted)) = &req.input.if_match {
+            if version.etag.as_deref() != Some(wanted.value()) {
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold"
+                ));
+            }
+        }
+        let body = tokio::fs::read(self.versions.body_path(bucket, key, id))
+            .await
+            .map_err(internal_error)?;
+        Ok(S3Response::new(GetObjectOutput {
+            content_length: Some(body.len() as i64),
+            body: Some(StreamingBlob::from(s3s::Body::from(body))),
+            e_tag: version.etag.clone().map(ETag::Strong),
+            last_modified: Some(Timestamp::from(version.modified())),
+            content_type: version.content_type.as_deref().and_then(|t| t.parse().ok()),
+            metadata: Some(version.metadata.clone().into_iter().collect()),
+            version_id: Some(version.id),
+            ..Default::default()
+        }))
+    }
+
+    /// CopyObject from an older version: its bytes and (unless REPLACE) its metadata become the new current
+    /// object, as a new version.
+    async fn copy_from_version(
+        &self,
+        req: &S3Request<CopyObjectInput>,
+        source: (&str, &str, &str),
+    ) -> S3Result<(Option<ETag>, String)> {
+        let (source_bucket, source_key, id) = source;
+        let version = self
+            .versions
+            .get(source_bucket, source_key, id)
+            .map_err(internal_error)?
+            .ok_or_else(no_such_version)?;
+        if version.delete_marker {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The source of a copy request may not specifically refer to a delete marker by version id."
+            ));
+        }
+        let body = tokio::fs::read(self.versions.body_path(source_bucket, source_key, id))
+            .await
+            .map_err(internal_error)?;
+        let replace = req
+            .input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let (content_type, metadata) = if replace {
+            (req.input.content_type.clone(), req.input.metadata.clone())
+        } else {
+            (
+                version.content_type.as_deref().and_then(|t| t.parse().ok()),
+                Some(version.metadata.into_iter().collect()),
+            )
+        };
+        let input = PutObjectInput::builder()
+            .bucket(req.input.bucket.clone())
+            .key(req.input.key.clone())
+            .content_length(Some(body.len() as i64))
+            .body(Some(StreamingBlob::from(s3s::Body::from(body))))
+            .content_type(content_type)
+            .metadata(metadata)
+            .build()
+            .map_err(internal_error)?;
+        let put = self
+            .fs
+            .put_object(internal(input, http::Method::PUT, req))
+            .await?;
+        let id = self
+            .add_version(&req.input.bucket, &req.input.key, req)
+            .await?;
+        Ok((put.output.e_tag, id))
+    }
+}
+
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = S3Result<S3Response<T>>> + Send + 'a>>;
 
 /// Read-only and multipart-staging operations go straight to the file system.
@@ -105,7 +340,6 @@ impl S3 for NotifyingFs {
         delete_bucket: DeleteBucketInput => DeleteBucketOutput;
         get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput;
         head_bucket: HeadBucketInput => HeadBucketOutput;
-        head_object: HeadObjectInput => HeadObjectOutput;
         list_buckets: ListBucketsInput => ListBucketsOutput;
         list_objects: ListObjectsInput => ListObjectsOutput;
         upload_part: UploadPartInput => UploadPartOutput;
@@ -119,8 +353,12 @@ impl S3 for NotifyingFs {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
+        if let Some(id) = requested_version(&req.input.version_id) {
+            return self.get_version(&req, id).await;
+        }
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let condition = req.input.if_match.clone();
-        let response = self.fs.get_object(req).await?;
+        let mut response = self.fs.get_object(req).await?;
         if let Some(ETagCondition::ETag(wanted)) = condition {
             if response.output.e_tag.as_ref().map(ETag::value) != Some(wanted.value()) {
                 return Err(s3_error!(
@@ -129,7 +367,140 @@ impl S3 for NotifyingFs {
                 ));
             }
         }
+        response.output.version_id =
+            self.current_version(&bucket, &key, response.output.e_tag.as_ref());
         Ok(response)
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        if let Some(id) = requested_version(&req.input.version_id) {
+            let version = self.requested(&bucket, &key, id)?;
+            return Ok(S3Response::new(HeadObjectOutput {
+                content_length: Some(version.size as i64),
+                e_tag: version.etag.clone().map(ETag::Strong),
+                last_modified: Some(Timestamp::from(version.modified())),
+                content_type: version.content_type.as_deref().and_then(|t| t.parse().ok()),
+                metadata: Some(version.metadata.clone().into_iter().collect()),
+                version_id: Some(version.id),
+                ..Default::default()
+            }));
+        }
+        let mut response = self.fs.head_object(req).await?;
+        response.output.version_id =
+            self.current_version(&bucket, &key, response.output.e_tag.as_ref());
+        Ok(response)
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let bucket = HeadBucketInput::builder()
+            .bucket(req.input.bucket.clone())
+            .build()
+            .map_err(internal_error)?;
+        self.fs
+            .head_bucket(internal(bucket, http::Method::HEAD, &req))
+            .await?;
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status: Some(BucketVersioningStatus::from_static(
+                BucketVersioningStatus::ENABLED,
+            )),
+            ..Default::default()
+        }))
+    }
+
+    /// The local bucket is always versioned, like the template's: enabling is accepted, suspending is not.
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        let status = req.input.versioning_configuration.status.as_ref();
+        if status.is_some_and(|s| s.as_str() != BucketVersioningStatus::ENABLED) {
+            return Err(s3_error!(
+                NotImplemented,
+                "s3kv-local keeps its bucket versioned, as the deployed stack does"
+            ));
+        }
+        Ok(S3Response::new(PutBucketVersioningOutput::default()))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let input = &req.input;
+        if input.delimiter.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "s3kv-local lists versions without a delimiter"
+            ));
+        }
+        let max = input.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let (listed, truncated) = self
+            .versions
+            .list(
+                &input.bucket,
+                &prefix,
+                input.key_marker.as_deref().filter(|m| !m.is_empty()),
+                input.version_id_marker.as_deref(),
+                max,
+            )
+            .map_err(internal_error)?;
+        let last = listed.last().map(|l| (l.key.clone(), l.version.id.clone()));
+        let (mut versions, mut markers) = (Vec::new(), Vec::new());
+        for Listed {
+            key,
+            version,
+            latest,
+        } in listed
+        {
+            let last_modified = Some(Timestamp::from(version.modified()));
+            if version.delete_marker {
+                markers.push(DeleteMarkerEntry {
+                    is_latest: Some(latest),
+                    key: Some(key),
+                    last_modified,
+                    version_id: Some(version.id),
+                    ..Default::default()
+                });
+            } else {
+                versions.push(ObjectVersion {
+                    e_tag: version.etag.map(ETag::Strong),
+                    is_latest: Some(latest),
+                    key: Some(key),
+                    last_modified,
+                    size: Some(version.size as i64),
+                    storage_class: Some(ObjectVersionStorageClass::from_static(
+                        ObjectVersionStorageClass::STANDARD,
+                    )),
+                    version_id: Some(version.id),
+                    ..Default::default()
+                });
+            }
+        }
+        let (next_key, next_version) = match (truncated, last) {
+            (true, Some((key, id))) => (Some(key), Some(id)),
+            _ => (None, None),
+        };
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(input.bucket.clone()),
+            prefix: Some(prefix),
+            key_marker: input.key_marker.clone(),
+            version_id_marker: input.version_id_marker.clone(),
+            max_keys: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_version_id_marker: next_version,
+            versions: Some(versions),
+            delete_markers: Some(markers),
+            ..Default::default()
+        }))
     }
 
     async fn create_multipart_upload(
@@ -189,7 +560,9 @@ impl S3 for NotifyingFs {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         check_storable(&bucket, &key)?;
         let _guard = self.mutation.lock().await;
-        let response = self.fs.put_object(req).await?;
+        let like = internal((), http::Method::PUT, &req);
+        let mut response = self.fs.put_object(req).await?;
+        response.output.version_id = Some(self.add_version(&bucket, &key, &like).await?);
         self.notify(
             EventName::Put,
             &bucket,
@@ -206,7 +579,38 @@ impl S3 for NotifyingFs {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         check_storable(&bucket, &key)?;
         let _guard = self.mutation.lock().await;
-        let response = self.fs.copy_object(req).await?;
+        self.check_destination(&bucket, &key, &req).await?;
+        let source_version = match &req.input.copy_source {
+            CopySource::Bucket {
+                bucket,
+                key,
+                version_id: Some(id),
+            } if &**id != "null" => Some((bucket.to_string(), key.to_string(), id.to_string())),
+            _ => None,
+        };
+        let response = match source_version {
+            Some((source_bucket, source_key, id)) => {
+                let (etag, version) = self
+                    .copy_from_version(&req, (&source_bucket, &source_key, &id))
+                    .await?;
+                S3Response::new(CopyObjectOutput {
+                    copy_object_result: Some(CopyObjectResult {
+                        e_tag: etag,
+                        last_modified: Some(Timestamp::from(std::time::SystemTime::now())),
+                        ..Default::default()
+                    }),
+                    copy_source_version_id: Some(id),
+                    version_id: Some(version),
+                    ..Default::default()
+                })
+            }
+            None => {
+                let like = internal((), http::Method::PUT, &req);
+                let mut response = self.fs.copy_object(req).await?;
+                response.output.version_id = Some(self.add_version(&bucket, &key, &like).await?);
+                response
+            }
+        };
         let etag = response
             .output
             .copy_object_result
@@ -222,7 +626,9 @@ impl S3 for NotifyingFs {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let _guard = self.mutation.lock().await;
-        let response = self.fs.complete_multipart_upload(req).await?;
+        let like = internal((), http::Method::POST, &req);
+        let mut response = self.fs.complete_multipart_upload(req).await?;
+        response.output.version_id = Some(self.add_version(&bucket, &key, &like).await?);
         self.notify(
             EventName::CompleteMultipartUpload,
             &bucket,
@@ -237,9 +643,21 @@ impl S3 for NotifyingFs {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        if requested_version(&req.input.version_id).is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "s3kv-local keeps every version; deleting one version for good is not supported"
+            ));
+        }
         let _guard = self.mutation.lock().await;
-        let response = self.fs.delete_object(req).await?;
-        self.notify(EventName::Delete, &bucket, &key, None);
+        let mut response = self.fs.delete_object(req).await?;
+        let marker = self
+            .versions
+            .add_delete_marker(&bucket, &key)
+            .map_err(internal_error)?;
+        response.output.delete_marker = Some(true);
+        response.output.version_id = Some(marker);
+        self.notify(EventName::DeleteMarkerCreated, &bucket, &key, None);
         Ok(response)
     }
 
@@ -248,13 +666,54 @@ impl S3 for NotifyingFs {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let bucket = req.input.bucket.clone();
+        let quiet = req.input.delete.quiet == Some(true);
         let _guard = self.mutation.lock().await;
-        let response = self.fs.delete_objects(req).await?;
-        for deleted in response.output.deleted.iter().flatten() {
-            if let Some(key) = &deleted.key {
-                self.notify(EventName::Delete, &bucket, key, None);
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for object in &req.input.delete.objects {
+            let key = object.key.clone();
+            if requested_version(&object.version_id).is_some() {
+                errors.push(Error {
+                    code: Some("NotImplemented".into()),
+                    key: Some(key),
+                    message: Some("s3kv-local keeps every version".into()),
+                    version_id: object.version_id.clone(),
+                });
+                continue;
             }
+            let input = DeleteObjectInput::builder()
+                .bucket(bucket.clone())
+                .key(key.clone())
+                .build()
+                .map_err(internal_error)?;
+            if let Err(e) = self
+                .fs
+                .delete_object(internal(input, http::Method::DELETE, &req))
+                .await
+            {
+                errors.push(Error {
+                    code: Some(e.code().as_str().to_owned()),
+                    key: Some(key),
+                    message: e.message().map(str::to_owned),
+                    version_id: None,
+                });
+                continue;
+            }
+            let marker = self
+                .versions
+                .add_delete_marker(&bucket, &key)
+                .map_err(internal_error)?;
+            self.notify(EventName::DeleteMarkerCreated, &bucket, &key, None);
+            deleted.push(DeletedObject {
+                key: Some(key),
+                delete_marker: Some(true),
+                delete_marker_version_id: Some(marker),
+                ..Default::default()
+            });
         }
-        Ok(response)
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: (!quiet).then_some(deleted),
+            errors: Some(errors),
+            ..Default::default()
+        }))
     }
 }
