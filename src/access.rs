@@ -180,6 +180,8 @@ pub enum Denied {
     NotPublic { key: String, prefix: String },
     #[error("public reads come from the cache; a consistent read needs an API key (GET /items/{{key}}?consistent=true)")]
     PublicConsistent,
+    #[error("an item's history needs an API key (GET /items/{{key}}?version=...)")]
+    PublicHistory,
 }
 
 impl Denied {

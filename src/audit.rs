@@ -17,6 +17,8 @@ pub struct Author {
     pub key_name: Option<String>,
     /// API Gateway's request id, to find the request in the access log.
     pub request_id: Option<String>,
+    /// The version a restore brought back (`POST /restore/{key}`).
+    pub restored_from: Option<String>,
 }
 
 impl Author {
@@ -27,6 +29,7 @@ impl Author {
             ("key", &self.key_id),
             ("name", &self.key_name),
             ("request", &self.request_id),
+            ("restored", &self.restored_from),
         ]
         .into_iter()
         .filter_map(|(label, value)| value.as_deref().map(|v| format!("{label}={}", clean(v))))
@@ -93,8 +96,17 @@ mod tests {
             key_id: Some("a1b2".into()),
             key_name: Some("flags-bot".into()),
             request_id: Some("req-1".into()),
+            restored_from: None,
         };
         assert_eq!(author.header(), "key=a1b2; name=flags-bot; request=req-1");
+        let restore = Author {
+            restored_from: Some("3HL4kqtJlcpXroDTDmJ".into()),
+            ..author
+        };
+        assert_eq!(
+            restore.header(),
+            "key=a1b2; name=flags-bot; request=req-1; restored=3HL4kqtJlcpXroDTDmJ"
+        );
         assert_eq!(Author::default().header(), "s3");
         assert_eq!(upload(Some("AWS:AIDA;x\n")), "s3; principal=AWS:AIDA?x?");
         assert_eq!(upload(None), "s3");

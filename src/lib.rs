@@ -24,7 +24,8 @@
 //!   [`ports::Cache`], with error types that say whether a failure is worth retrying.
 //! * **Use cases** (pure over the ports): [`write`](mod@write), [`read`], [`sync`], [`reconcile`]. They hold the semantics:
 //!   create vs replace, cache-first reads with a safe fill, ordered and idempotent cache updates, and repairing
-//!   the cache from the bucket without ever racing a sync into a rollback.
+//!   the cache from the bucket without ever racing a sync into a rollback. An item's history is the bucket's
+//!   versions: [`read::Reader::versions`] lists them, [`write::Writer::restore`] writes an old one again.
 //! * **Event edges**: [`api`] dispatches API Gateway proxy requests by the route table to use-case calls and
 //!   turns every error into an HTTP status (the HTTP contract lives there and only there, split by concern);
 //!   [`s3_event`] turns S3 notification records into sync operations, and can also build records in AWS's

@@ -1,7 +1,7 @@
 //! An in-memory [`ObjectStore`] with S3's semantics, for tests of pure logic, fuzzing and benchmarks of the use
 //! cases without a network: strongly consistent reads, ETags that identify the content, `If-None-Match: *` and
 //! `If-Match` conditions that fail with 412, size limits checked before the body is read, and listings in key
-//! order, paged. Integration tests use real servers instead; this is never wired into a function.
+//! order, paged, and a versioned bucket's history (every write a version, every delete a marker). Integration tests use real servers instead; this is never wired into a function.
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -10,12 +10,20 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::audit::{Author, Provenance};
-use crate::ports::{Etag, ListPage, Listed, Object, ObjectStore, PutMode, StoreError};
+use crate::ports::{
+    Etag, ListPage, Listed, Object, ObjectStore, ObjectVersion, PutMode, StoreError, VersionPage,
+};
 
-/// One current version per key, with its writer (as S3 keeps metadata). Clones share the same bucket.
+/// A version id and its bytes and writer; `None` is a delete marker. Oldest first in a key's history.
+type MemoryVersion = (String, Option<(Bytes, String)>);
+
+/// The current version of each key, with its writer (as S3 keeps metadata), and every key's history. Clones
+/// share the same bucket.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     objects: Arc<Mutex<BTreeMap<String, (Bytes, String)>>>,
+    /// Locked after `objects`, never before.
+    history: Arc<Mutex<BTreeMap<String, Vec<MemoryVersion>>>>,
     page_size: Option<usize>,
 }
 
@@ -38,6 +46,25 @@ impl MemoryStore {
         let mut hasher = DefaultHasher::new();
         body.hash(&mut hasher);
         Etag::new(&format!("{:016x}", hasher.finish()))
+    }
+
+    /// Appends a version (`None`: a delete marker); ids count up across the bucket.
+    fn record(&self, key: &str, content: Option<(Bytes, String)>) {
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let id = format!("v{:08}", history.values().map(Vec::len).sum::<usize>() + 1);
+        history
+            .entry(key.to_owned())
+            .or_default()
+            .push((id, content));
+    }
+
+    fn version(&self, key: &str, version: &str) -> Result<(Bytes, String), StoreError> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history
+            .get(key)
+            .and_then(|versions| versions.iter().find(|(id, _)| id == version))
+            .and_then(|(_, content)| content.clone())
+            .ok_or(StoreError::NotFound)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Bytes, String)>> {
@@ -91,7 +118,8 @@ impl ObjectStore for MemoryStore {
             }
             _ => {}
         }
-        objects.insert(key.to_owned(), (body, author.header()));
+        objects.insert(key.to_owned(), (body.clone(), author.header()));
+        self.record(key, Some((body, author.header())));
         Ok(etag)
     }
 
@@ -111,6 +139,7 @@ impl ObjectStore for MemoryStore {
             }
         }
         objects.remove(key);
+        self.record(key, None);
         Ok(())
     }
 
@@ -156,11 +185,118 @@ impl ObjectStore for MemoryStore {
     ) -> Result<ListPage, StoreError> {
         self.list(prefix, Some(after.to_owned()), max_keys).await
     }
+
+    async fn versions(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<VersionPage, StoreError> {
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let limit = self.page_size.unwrap_or(1000).min(limit).max(1);
+        let all = history.get(key).map(Vec::as_slice).unwrap_or_default();
+        let newest_first = all.iter().rev().enumerate();
+        let start = match after {
+            Some(after) => match all.iter().rev().position(|(id, _)| id == after) {
+                Some(index) => index + 1,
+                None => {
+                    return Err(StoreError::Rejected {
+                        status: 400,
+                        source: "no such version-id marker".into(),
+                    })
+                }
+            },
+            None => 0,
+        };
+        let mut versions: Vec<ObjectVersion> = newest_first
+            .skip(start)
+            .take(limit + 1)
+            .map(|(index, (id, content))| ObjectVersion {
+                version: id.clone(),
+                etag: content.as_ref().map(|(body, _)| Self::etag_of(body)),
+                size: content.as_ref().map_or(0, |(body, _)| body.len() as u64),
+                last_modified: None,
+                deleted: content.is_none(),
+                current: index == 0,
+            })
+            .collect();
+        let next = (versions.len() > limit).then(|| {
+            versions.truncate(limit);
+            versions[limit - 1].version.clone()
+        });
+        Ok(VersionPage { versions, next })
+    }
+
+    async fn get_version(
+        &self,
+        key: &str,
+        version: &str,
+        max_bytes: u64,
+    ) -> Result<Object, StoreError> {
+        let (body, writer) = self.version(key, version)?;
+        if body.len() as u64 > max_bytes {
+            return Err(StoreError::TooLarge {
+                size: body.len() as u64,
+                limit: max_bytes,
+            });
+        }
+        Ok(Object {
+            etag: Self::etag_of(&body),
+            body,
+            provenance: Provenance {
+                writer: Some(writer),
+                modified: None,
+            },
+        })
+    }
+
+    async fn version_provenance(&self, key: &str, version: &str) -> Result<Provenance, StoreError> {
+        let (_, writer) = self.version(key, version)?;
+        Ok(Provenance {
+            writer: Some(writer),
+            modified: None,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn history_lists_every_write_and_delete_newest_first_in_pages() {
+        let store = MemoryStore::with_page_size(2);
+        let author = Author::default();
+        for body in ["1", "2", "3"] {
+            store
+                .put("k", Bytes::from(body), PutMode::Overwrite, &author)
+                .await
+                .unwrap();
+        }
+        store.delete("k", None).await.unwrap();
+        let first = store.versions("k", None, 10).await.unwrap();
+        assert_eq!(first.versions.len(), 2);
+        assert!(first.versions[0].deleted && first.versions[0].current);
+        let second = store
+            .versions("k", first.next.as_deref(), 10)
+            .await
+            .unwrap();
+        assert_eq!(second.next, None);
+        let oldest = &second.versions[1];
+        assert_eq!(
+            store
+                .get_version("k", &oldest.version, 10)
+                .await
+                .unwrap()
+                .body,
+            "1"
+        );
+        let marker = &first.versions[0].version;
+        assert!(matches!(
+            store.get_version("k", marker, 10).await,
+            Err(StoreError::NotFound)
+        ));
+    }
 
     #[tokio::test]
     async fn conditions_and_limits_behave_like_s3() {

@@ -134,6 +134,55 @@ pub trait ObjectStore: Send + Sync {
         after: &str,
         max_keys: usize,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
+
+    /// One page of at most `limit` (≤ 1,000) versions of exactly `key`, newest first, delete markers included;
+    /// `after` is the last version id of the page before (the returned `next`). The bucket is versioned.
+    fn versions(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<VersionPage, StoreError>> + Send;
+
+    /// Reads one version. `NotFound` for an unknown version id and for a delete marker; `TooLarge` as [`get`].
+    ///
+    /// [`get`]: ObjectStore::get
+    fn get_version(
+        &self,
+        key: &str,
+        version: &str,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<Object, StoreError>> + Send;
+
+    /// Who wrote one version (HEAD by version id: S3's version listing carries no metadata).
+    fn version_provenance(
+        &self,
+        key: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<Provenance, StoreError>> + Send;
+}
+
+/// One version of an object, as S3's version listing reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    /// S3's version id (opaque).
+    pub version: String,
+    /// None for a delete marker.
+    pub etag: Option<Etag>,
+    pub size: u64,
+    /// RFC 3339, as S3 reports it.
+    pub last_modified: Option<String>,
+    /// A delete marker: the item was deleted at this point.
+    pub deleted: bool,
+    /// The newest version (a delete marker when the item is deleted now).
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionPage {
+    pub versions: Vec<ObjectVersion>,
+    /// The version id to continue after, when more versions follow.
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

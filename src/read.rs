@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::document;
 use crate::key::{ItemKey, KeyMap, ObjectKind};
-use crate::ports::{Cache, CacheError, CacheLookup, Etag, Object, ObjectStore, StoreError};
+use crate::ports::{
+    Cache, CacheError, CacheLookup, Etag, Object, ObjectStore, ObjectVersion, StoreError,
+};
 use crate::retry;
 
 /// Where an answer came from; sent to clients as `X-Cache`.
@@ -50,6 +52,22 @@ pub struct ListedItem {
     pub etag: Etag,
     pub size: u64,
     pub last_modified: Option<String>,
+}
+
+/// One page of an item's history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    pub versions: Vec<ItemVersion>,
+    /// The version id to continue after, when older versions follow.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemVersion {
+    pub version: ObjectVersion,
+    /// `X-S3kv-Writer`'s form; `None` for a delete marker (S3 keeps no metadata for one) or a version that
+    /// expired while the page was read.
+    pub writer: Option<String>,
 }
 
 pub struct Reader<S, C> {
@@ -198,6 +216,72 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
             items,
             next: page.next,
         })
+    }
+
+    /// One page of the item's versions from S3 (the bucket is versioned), with who wrote each: S3's listing
+    /// carries no metadata, so each version's is read (HEAD by version id, concurrently).
+    pub async fn versions(
+        &self,
+        key: &ItemKey,
+        after: Option<&str>,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<History, StoreError> {
+        use futures::{StreamExt, TryStreamExt};
+        let object_key = self.keys.object_key(key);
+        let page = retry::with_deadline(deadline, "s3 list versions", || {
+            self.store.versions(&object_key, after, limit)
+        })
+        .await?;
+        let object_key = &object_key;
+        let versions = futures::stream::iter(page.versions)
+            .map(|version| async move {
+                if version.deleted {
+                    return Ok(ItemVersion {
+                        version,
+                        writer: None,
+                    });
+                }
+                let head = retry::with_deadline(deadline, "s3 head version", || {
+                    self.store.version_provenance(object_key, &version.version)
+                })
+                .await;
+                let writer = match head {
+                    Ok(provenance) => provenance.writer,
+                    // Expired by the lifecycle rule since the listing.
+                    Err(StoreError::NotFound) => None,
+                    Err(e) => return Err(e),
+                };
+                Ok(ItemVersion { version, writer })
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        Ok(History {
+            versions,
+            next: page.next,
+        })
+    }
+
+    /// One version's bytes, from S3; `None` for an unknown version, a delete marker, or a version that is not
+    /// a servable JSON document.
+    pub async fn get_version(
+        &self,
+        key: &ItemKey,
+        version: &str,
+        deadline: Instant,
+    ) -> Result<Option<Object>, StoreError> {
+        let object_key = self.keys.object_key(key);
+        let fetched = retry::with_deadline(deadline, "s3 get version", || {
+            self.store
+                .get_version(&object_key, version, self.max_object_bytes)
+        })
+        .await;
+        match fetched {
+            Ok(object) if document::validate(&object.body).is_ok() => Ok(Some(object)),
+            Ok(_) | Err(StoreError::NotFound | StoreError::TooLarge { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The S3 half of a read; after a miss (`status` is `Miss`) the answer is also offered to the cache.

@@ -13,6 +13,9 @@ pub const LIST: &str = "/items";
 pub const BATCH_GET: &str = "/batch-get";
 /// Keyless reads of the public prefix (`S3KV_PUBLIC_PREFIX`); the only route API Gateway lets through without a key.
 pub const PUBLIC_ITEM: &str = "/public/{key+}";
+/// An item's history (the bucket's versions of its object), and bringing an old version back.
+pub const VERSIONS: &str = "/versions/{key+}";
+pub const RESTORE: &str = "/restore/{key+}";
 /// The item routes' path parameter.
 pub const KEY_PARAM: &str = "key";
 
@@ -33,6 +36,8 @@ pub enum Operation {
     ListItems,
     BatchGet,
     GetPublicItem,
+    ListVersions,
+    RestoreItem,
 }
 
 impl Operation {
@@ -45,6 +50,8 @@ impl Operation {
             Operation::ListItems => "listItems",
             Operation::BatchGet => "batchGet",
             Operation::GetPublicItem => "getPublicItem",
+            Operation::ListVersions => "listVersions",
+            Operation::RestoreItem => "restoreItem",
         }
     }
 }
@@ -100,6 +107,8 @@ pub const ROUTES: &[Route] = &[
         Operation::GetPublicItem,
         Public,
     ),
+    Route::new(Reader, VERSIONS, Method::GET, Operation::ListVersions, Read),
+    Route::new(Writer, RESTORE, Method::POST, Operation::RestoreItem, Write),
 ];
 
 /// The route of a request as API Gateway hands it over (`resource` and method).
@@ -163,6 +172,8 @@ mod tests {
             match_path("/public/flags/x"),
             Some((PUBLIC_ITEM, Some("flags/x")))
         );
+        assert_eq!(match_path("/versions/a/b"), Some((VERSIONS, Some("a/b"))));
+        assert_eq!(match_path("/restore/a"), Some((RESTORE, Some("a"))));
         assert_eq!(match_path("/other"), None);
     }
 
@@ -184,6 +195,10 @@ mod tests {
         assert_eq!(allow(ITEM, Function::Writer), "PUT, POST, DELETE");
         assert_eq!(allow(ITEM, Function::Reader), "GET");
         assert_eq!(allow(BATCH_GET, Function::Reader), "POST");
-        assert_eq!(paths(), "/items/{key}, /items, /batch-get, /public/{key}");
+        assert_eq!(allow(RESTORE, Function::Writer), "POST");
+        assert_eq!(
+            paths(),
+            "/items/{key}, /items, /batch-get, /public/{key}, /versions/{key}, /restore/{key}"
+        );
     }
 }

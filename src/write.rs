@@ -23,6 +23,10 @@ pub enum WriteError {
     TooLarge { size: usize, limit: usize },
     #[error("no item with this key")]
     NotFound,
+    #[error("the item has no version {0:?} (it never existed, expired, or is a delete)")]
+    NoSuchVersion(String),
+    #[error("version {0:?} is not a JSON document, so it cannot become the item again")]
+    NotRestorable(String),
     /// The client's precondition does not hold for the item as S3 holds it now.
     #[error("{0}")]
     PreconditionFailed(Unmet),
@@ -62,6 +66,7 @@ pub struct Writer<S> {
     store: S,
     keys: KeyMap,
     max_body_bytes: usize,
+    max_object_bytes: u64,
 }
 
 impl<S: ObjectStore> Writer<S> {
@@ -70,6 +75,7 @@ impl<S: ObjectStore> Writer<S> {
             store,
             keys: config.key_map(),
             max_body_bytes: config.max_body_bytes,
+            max_object_bytes: config.max_object_bytes,
         }
     }
 
@@ -94,6 +100,57 @@ impl<S: ObjectStore> Writer<S> {
             });
         }
         document::validate(&body)?;
+        self.store_checked(key, body, precondition, author, deadline)
+            .await
+    }
+
+    /// Makes an old version the item again: its bytes become a new current version (so the change reaches the
+    /// cache through its notification, like any write), with `author` recording the restore. Restoring onto a
+    /// deleted item undeletes it. The bytes pass through here rather than by a server-side copy: S3's
+    /// conditional `PutObject` is what holds `If-Match` against racing writers, and it is the same call a
+    /// write makes.
+    pub async fn restore(
+        &self,
+        key: &ItemKey,
+        version: &str,
+        precondition: &Precondition,
+        author: &Author,
+        deadline: Instant,
+    ) -> Result<Written, WriteError> {
+        let object_key = self.keys.object_key(key);
+        let fetched = retry::with_deadline(deadline, "s3 get version", || {
+            self.store
+                .get_version(&object_key, version, self.max_object_bytes)
+        })
+        .await;
+        let old = match fetched {
+            Ok(old) => old,
+            Err(StoreError::NotFound) => return Err(WriteError::NoSuchVersion(version.to_owned())),
+            Err(StoreError::TooLarge { .. }) => {
+                return Err(WriteError::NotRestorable(version.to_owned()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if document::validate(&old.body).is_err() {
+            return Err(WriteError::NotRestorable(version.to_owned()));
+        }
+        let author = Author {
+            restored_from: Some(version.to_owned()),
+            ..author.clone()
+        };
+        self.store_checked(key, old.body, precondition, &author, deadline)
+            .await
+    }
+
+    /// Stores a validated body under the precondition.
+    async fn store_checked(
+        &self,
+        key: &ItemKey,
+        body: Bytes,
+        precondition: &Precondition,
+        author: &Author,
+        deadline: Instant,
+    ) -> Result<Written, WriteError> {
         let object_key = self.keys.object_key(key);
         let put = |mode: PutMode| {
             let body = body.clone();

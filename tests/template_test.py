@@ -281,3 +281,46 @@ def test_keyless_reads_are_off_by_default_and_throttled_by_the_stage():
     assert public["HttpMethod"] == method
     assert public["ThrottlingRateLimit"] == {"Fn::If": ["PublicReads", {"Ref": "PublicRateLimit"}, 0]}
     assert public["ThrottlingBurstLimit"] == {"Fn::If": ["PublicReads", {"Ref": "PublicBurstLimit"}, 0]}
+
+
+def _s3_actions(function):
+    """Each S3 action the function's policies allow, with the resources it is allowed on."""
+    allowed = {}
+    for policy in FUNCTIONS[function]["Properties"]["Policies"]:
+        for statement in policy.get("Statement", []):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            for action in actions:
+                if action.startswith("s3:"):
+                    allowed.setdefault(action, []).append(json.dumps(statement["Resource"]))
+    return allowed
+
+
+def test_only_the_history_routes_functions_may_read_versions():
+    reader, writer = _s3_actions("ReaderFunction"), _s3_actions("WriterFunction")
+    # GET /versions/{key} lists versions and HEADs each; ?version= reads one; a restore reads the one it copies.
+    assert {"s3:GetObjectVersion", "s3:ListBucketVersions"} <= reader.keys()
+    assert "s3:GetObjectVersion" in writer and "s3:ListBucketVersions" not in writer
+    # Object actions on the item prefix, listing on the bucket.
+    assert all("${ItemPrefix}*" in r for r in reader["s3:GetObjectVersion"] + writer["s3:GetObjectVersion"])
+    assert all("${ItemPrefix}" not in r for r in reader["s3:ListBucketVersions"])
+    for function in ("SyncerFunction", "ReconcileFunction"):
+        assert not {"s3:GetObjectVersion", "s3:ListBucketVersions"} & _s3_actions(function).keys(), function
+    # Deleting a version for good is nobody's business: history is only ever added to.
+    for function in FUNCTIONS:
+        assert "s3:DeleteObjectVersion" not in _s3_actions(function), function
+
+
+def test_history_retention_is_two_parameters_on_a_versioned_bucket():
+    bucket = RESOURCES["ItemsBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"]["Status"] == "Enabled"
+    (rule,) = [r for r in bucket["LifecycleConfiguration"]["Rules"] if "NoncurrentVersionExpiration" in r]
+    expiration = rule["NoncurrentVersionExpiration"]
+    assert expiration["NoncurrentDays"] == {"Ref": "NoncurrentVersionDays"}
+    kept = expiration["NewerNoncurrentVersions"]["Fn::If"]
+    assert kept[0] == "KeepNewestVersions" and kept[1] == {"Ref": "NoncurrentVersionsKept"}
+    params = TEMPLATE["Parameters"]
+    # S3 takes 1-100 newer noncurrent versions; 0 leaves the setting out.
+    assert (params["NoncurrentVersionsKept"]["MinValue"], params["NoncurrentVersionsKept"]["MaxValue"]) == (0, 100)
+    assert TEMPLATE["Conditions"]["KeepNewestVersions"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "NoncurrentVersionsKept"}, "0"]}]
+    }

@@ -28,7 +28,8 @@ use s3kv::write::Writer;
 struct Input {
     method: u8,
     custom_method: String,
-    /// 0: /items/{key+}, 1: /items (listing), 2: /batch-get, 3: /public/{key+}, else: no resource.
+    /// 0: /items/{key+}, 1: /items (listing), 2: /batch-get, 3: /public/{key+}, 4: /versions/{key+},
+    /// 5: /restore/{key+}, else: no resource.
     route: u8,
     /// An index into [`KEY_IDS`], or no key.
     key_id: Option<u8>,
@@ -42,7 +43,7 @@ struct Input {
 }
 
 const HEADERS: [&str; 3] = ["if-match", "if-none-match", "content-type"];
-const QUERY: [&str; 4] = ["consistent", "prefix", "limit", "cursor"];
+const QUERY: [&str; 5] = ["consistent", "prefix", "limit", "cursor", "version"];
 
 /// A full write key, a read key, a write key for `flags/` only, and a key with no grant.
 const KEY_IDS: [&str; 4] = ["writer1", "reader1", "flags1", "stranger1"];
@@ -154,14 +155,16 @@ fuzz_target!(|input: Input| {
     };
     let mut request = ApiGatewayProxyRequest::default();
     request.http_method = method.clone();
-    request.resource = match input.route % 5 {
+    request.resource = match input.route % 7 {
         0 => Some(s3kv::routes::ITEM.into()),
         1 => Some(s3kv::routes::LIST.into()),
         2 => Some(s3kv::routes::BATCH_GET.into()),
         3 => Some(s3kv::routes::PUBLIC_ITEM.into()),
+        4 => Some(s3kv::routes::VERSIONS.into()),
+        5 => Some(s3kv::routes::RESTORE.into()),
         _ => None,
     };
-    let item_route = input.route % 5 == 0;
+    let item_route = input.route % 7 == 0;
     let key_id = input.key_id.map(|i| KEY_IDS[i as usize % KEY_IDS.len()]);
     request.request_context.identity.api_key_id = key_id.map(str::to_owned);
     for (name, value) in &input.headers {

@@ -14,7 +14,9 @@ use bytes::Bytes;
 
 use crate::audit::{Author, Provenance};
 use crate::config::Config;
-use crate::ports::{Etag, ListPage, Listed, Object, ObjectStore, PutMode, StoreError};
+use crate::ports::{
+    Etag, ListPage, Listed, Object, ObjectStore, ObjectVersion, PutMode, StoreError, VersionPage,
+};
 
 #[derive(Clone, Debug)]
 pub struct S3Store {
@@ -95,36 +97,98 @@ impl ObjectStore for S3Store {
         if_match: Option<&Etag>,
         max_bytes: u64,
     ) -> Result<Object, StoreError> {
-        let output = self
+        self.get_object(key, if_match, None, max_bytes).await
+    }
+
+    async fn versions(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<VersionPage, StoreError> {
+        let request = self
             .client
-            .get_object()
+            .list_object_versions()
             .bucket(&self.bucket)
-            .key(key)
-            .set_if_match(if_match.map(Etag::quoted))
+            .prefix(key)
+            .max_keys(limit.clamp(1, 1000) as i32)
+            .set_key_marker(after.map(|_| key.to_owned()))
+            .set_version_id_marker(after.map(str::to_owned))
             .send();
-        let output = Box::pin(output).await.map_err(store_error)?;
-        let size = output.content_length().unwrap_or_default().max(0) as u64;
-        if size > max_bytes {
-            return Err(StoreError::TooLarge {
-                size,
-                limit: max_bytes,
+        let output = Box::pin(request).await.map_err(store_error)?;
+        let time = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
+            t.and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok())
+        };
+        // The SDK splits S3's one ordered list into versions and delete markers; each part keeps S3's order
+        // (newest first), so merging them by time, the latest first, restores it. Other keys under the same
+        // prefix ("a.json.json" after "a.json") sort after every version of this one.
+        let versions = output
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(key))
+            .map(|v| {
+                let when = v.last_modified().copied();
+                let version = ObjectVersion {
+                    version: v.version_id().unwrap_or("null").to_owned(),
+                    etag: v.e_tag().map(Etag::new),
+                    size: v.size().unwrap_or_default().max(0) as u64,
+                    last_modified: time(v.last_modified()),
+                    deleted: false,
+                    current: v.is_latest() == Some(true),
+                };
+                (when, version)
             });
-        }
-        let etag = Etag::new(output.e_tag().unwrap_or_default());
-        let provenance = Provenance {
+        let markers = output
+            .delete_markers()
+            .iter()
+            .filter(|m| m.key() == Some(key))
+            .map(|m| {
+                let when = m.last_modified().copied();
+                let version = ObjectVersion {
+                    version: m.version_id().unwrap_or("null").to_owned(),
+                    etag: None,
+                    size: 0,
+                    last_modified: time(m.last_modified()),
+                    deleted: true,
+                    current: m.is_latest() == Some(true),
+                };
+                (when, version)
+            });
+        let versions = merge_newest_first(versions.collect(), markers.collect());
+        let more_of_this_key =
+            output.is_truncated() == Some(true) && output.next_key_marker() == Some(key);
+        let next = more_of_this_key
+            .then(|| output.next_version_id_marker().map(str::to_owned))
+            .flatten();
+        Ok(VersionPage { versions, next })
+    }
+
+    async fn get_version(
+        &self,
+        key: &str,
+        version: &str,
+        max_bytes: u64,
+    ) -> Result<Object, StoreError> {
+        self.get_object(key, None, Some(version), max_bytes)
+            .await
+            .map_err(version_error)
+    }
+
+    async fn version_provenance(&self, key: &str, version: &str) -> Result<Provenance, StoreError> {
+        let output = Box::pin(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .version_id(version)
+                .send(),
+        )
+        .await
+        .map_err(store_error)
+        .map_err(version_error)?;
+        Ok(Provenance {
             writer: Some(writer(output.metadata())),
             modified: output.last_modified().map(|t| t.secs()),
-        };
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?
-            .into_bytes();
-        Ok(Object {
-            body,
-            etag,
-            provenance,
         })
     }
 
@@ -139,6 +203,7 @@ impl ObjectStore for S3Store {
             (META_KEY_ID, &author.key_id),
             (META_KEY_NAME, &author.key_name),
             (META_REQUEST_ID, &author.request_id),
+            (META_RESTORED_FROM, &author.restored_from),
         ]
         .into_iter()
         .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
@@ -209,6 +274,49 @@ impl ObjectStore for S3Store {
 }
 
 impl S3Store {
+    async fn get_object(
+        &self,
+        key: &str,
+        if_match: Option<&Etag>,
+        version: Option<&str>,
+        max_bytes: u64,
+    ) -> Result<Object, StoreError> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_if_match(if_match.map(Etag::quoted))
+            .set_version_id(version.map(str::to_owned))
+            .send();
+        let output = Box::pin(output).await.map_err(store_error)?;
+        let size = output.content_length().unwrap_or_default().max(0) as u64;
+        if size > max_bytes {
+            return Err(StoreError::TooLarge {
+                size,
+                limit: max_bytes,
+            });
+        }
+        let etag = Etag::new(output.e_tag().unwrap_or_default());
+        let provenance = Provenance {
+            writer: Some(writer(output.metadata())),
+            modified: output.last_modified().map(|t| t.secs()),
+        };
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+            .into_bytes();
+        Ok(Object {
+            body,
+            etag,
+            provenance,
+        })
+    }
+}
+
+impl S3Store {
     async fn list_from(
         &self,
         prefix: &str,
@@ -253,6 +361,7 @@ impl S3Store {
 const META_KEY_ID: &str = "s3kv-key-id";
 const META_KEY_NAME: &str = "s3kv-key-name";
 const META_REQUEST_ID: &str = "s3kv-request-id";
+const META_RESTORED_FROM: &str = "s3kv-restored-from";
 
 /// Who wrote an object, from its metadata: a write through the API, or else an upload.
 fn writer(metadata: Option<&std::collections::HashMap<String, String>>) -> String {
@@ -261,8 +370,57 @@ fn writer(metadata: Option<&std::collections::HashMap<String, String>>) -> Strin
         key_id: get(META_KEY_ID),
         key_name: get(META_KEY_NAME),
         request_id: get(META_REQUEST_ID),
+        restored_from: get(META_RESTORED_FROM),
     }
     .header()
+}
+
+/// S3's two lists (versions, delete markers), each newest first, as one list newest first. S3 keeps whole
+/// seconds, so equal times are common; then the latest comes first, and otherwise a marker and a version
+/// alternate: two delete markers in a row need two deletes of a deleted item, which the API refuses (404).
+fn merge_newest_first(
+    versions: Vec<(Option<aws_sdk_s3::primitives::DateTime>, ObjectVersion)>,
+    markers: Vec<(Option<aws_sdk_s3::primitives::DateTime>, ObjectVersion)>,
+) -> Vec<ObjectVersion> {
+    let mut out: Vec<ObjectVersion> = Vec::with_capacity(versions.len() + markers.len());
+    let (mut versions, mut markers) = (
+        versions.into_iter().peekable(),
+        markers.into_iter().peekable(),
+    );
+    loop {
+        let take_marker = match (versions.peek(), markers.peek()) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((tv, v)), Some((tm, m))) => {
+                let (tv, tm) = (tv.map(|t| t.as_nanos()), tm.map(|t| t.as_nanos()));
+                if m.current || v.current {
+                    m.current
+                } else if tm != tv {
+                    tm > tv
+                } else {
+                    out.last().is_some_and(|last| !last.deleted)
+                }
+            }
+        };
+        let next = if take_marker {
+            markers.next()
+        } else {
+            versions.next()
+        };
+        out.extend(next.map(|(_, v)| v));
+    }
+    out
+}
+
+/// A version id S3 does not know, or one that is malformed (400) or a delete marker (405), is no such version.
+fn version_error(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Rejected {
+            status: 400 | 405, ..
+        } => StoreError::NotFound,
+        other => other,
+    }
 }
 
 /// Maps by HTTP status, which is what S3 guarantees across operations (HEAD errors have no body to parse, and
@@ -285,5 +443,67 @@ where
             status,
             source: Box::new(error),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::primitives::DateTime;
+
+    fn entry(
+        id: &str,
+        deleted: bool,
+        current: bool,
+        secs: i64,
+    ) -> (Option<DateTime>, ObjectVersion) {
+        let version = ObjectVersion {
+            version: id.to_owned(),
+            etag: None,
+            size: 0,
+            last_modified: None,
+            deleted,
+            current,
+        };
+        (Some(DateTime::from_secs(secs)), version)
+    }
+
+    fn order(versions: &[(&str, i64)], markers: &[(&str, i64)], current: &str) -> Vec<String> {
+        let versions = versions
+            .iter()
+            .map(|(id, t)| entry(id, false, *id == current, *t))
+            .collect();
+        let markers = markers
+            .iter()
+            .map(|(id, t)| entry(id, true, *id == current, *t))
+            .collect();
+        merge_newest_first(versions, markers)
+            .into_iter()
+            .map(|v| v.version)
+            .collect()
+    }
+
+    #[test]
+    fn versions_and_markers_merge_back_into_one_history() {
+        // Distinct times decide.
+        assert_eq!(
+            order(&[("v2", 30), ("v1", 10)], &[("m1", 20)], "v2"),
+            ["v2", "m1", "v1"]
+        );
+        assert_eq!(order(&[("v1", 10)], &[("m1", 20)], "m1"), ["m1", "v1"]);
+        // All in one second (S3's resolution): the current one first, then markers and versions alternate.
+        assert_eq!(
+            order(
+                &[("v5", 1), ("v4", 1), ("v3", 1)],
+                &[("m2", 1), ("m1", 1)],
+                "v5"
+            ),
+            ["v5", "m2", "v4", "m1", "v3"]
+        );
+        assert_eq!(
+            order(&[("v2", 1), ("v1", 1)], &[("m1", 1)], "m1"),
+            ["m1", "v2", "v1"]
+        );
+        assert_eq!(order(&[("v1", 1)], &[], "v1"), ["v1"]);
     }
 }

@@ -41,6 +41,16 @@ pub enum ApiError {
     NoRoute(String),
     #[error("no item with key {0:?}")]
     NotFound(String),
+    /// A version read or restore: the version id is unknown (never existed, expired, or another key's), a
+    /// delete marker, or not a JSON document.
+    #[error("no version {version:?} of item {key:?} to {what}; GET /versions/{{key}} lists the item's versions")]
+    NoSuchVersion {
+        key: String,
+        version: String,
+        what: &'static str,
+    },
+    #[error("the body must be {{\"version\": \"<a version id from GET /versions/{{key}}>\"}}")]
+    InvalidRestore,
     #[error("invalid {name} header: {reason}")]
     InvalidHeader {
         name: &'static str,
@@ -80,13 +90,16 @@ impl ApiError {
             | ApiError::InvalidHeader { .. }
             | ApiError::InvalidQuery { .. }
             | ApiError::InvalidBatch
+            | ApiError::InvalidRestore
             | ApiError::InvalidBatchKey { .. } => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoRoute(_) | ApiError::NoSuchVersion { .. } => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(_) | ApiError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,7 +111,7 @@ impl ApiError {
             ApiError::MissingKey | ApiError::InvalidKey(_) | ApiError::InvalidBatchKey { .. } => {
                 "invalid_key"
             }
-            ApiError::InvalidBatch => "invalid_body",
+            ApiError::InvalidBatch | ApiError::InvalidRestore => "invalid_body",
             ApiError::EmptyBody => "empty_body",
             ApiError::InvalidJson { .. } => "invalid_json",
             ApiError::InvalidBase64 => "invalid_body",
@@ -109,7 +122,9 @@ impl ApiError {
             ApiError::Conflict => "conflict",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::NotFound(_) | ApiError::NoRoute(_) => "not_found",
+            ApiError::NotFound(_) | ApiError::NoRoute(_) | ApiError::NoSuchVersion { .. } => {
+                "not_found"
+            }
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Upstream(_) => "upstream_error",
             ApiError::ResponseTooLarge { .. } => "response_too_large",
@@ -187,6 +202,13 @@ impl From<WriteError> for ApiError {
             WriteError::Document(e) => e.into(),
             WriteError::TooLarge { size, limit } => ApiError::BodyTooLarge { size, limit },
             WriteError::NotFound => ApiError::NotFound(String::new()),
+            WriteError::NoSuchVersion(version) | WriteError::NotRestorable(version) => {
+                ApiError::NoSuchVersion {
+                    key: String::new(),
+                    version,
+                    what: "restore",
+                }
+            }
             WriteError::PreconditionFailed(unmet) => ApiError::PreconditionFailed(unmet),
             WriteError::Store(e) => e.into(),
         }

@@ -83,7 +83,29 @@ pub(super) async fn get<S: ObjectStore, C: Cache>(
         // Every consistent read goes to S3: for anonymous callers, a way to run up the bill.
         return Err(Denied::PublicConsistent.into());
     }
-    let result = if consistent {
+    let version = version(request)?;
+    if public && version.is_some() {
+        return Err(Denied::PublicHistory.into());
+    }
+    let result = if let Some(version) = version {
+        // A version never changes, and is read from S3 (the cache holds current items only).
+        let object = reader.get_version(&key, version, deadline).await?;
+        if object.is_none() {
+            let mut response = ApiError::NoSuchVersion {
+                key: key.to_string(),
+                version: version.to_owned(),
+                what: "read",
+            }
+            .into_response();
+            let bypass = HeaderValue::from_static(CacheStatus::Bypass.as_str());
+            response.headers.insert(X_CACHE, bypass);
+            return Ok(response);
+        }
+        crate::read::ReadResult {
+            object,
+            cache: CacheStatus::Bypass,
+        }
+    } else if consistent {
         reader.get_consistent(&key, deadline).await?
     } else {
         reader.get(&key, deadline).await?
@@ -134,6 +156,18 @@ pub(super) fn check_response_size(body: &str, advice: &'static str) -> Result<()
         });
     }
     Ok(())
+}
+
+/// `?version=<id>`: one version from the item's history.
+fn version(request: &ApiGatewayProxyRequest) -> Result<Option<&str>, ApiError> {
+    match request.query_string_parameters.first("version") {
+        None => Ok(None),
+        Some(v) if super::history::valid_version(v) => Ok(Some(v)),
+        Some(_) => Err(ApiError::InvalidQuery {
+            name: "version",
+            reason: "must be a version id from GET /versions/{key}",
+        }),
+    }
 }
 
 /// `?consistent=true`: read S3 directly, for read-after-write.

@@ -11,6 +11,7 @@ mod batch;
 mod conditions;
 mod cors;
 mod error;
+mod history;
 mod items;
 mod listing;
 
@@ -33,6 +34,7 @@ use crate::write::Writer;
 
 pub use cors::{Cors, CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS};
 pub use error::ApiError;
+pub use history::{VERSIONS_LIMIT_DEFAULT, VERSIONS_LIMIT_MAX};
 
 /// Most items one listing page holds, and the default.
 pub const LIST_LIMIT_MAX: usize = 1000;
@@ -48,7 +50,7 @@ pub struct Served {
     pub cache: Vec<CacheStatus>,
 }
 
-/// `PUT`/`POST`/`DELETE /items/{key}`. Handlers borrow the request: the caller (the Lambda runtime) owns the
+/// `PUT`/`POST`/`DELETE /items/{key}`, `POST /restore/{key}`. Handlers borrow the request: the caller (the Lambda runtime) owns the
 /// event, and a read needs nothing from it by value.
 pub async fn handle_write<S: ObjectStore>(
     writer: &Writer<S>,
@@ -60,13 +62,15 @@ pub async fn handle_write<S: ObjectStore>(
         let (route, caller) = authorized(access, request, Function::Writer)?;
         match route.operation {
             Operation::DeleteItem => items::delete(writer, &caller, request, deadline).await,
+            Operation::RestoreItem => history::restore(writer, &caller, request, deadline).await,
             _ => items::put(writer, &caller, request, deadline).await,
         }
     };
     result.await.unwrap_or_else(ApiError::into_response)
 }
 
-/// The reader's routes: `GET /items/{key}`, `GET /items`, `POST /batch-get`, `GET /public/{key}`.
+/// The reader's routes: `GET /items/{key}`, `GET /items`, `POST /batch-get`, `GET /public/{key}`,
+/// `GET /versions/{key}`.
 pub async fn handle_read<S: ObjectStore, C: Cache>(
     reader: &Reader<S, C>,
     access: &Access,
@@ -88,6 +92,7 @@ pub async fn serve_read<S: ObjectStore, C: Cache>(
         let (route, caller) = authorized(access, request, Function::Reader)?;
         match route.operation {
             Operation::ListItems => listing::list(reader, &caller, request, deadline).await,
+            Operation::ListVersions => history::versions(reader, &caller, request, deadline).await,
             Operation::BatchGet => {
                 batch::batch_get(reader, &caller, request, deadline, &mut cache).await
             }
@@ -126,6 +131,7 @@ fn author(caller: &Caller<'_>, request: &ApiGatewayProxyRequest) -> Author {
         key_id: caller.key_id().map(str::to_owned),
         key_name: caller.key_name().map(str::to_owned),
         request_id: request.request_context.request_id.clone(),
+        restored_from: None,
     }
 }
 

@@ -90,6 +90,24 @@ impl ObjectStore for ModelS3 {
     ) -> Result<ListPage, StoreError> {
         self.store.list_after(prefix, after, max).await
     }
+    async fn versions(
+        &self,
+        key: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<s3kv::ports::VersionPage, StoreError> {
+        self.store.versions(key, after, limit).await
+    }
+    async fn get_version(&self, key: &str, version: &str, max: u64) -> Result<Object, StoreError> {
+        self.store.get_version(key, version, max).await
+    }
+    async fn version_provenance(
+        &self,
+        key: &str,
+        version: &str,
+    ) -> Result<s3kv::audit::Provenance, StoreError> {
+        self.store.version_provenance(key, version).await
+    }
 }
 
 /// The real cache, with a switch that makes every call fail as if Valkey were unreachable.

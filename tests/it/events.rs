@@ -32,6 +32,7 @@ const API_SAMPLES: &[(&str, i64)] = &[
     ("apigw-post.json", 201),
     ("apigw-get.json", 200),
     ("apigw-delete.json", 204),
+    ("apigw-versions.json", 200),
     ("apigw-put-malformed.json", 400),
 ];
 
@@ -83,6 +84,17 @@ async fn api_samples_run_through_the_writer_and_reader() {
                 assert_eq!(Some(response.body), written, "GET returns what PUT stored")
             }
             "apigw-put-malformed.json" => assert_eq!(response.json()["error"], "invalid_json"),
+            "apigw-versions.json" => {
+                // The PUT, then the DELETE's marker, newest first.
+                let versions = response.json()["versions"].clone();
+                let kinds: Vec<(bool, bool)> = versions
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| (v["deleted"].as_bool().unwrap(), v["current"].as_bool().unwrap()))
+                    .collect();
+                assert_eq!(kinds, [(true, true), (false, false)], "{versions}");
+            }
             _ => {}
         }
     }

@@ -13,6 +13,7 @@ mod conditional;
 mod convergence;
 mod events;
 mod faults;
+mod history;
 mod listing;
 mod local;
 mod openapi;

@@ -87,7 +87,10 @@ impl Gateway {
                 json!({ "message": "Missing Authentication Token" }),
             );
         };
-        let creates = matches!(target.operation, Operation::PutItem | Operation::PostItem);
+        let creates = matches!(
+            target.operation,
+            Operation::PutItem | Operation::PostItem | Operation::RestoreItem
+        );
         if let (Some(encoded), true) = (encoded_key, creates) {
             if let Ok(key) = s3kv::key::ItemKey::from_path_param(encoded) {
                 if !crate::s3_endpoint::storable(&self.bucket, &self.key_map.object_key(&key)) {

@@ -78,6 +78,23 @@ impl S3 {
         if let Err(e) = direct.create_bucket().bucket(BUCKET).send().await {
             panic!("create bucket: {e:?}\nmoto's output:\n{}", server.output());
         }
+        // Versioned, as the template's bucket is: history and restore need it, and every other path must work
+        // on a versioned bucket (deletes leave markers).
+        let versioning = aws_sdk_s3::types::VersioningConfiguration::builder()
+            .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+            .build();
+        if let Err(e) = direct
+            .put_bucket_versioning()
+            .bucket(BUCKET)
+            .versioning_configuration(versioning)
+            .send()
+            .await
+        {
+            panic!(
+                "enable versioning: {e:?}\nmoto's output:\n{}",
+                server.output()
+            );
+        }
         Self {
             server,
             client,

@@ -1,0 +1,583 @@
+//! History, rollback and undelete on the bucket's versions, the same scenario two ways: through the functions'
+//! handlers on moto (with the syncer fed the events S3 would send), and through s3kv-local over HTTP (its own
+//! versioned S3 endpoint and notifications). What a user checks: every write is a version, in order, with its
+//! writer; an old version reads back exactly; a restore makes it the item again (after sync, from the cache);
+//! a delete then a restore undeletes; a restore racing a write under the same If-Match has exactly one winner.
+
+use crate::common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::Method;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use s3kv::api;
+use s3kv::config::Config;
+use s3kv::key::{ItemKey, KeyMap};
+use s3kv::percent;
+use serde_json::{json, Value};
+
+struct Reply {
+    status: u16,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn etag(&self) -> String {
+        self.header("etag").expect("an ETag").to_owned()
+    }
+}
+
+/// Who calls: a write key, or a read key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Write,
+    Read,
+}
+
+trait Api {
+    /// `path` is the API path with its query string, the key percent-encoded.
+    async fn call(
+        &self,
+        key: Key,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply;
+    /// A manual upload, straight to the bucket.
+    async fn upload(&self, key: &str, body: &str);
+    /// The item's current bytes in the bucket.
+    async fn current(&self, key: &str) -> Option<String>;
+    /// Waits until the cache has what the bucket has for `key`.
+    async fn settle(&self, key: &str);
+    /// The writer every write through the API records, up to its request id.
+    fn writer_prefix(&self) -> &'static str;
+}
+
+fn item(key: &str) -> String {
+    format!("/items/{}", percent::encode_path(key))
+}
+
+async fn run_scenario(api: &impl Api) {
+    let key = "hist/doc";
+    let mut etags = Vec::new();
+    for n in 1..=10 {
+        let reply = api
+            .call(
+                Key::Write,
+                Method::PUT,
+                &item(key),
+                &[],
+                Some(&format!("{{\"n\":{n}}}")),
+            )
+            .await;
+        assert!(matches!(reply.status, 200 | 201), "{}", reply.body);
+        etags.push(reply.etag());
+    }
+
+    // Ten versions, newest first, each with its ETag and writer; only the newest is current.
+    let path = format!("/versions/{}?limit=100", percent::encode_path(key));
+    let listed = api.call(Key::Read, Method::GET, &path, &[], None).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let listed = listed.json();
+    let versions = listed["versions"].as_array().expect("versions").clone();
+    assert_eq!(versions.len(), 10, "{listed}");
+    assert_eq!(listed["cursor"], Value::Null);
+    let listed_etags: Vec<String> = versions
+        .iter()
+        .map(|v| format!("\"{}\"", v["etag"].as_str().unwrap()))
+        .collect();
+    let newest_first: Vec<String> = etags.iter().rev().cloned().collect();
+    assert_eq!(listed_etags, newest_first);
+    for (index, version) in versions.iter().enumerate() {
+        assert_eq!(version["current"], index == 0, "{version}");
+        assert_eq!(version["deleted"], false);
+        assert_eq!(
+            version["size"].as_u64(),
+            Some(format!("{{\"n\":{}}}", 10 - index).len() as u64)
+        );
+        let writer = version["writer"].as_str().unwrap_or_default();
+        assert!(writer.starts_with(api.writer_prefix()), "{writer}");
+    }
+    let ids: Vec<String> = versions
+        .iter()
+        .map(|v| v["version"].as_str().unwrap().to_owned())
+        .collect();
+
+    // The same ten in pages of three.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/versions/{}?limit=3", percent::encode_path(key));
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let page = api
+            .call(Key::Read, Method::GET, &path, &[], None)
+            .await
+            .json();
+        let page_versions = page["versions"].as_array().unwrap();
+        assert!(page_versions.len() <= 3);
+        paged.extend(
+            page_versions
+                .iter()
+                .map(|v| v["version"].as_str().unwrap().to_owned()),
+        );
+        match page["cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids);
+
+    // The third write reads back exactly, from S3.
+    let third = &ids[7];
+    let path = format!("{}?version={third}", item(key));
+    let old = api.call(Key::Read, Method::GET, &path, &[], None).await;
+    assert_eq!(
+        (old.status, old.body.as_str(), old.header("x-cache")),
+        (200, r#"{"n":3}"#, Some("BYPASS"))
+    );
+    assert_eq!(old.etag(), etags[2]);
+
+    // Restoring it makes it the item again, through the notification path: a cache hit with its bytes, and the
+    // writer says it was a restore.
+    let restore_path = format!("/restore/{}", percent::encode_path(key));
+    let restore = json!({ "version": third }).to_string();
+    let restored = api
+        .call(Key::Write, Method::POST, &restore_path, &[], Some(&restore))
+        .await;
+    assert_eq!(restored.status, 200, "{}", restored.body);
+    assert_eq!(restored.json()["restoredFrom"], third.as_str());
+    assert_eq!(restored.etag(), etags[2], "the same bytes, the same ETag");
+    api.settle(key).await;
+    let read = api
+        .call(Key::Read, Method::GET, &item(key), &[], None)
+        .await;
+    assert_eq!((read.status, read.body.as_str()), (200, r#"{"n":3}"#));
+    assert_eq!(read.header("x-cache"), Some("HIT"));
+    let writer = read.header("x-s3kv-writer").unwrap_or_default();
+    assert!(writer.ends_with(&format!("restored={third}")), "{writer}");
+
+    // A delete, then a restore of the first version: undeleted (201, as a create).
+    let deleted = api
+        .call(Key::Write, Method::DELETE, &item(key), &[], None)
+        .await;
+    assert_eq!(deleted.status, 204);
+    api.settle(key).await;
+    assert_eq!(
+        api.call(Key::Read, Method::GET, &item(key), &[], None)
+            .await
+            .status,
+        404
+    );
+    let first = json!({ "version": ids[9] }).to_string();
+    let undeleted = api
+        .call(Key::Write, Method::POST, &restore_path, &[], Some(&first))
+        .await;
+    assert_eq!(undeleted.status, 201, "{}", undeleted.body);
+    api.settle(key).await;
+    let read = api
+        .call(Key::Read, Method::GET, &item(key), &[], None)
+        .await;
+    assert_eq!((read.status, read.body.as_str()), (200, r#"{"n":1}"#));
+    let history = api
+        .call(
+            Key::Read,
+            Method::GET,
+            &format!("/versions/{}?limit=3", percent::encode_path(key)),
+            &[],
+            None,
+        )
+        .await
+        .json();
+    let top: Vec<(bool, bool)> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["deleted"].as_bool().unwrap(),
+                v["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        top,
+        vec![(false, true), (true, false), (false, false)],
+        "{history}"
+    );
+    assert_eq!(
+        history["versions"][1]["writer"],
+        Value::Null,
+        "S3 keeps no writer for a delete"
+    );
+
+    // A restore and a write race under the same If-Match: exactly one wins, and the bucket holds the winner's.
+    let current = read.etag();
+    let if_match = [("if-match", current.as_str())];
+    let second = json!({ "version": ids[8] }).to_string();
+    let item_path = item(key);
+    let (write, restore) = tokio::join!(
+        api.call(
+            Key::Write,
+            Method::PUT,
+            &item_path,
+            &if_match,
+            Some(r#"{"raced":"write"}"#)
+        ),
+        api.call(
+            Key::Write,
+            Method::POST,
+            &restore_path,
+            &if_match,
+            Some(&second)
+        ),
+    );
+    let mut statuses = [write.status, restore.status];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [200, 412],
+        "write: {}, restore: {}",
+        write.body,
+        restore.body
+    );
+    let winner = if write.status == 200 {
+        r#"{"raced":"write"}"#
+    } else {
+        r#"{"n":2}"#
+    };
+    assert_eq!(api.current(key).await.as_deref(), Some(winner));
+    let loser = if write.status == 412 {
+        &write
+    } else {
+        &restore
+    };
+    assert_eq!(loser.json()["error"], "precondition_failed");
+
+    // A manual upload's history names no key: its writer is an upload.
+    api.upload("hist/manual", r#"{"by":"hand"}"#).await;
+    let manual = api
+        .call(Key::Read, Method::GET, "/versions/hist/manual", &[], None)
+        .await
+        .json();
+    assert_eq!(
+        manual["versions"].as_array().map(Vec::len),
+        Some(1),
+        "{manual}"
+    );
+    assert_eq!(manual["versions"][0]["writer"], "s3");
+
+    // What cannot be done says so.
+    let unknown = api
+        .call(
+            Key::Read,
+            Method::GET,
+            &format!("{}?version=0000000000004242", item(key)),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.json()["error"].as_str()),
+        (404, Some("not_found"))
+    );
+    let bogus = json!({ "version": "0000000000004242" }).to_string();
+    let missing = api
+        .call(Key::Write, Method::POST, &restore_path, &[], Some(&bogus))
+        .await;
+    assert_eq!(
+        (missing.status, missing.json()["error"].as_str()),
+        (404, Some("not_found"))
+    );
+    let shapeless = api
+        .call(
+            Key::Write,
+            Method::POST,
+            &restore_path,
+            &[],
+            Some(r#"{"v":1}"#),
+        )
+        .await;
+    assert_eq!(
+        (shapeless.status, shapeless.json()["error"].as_str()),
+        (400, Some("invalid_body"))
+    );
+    let by_reader = api
+        .call(Key::Read, Method::POST, &restore_path, &[], Some(&second))
+        .await;
+    assert_eq!(
+        (by_reader.status, by_reader.json()["error"].as_str()),
+        (403, Some("forbidden"))
+    );
+    assert_eq!(
+        api.current(key).await.as_deref(),
+        Some(winner),
+        "refused requests changed nothing"
+    );
+}
+
+// ------------------------------------------------------------------------------------------- through handlers
+
+const GRANTS: &str =
+    r#"{"histwrite1": {"role": "write", "name": "t-write"}, "histread1": {"role": "read"}}"#;
+
+/// API Gateway's routing of a path, as s3kv-local's gateway does it.
+fn event(
+    key: Key,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> aws_lambda_events::apigw::ApiGatewayProxyRequest {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let (resource, encoded_key) = s3kv::routes::match_path(path).expect("a route");
+    let mut request = aws_lambda_events::apigw::ApiGatewayProxyRequest::default();
+    request.http_method = method;
+    request.resource = Some(resource.to_owned());
+    request.path = Some(path.to_owned());
+    if let Some(encoded) = encoded_key {
+        request.path_parameters = HashMap::from([("key".to_owned(), encoded.to_owned())]);
+    }
+    let query: HashMap<String, String> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_owned(),
+                percent::decode(v, percent::Encoding::Path).unwrap_or_else(|_| v.to_owned()),
+            )
+        })
+        .collect();
+    request.query_string_parameters = query.into();
+    for (name, value) in headers {
+        request.headers.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    request.body = body.map(str::to_owned);
+    request.request_context.identity.api_key_id = Some(match key {
+        Key::Write => "histwrite1".to_owned(),
+        Key::Read => "histread1".to_owned(),
+    });
+    request.request_context.request_id = Some("req-history".to_owned());
+    request
+}
+
+impl Api for common::Stack {
+    async fn call(
+        &self,
+        key: Key,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let request = event(key, method.clone(), path, headers, body);
+        let route =
+            s3kv::routes::find(request.resource.as_deref().unwrap(), &method).expect("a route");
+        let deadline = common::deadline(10);
+        let response: common::Response = match route.function {
+            s3kv::routes::Function::Reader => {
+                api::handle_read(&self.reader, &self.access, &request, deadline).await
+            }
+            s3kv::routes::Function::Writer => {
+                api::handle_write(&self.writer, &self.access, &request, deadline).await
+            }
+        }
+        .into();
+        Reply {
+            status: response.status as u16,
+            headers: response.headers,
+            body: response.body,
+        }
+    }
+
+    async fn upload(&self, key: &str, body: &str) {
+        self.s3.upload(&self.object_key(key), body.as_bytes()).await;
+    }
+
+    async fn current(&self, key: &str) -> Option<String> {
+        let body = self.s3.body(&self.object_key(key)).await?;
+        Some(String::from_utf8(body).unwrap())
+    }
+
+    /// The event S3 would send for the bucket's current state of `key`.
+    async fn settle(&self, key: &str) {
+        let object_key = self.object_key(key);
+        let head = self
+            .s3
+            .client
+            .head_object()
+            .bucket(common::BUCKET)
+            .key(&object_key)
+            .send()
+            .await;
+        let record = match head {
+            Ok(head) => self.created(&object_key, &s3kv::ports::Etag::new(head.e_tag().unwrap())),
+            Err(_) => self.removed(&object_key),
+        };
+        self.sync(vec![record]).await.expect("sync");
+    }
+
+    fn writer_prefix(&self) -> &'static str {
+        "key=histwrite1; name=t-write; request=req-history"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_restore_and_undelete_through_the_handlers_on_moto() {
+    let stack = common::Stack::start_with(&[("S3KV_API_KEYS", GRANTS)]).await;
+    run_scenario(&stack).await;
+}
+
+// ------------------------------------------------------------------------------------------ through s3kv-local
+
+const WRITE_KEY: &str = "history-write-key";
+const READ_KEY: &str = "history-read-key";
+
+struct Local {
+    stack: s3kv_local::LocalStack,
+    _valkey: common::Valkey,
+    s3: aws_sdk_s3::Client,
+    keys: KeyMap,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    _dir: PathBuf,
+}
+
+impl Local {
+    async fn start() -> Self {
+        let dir = testkit::temp_dir("test-history");
+        let valkey = tokio::task::spawn_blocking(common::Valkey::start)
+            .await
+            .unwrap();
+        let options = s3kv_local::Options {
+            api_addr: "127.0.0.1:0".parse().unwrap(),
+            s3_addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.join("data"),
+            bucket: "s3kv".into(),
+            prefix: String::new(),
+            api_key: Some(WRITE_KEY.into()),
+            read_keys: vec![s3kv_local::KeySpec {
+                value: READ_KEY.into(),
+                prefixes: Vec::new(),
+            }],
+            write_keys: Vec::new(),
+            public_prefix: None,
+            valkey_url: Some(valkey.url()),
+        };
+        let stack = s3kv_local::LocalStack::start(options)
+            .await
+            .expect("local stack starts");
+        let config =
+            Config::from_lookup(|k| (k == "S3KV_BUCKET").then(|| "s3kv".to_owned())).unwrap();
+        Self {
+            s3: s3kv_local::s3_client(stack.s3_addr, &config),
+            keys: config.key_map(),
+            stack,
+            _valkey: valkey,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            _dir: dir,
+        }
+    }
+
+    fn object_key(&self, key: &str) -> String {
+        self.keys.object_key(&ItemKey::parse(key).unwrap())
+    }
+}
+
+impl Api for Local {
+    async fn call(
+        &self,
+        key: Key,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let uri = format!("http://{}{path}", self.stack.api_addr);
+        let value = if key == Key::Write {
+            WRITE_KEY
+        } else {
+            READ_KEY
+        };
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("x-api-key", value);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = Full::new(Bytes::from(body.unwrap_or_default().to_owned()));
+        let response = self
+            .http
+            .request(request.body(body).unwrap())
+            .await
+            .expect("HTTP");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
+
+    async fn upload(&self, key: &str, body: &str) {
+        self.s3
+            .put_object()
+            .bucket("s3kv")
+            .key(self.object_key(key))
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                body.as_bytes().to_vec(),
+            ))
+            .send()
+            .await
+            .expect("upload");
+    }
+
+    async fn current(&self, key: &str) -> Option<String> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket("s3kv")
+            .key(self.object_key(key))
+            .send()
+            .await
+            .ok()?;
+        Some(String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap())
+    }
+
+    async fn settle(&self, _: &str) {
+        assert!(
+            self.stack
+                .backlog
+                .wait_idle(std::time::Duration::from_secs(20))
+                .await,
+            "notifications not synced within 20 s"
+        );
+    }
+
+    fn writer_prefix(&self) -> &'static str {
+        "key=local0; name=api-key; request="
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_restore_and_undelete_through_s3kv_local() {
+    run_scenario(&Local::start().await).await;
+}
