@@ -167,6 +167,39 @@ fn cases(who: Who) -> Vec<Case> {
         },
         Case {
             method: Method::GET,
+            resource: s3kv::routes::VERSIONS,
+            key: Some("flags/beta".into()),
+            query: &[],
+            body: None,
+            expect: [403, 200, 200, 200, 403],
+        },
+        Case {
+            method: Method::GET,
+            resource: s3kv::routes::VERSIONS,
+            key: Some("config/ui".into()),
+            query: &[],
+            body: None,
+            expect: [403, 200, 200, 403, 403],
+        },
+        // A restore of a version nobody has: who may restore learns that (404), nobody else gets that far.
+        Case {
+            method: Method::POST,
+            resource: s3kv::routes::RESTORE,
+            key: Some(write_key("restore", "flags/", who)),
+            query: &[],
+            body: Some(json!({ "version": "0000000000000042" }).to_string()),
+            expect: [403, 403, 404, 404, 403],
+        },
+        Case {
+            method: Method::POST,
+            resource: s3kv::routes::RESTORE,
+            key: Some(write_key("restore", "config/", who)),
+            query: &[],
+            body: Some(json!({ "version": "0000000000000042" }).to_string()),
+            expect: [403, 403, 404, 403, 403],
+        },
+        Case {
+            method: Method::GET,
             resource: s3kv::routes::PUBLIC_ITEM,
             key: Some("public/banner".into()),
             query: &[],
@@ -287,6 +320,15 @@ fn check_read(who: Who, case: &Case, reply: &Reply, label: &str) {
         } else {
             assert_eq!(items[1]["value"], json!({"seed": "config"}), "{label}");
         }
+    } else if case.resource == s3kv::routes::VERSIONS {
+        // The seeded upload, as its only version.
+        let history = reply.json();
+        assert_eq!(
+            history["versions"].as_array().map(Vec::len),
+            Some(1),
+            "{label}: {history}"
+        );
+        assert_eq!(history["versions"][0]["writer"], "s3", "{label}");
     } else if case.resource == s3kv::routes::LIST {
         let keys: Vec<String> = reply.json()["items"]
             .as_array()
@@ -447,7 +489,10 @@ async fn a_limited_key_lists_only_its_prefix_and_a_public_read_needs_the_public_
     // Without S3KV_PUBLIC_PREFIX, the public route refuses everything.
     let closed = common::Stack::start_with(&[("S3KV_API_KEYS", GRANTS)]).await;
     closed.seed("public/banner", "{}").await;
-    let public = cases(Who::NoKey).remove(10);
+    let public = cases(Who::NoKey)
+        .into_iter()
+        .find(|c| c.resource == s3kv::routes::PUBLIC_ITEM && c.expect[0] == 200)
+        .unwrap();
     let reply = closed.send(Who::NoKey, &public).await;
     assert_eq!(reply.status, 403, "{}", reply.body);
     assert!(reply.json()["message"]

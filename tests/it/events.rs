@@ -91,7 +91,12 @@ async fn api_samples_run_through_the_writer_and_reader() {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|v| (v["deleted"].as_bool().unwrap(), v["current"].as_bool().unwrap()))
+                    .map(|v| {
+                        (
+                            v["deleted"].as_bool().unwrap(),
+                            v["current"].as_bool().unwrap(),
+                        )
+                    })
                     .collect();
                 assert_eq!(kinds, [(true, true), (false, false)], "{versions}");
             }
