@@ -17,7 +17,7 @@
 //! Environment: `S3KV_BENCH_OUT` (append this run's results, one JSON line), `S3KV_BENCH_REPORT` (only print the
 //! report of a results file), `S3KV_BENCH_ITEMS` (1000), `S3KV_BENCH_PHASE_MS` (1000), `S3KV_BENCH_ROUNDS` (2),
 //! `S3KV_BENCH_SYNC_ROUNDS` (15), `S3KV_BENCH_PROPAGATION_WRITES` (1000), `S3KV_BENCH_COLD_STARTS` (10),
-//! `S3KV_BENCH_INVOCATIONS` (2000), `S3KV_BENCH_ONLY` and `S3KV_BENCH_READ_VARIANTS` ([`settings`]),
+//! `S3KV_BENCH_INVOCATIONS` (2000), `S3KV_BENCH_IMPORT_ITEMS` (1000), `S3KV_BENCH_ONLY` and `S3KV_BENCH_READ_VARIANTS` ([`settings`]),
 //! `S3KV_BENCH_S3_NODELAY` ([`procs`]).
 //!
 //! Every answer is checked (a reader answer must be 200 with `X-Cache: HIT` and the exact body, a sync must apply
@@ -26,9 +26,11 @@
 //!
 //! The modules follow a run: [`settings`], the servers ([`procs`]), [`load`] generation, test [`data`], the
 //! [`read_path`] and [`sync_path`], the Lambda [`functions`] behind a local [`runtime_api`], [`propagation`]
-//! through s3kv-local, the [`binaries`] it lists, and the [`report`]; [`run`] ties them together.
+//! through s3kv-local, a bulk [`cli_import`] (`s3kv import` against `aws s3 cp`), the [`binaries`] it lists, and
+//! the [`report`]; [`run`] ties them together.
 
 mod binaries;
+mod cli_import;
 mod data;
 mod functions;
 mod load;

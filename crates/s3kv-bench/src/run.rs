@@ -114,6 +114,9 @@ pub(crate) async fn run() -> RunRecord {
     if bench.settings.runs("propagation") {
         propagation(&bench.settings, &tmp, &mut m).await;
     }
+    if bench.settings.runs("import") {
+        crate::cli_import::cli_import(&bench.settings, &tmp, &mut m).await;
+    }
     let value = |id: &str| m.0.iter().find(|x| x.id == id).map(|x| x.value);
     if let (Some(seed), Some(reader)) = (value("bill.seed.gbs"), value("bill.reader.gbs")) {
         m.add(

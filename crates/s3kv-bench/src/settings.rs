@@ -98,7 +98,7 @@ pub(crate) fn release_binary(name: &str) -> PathBuf {
     let path = target_dir().join("release").join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build it first with `cargo build --release -p s3kv --bins -p s3kv-local` (scripts/bench does)",
+        "{} is missing: build it first with `cargo build --release -p s3kv --bins -p s3kv-local -p s3kv-cli` (scripts/bench does)",
         path.display()
     );
     path

@@ -1,0 +1,533 @@
+//! One function per command. Results go to stdout (the value, a listing, a summary); what a person needs to
+//! know besides (an ETag with `get --etag`, progress) goes to stderr, so stdout can be piped.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use s3kv::key::ItemKey;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::api::{Api, ApiError, Condition};
+use crate::{profile, Cli, Command, Failure, Output, DEFAULT_ENDPOINT};
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "s3kv", &mut std::io::stdout());
+        return Ok(());
+    }
+    if let Command::Configure = cli.command {
+        return configure(&cli);
+    }
+    let api = client(&cli)?;
+    let out = cli.output;
+    match cli.command {
+        Command::Get { key, etag, version } => get(&api, out, &key, etag, version.as_deref()).await,
+        Command::Put {
+            key,
+            file,
+            create,
+            if_match,
+        } => {
+            let condition = condition(create, if_match.as_deref());
+            put(&api, out, &key, file.as_deref(), condition).await
+        }
+        Command::Rm { key, if_match } => {
+            let key = item_key(&key)?;
+            api.delete(&key, condition(false, if_match.as_deref()))
+                .await?;
+            print(
+                out,
+                &format!("deleted {key}"),
+                json!({ "key": key.as_str(), "deleted": true }),
+            );
+            Ok(())
+        }
+        Command::Ls { prefix, long } => ls(&api, out, &prefix, long).await,
+        Command::BatchGet { keys } => batch_get(&api, out, &keys).await,
+        Command::Edit { key } => edit(&api, out, &key).await,
+        Command::Export { prefix } => export(&api, &prefix).await,
+        Command::Import {
+            source,
+            dry_run,
+            create_only,
+            concurrency,
+        } => {
+            import(
+                &api,
+                out,
+                Path::new(&source),
+                dry_run,
+                create_only,
+                concurrency.into(),
+            )
+            .await
+        }
+        Command::History { key, limit } => history(&api, out, &key, limit).await,
+        Command::Restore {
+            key,
+            version,
+            if_match,
+        } => {
+            let key = item_key(&key)?;
+            let (written, created) = api
+                .restore(&key, &version, condition(false, if_match.as_deref()))
+                .await?;
+            let what = if created { "undeleted" } else { "restored" };
+            print(
+                out,
+                &format!("{what} {key} from {version} (etag {})", written.etag),
+                json!({ "key": key.as_str(), "etag": written.etag, "restoredFrom": version, "created": created }),
+            );
+            Ok(())
+        }
+        Command::Configure | Command::Completions { .. } => unreachable!("handled above"),
+    }
+}
+
+/// Flags and environment first (clap read both), then the profile, then s3kv-local's address.
+fn client(cli: &Cli) -> Result<Api, Failure> {
+    let profiles = profile::load().map_err(Failure::Usage)?;
+    let saved = profiles.get(&cli.profile).cloned().unwrap_or_default();
+    if cli.profile != "default" && !profiles.contains_key(&cli.profile) {
+        return Err(Failure::Usage(format!(
+            "no profile {:?}; create it with `s3kv configure --profile {} --endpoint URL --api-key KEY`",
+            cli.profile, cli.profile
+        )));
+    }
+    let endpoint = cli
+        .endpoint
+        .clone()
+        .or(saved.endpoint)
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(Failure::Usage(format!(
+            "endpoint {endpoint:?} must start with http:// or https://"
+        )));
+    }
+    Ok(Api::new(&endpoint, cli.api_key.clone().or(saved.api_key)))
+}
+
+fn configure(cli: &Cli) -> Result<(), Failure> {
+    let (Some(endpoint), Some(api_key)) = (&cli.endpoint, &cli.api_key) else {
+        return Err(Failure::Usage(
+            "give both: s3kv configure [--profile NAME] --endpoint URL --api-key KEY".into(),
+        ));
+    };
+    let saved = profile::Profile {
+        endpoint: Some(endpoint.clone()),
+        api_key: Some(api_key.clone()),
+    };
+    let path = profile::save(&cli.profile, saved).map_err(Failure::Other)?;
+    print(
+        cli.output,
+        &format!("profile {} saved in {}", cli.profile, path.display()),
+        json!({ "profile": cli.profile, "path": path }),
+    );
+    Ok(())
+}
+
+fn item_key(raw: &str) -> Result<ItemKey, Failure> {
+    ItemKey::parse(raw).map_err(|e| Failure::Usage(format!("invalid key {raw:?}: {e}")))
+}
+
+fn condition(create: bool, if_match: Option<&str>) -> Condition<'_> {
+    match (create, if_match) {
+        (true, _) => Condition::Absent,
+        (false, Some(etag)) => Condition::Matches(etag),
+        (false, None) => Condition::None,
+    }
+}
+
+fn valid_json(text: &str, what: &str) -> Result<(), Failure> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(drop)
+        .map_err(|e| Failure::Usage(format!("{what} is not valid JSON: {e}")))
+}
+
+/// Text for people, or the JSON value for programs.
+fn print(out: Output, text: &str, value: serde_json::Value) {
+    match out {
+        Output::Text => println!("{text}"),
+        Output::Json => println!("{value}"),
+    }
+}
+
+async fn get(
+    api: &Api,
+    out: Output,
+    key: &str,
+    show_etag: bool,
+    version: Option<&str>,
+) -> Result<(), Failure> {
+    let key = item_key(key)?;
+    let item = api.get(&key, version, false).await?;
+    match out {
+        Output::Text => {
+            if show_etag {
+                eprintln!("ETag: {}", item.etag);
+            }
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(item.body.as_bytes());
+            if !item.body.ends_with('\n') {
+                let _ = stdout.write_all(b"\n");
+            }
+        }
+        Output::Json => {
+            let value: Box<RawValue> = RawValue::from_string(item.body).map_err(|e| {
+                Failure::Other(format!("the API sent a value that is not JSON: {e}"))
+            })?;
+            let answer = json!({ "key": key.as_str(), "etag": item.etag, "writer": item.writer, "value": value });
+            println!("{answer}");
+        }
+    }
+    Ok(())
+}
+
+async fn read_source(file: Option<&str>) -> Result<String, Failure> {
+    let bytes = match file {
+        None | Some("-") => {
+            let mut buffer = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut buffer)
+                .await
+                .map_err(|e| Failure::Other(format!("reading stdin: {e}")))?;
+            buffer
+        }
+        Some(path) => tokio::fs::read(path)
+            .await
+            .map_err(|e| Failure::Usage(format!("{path}: {e}")))?,
+    };
+    String::from_utf8(bytes).map_err(|_| Failure::Usage("the value is not UTF-8 text".into()))
+}
+
+async fn put(
+    api: &Api,
+    out: Output,
+    key: &str,
+    file: Option<&str>,
+    condition: Condition<'_>,
+) -> Result<(), Failure> {
+    let key = item_key(key)?;
+    let body = read_source(file).await?;
+    valid_json(&body, "the value")?;
+    let (written, created) = api.put(&key, body, condition).await?;
+    let what = if created { "created" } else { "replaced" };
+    print(
+        out,
+        &format!("{what} {key} (etag {})", written.etag),
+        json!({ "key": key.as_str(), "etag": written.etag, "created": created }),
+    );
+    Ok(())
+}
+
+async fn ls(api: &Api, out: Output, prefix: &str, long: bool) -> Result<(), Failure> {
+    let items = api.list(prefix).await?;
+    match out {
+        Output::Json => {
+            let items: Vec<_> = items
+                .iter()
+                .map(|i| json!({ "key": i.key, "etag": i.etag, "size": i.size, "lastModified": i.last_modified }))
+                .collect();
+            println!("{}", serde_json::Value::Array(items));
+        }
+        Output::Text => {
+            let mut stdout = std::io::stdout().lock();
+            for item in &items {
+                let line = if long {
+                    let when = item.last_modified.as_deref().unwrap_or("-");
+                    format!("{}  {:>8}  {when}  {}", item.etag, item.size, item.key)
+                } else {
+                    item.key.clone()
+                };
+                let _ = writeln!(stdout, "{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn batch_get(api: &Api, out: Output, raw_keys: &[String]) -> Result<(), Failure> {
+    let keys = raw_keys
+        .iter()
+        .map(|k| item_key(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut values: BTreeMap<String, Option<Box<RawValue>>> = BTreeMap::new();
+    let mut answers = Vec::new();
+    for chunk in keys.chunks(100) {
+        for item in api.batch_get(chunk).await? {
+            if let Some(error) = &item.error {
+                eprintln!("{}: {error}", item.key);
+            }
+            answers.push(json!({ "key": item.key, "found": item.found, "etag": item.etag }));
+            values.insert(item.key, item.value.filter(|_| item.found));
+        }
+    }
+    let text = serde_json::to_string_pretty(&values).map_err(|e| Failure::Other(e.to_string()))?;
+    match out {
+        Output::Text => println!("{text}"),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string(&values).map_err(|e| Failure::Other(e.to_string()))?
+        ),
+    }
+    drop(answers);
+    Ok(())
+}
+
+/// `$EDITOR` (then `$VISUAL`, then `vi`) on the current value; the result is validated and written back with
+/// `If-Match` on the version that was opened, so a change made meanwhile is never overwritten.
+async fn edit(api: &Api, out: Output, raw_key: &str) -> Result<(), Failure> {
+    let key = item_key(raw_key)?;
+    // From S3, not the cache: the edit must start from the latest version, or its If-Match fails for nothing.
+    let current = match api.get(&key, None, true).await {
+        Ok(item) => Some(item),
+        Err(e) if e.status() == Some(404) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let original = current.as_ref().map(|i| i.body.clone()).unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("s3kv-edit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Failure::Other(format!("{}: {e}", dir.display())))?;
+    let file = dir.join(format!("{}.json", key.as_str().replace('/', "_")));
+    std::fs::write(&file, &original)
+        .map_err(|e| Failure::Other(format!("{}: {e}", file.display())))?;
+    let editor = std::env::var("EDITOR")
+        .or_else(|_| std::env::var("VISUAL"))
+        .unwrap_or_else(|_| "vi".to_owned());
+    // Through the shell, as git does: EDITOR may carry arguments ("code --wait").
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("s3kv-edit")
+        .arg(&file)
+        .status()
+        .await
+        .map_err(|e| Failure::Other(format!("cannot run the editor {editor:?}: {e}")))?;
+    if !status.success() {
+        return Err(Failure::Other(format!(
+            "the editor exited with {status}; nothing written (your text is in {})",
+            file.display()
+        )));
+    }
+    let edited = std::fs::read_to_string(&file)
+        .map_err(|e| Failure::Other(format!("{}: {e}", file.display())))?;
+    if edited == original {
+        eprintln!("no change; nothing written");
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+    valid_json(
+        &edited,
+        &format!("the edited value (kept in {})", file.display()),
+    )?;
+    let condition = match &current {
+        Some(item) => Condition::Matches(&item.etag),
+        None => Condition::Absent,
+    };
+    match api.put(&key, edited, condition).await {
+        Ok((written, created)) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            let what = if created { "created" } else { "replaced" };
+            print(
+                out,
+                &format!("{what} {key} (etag {})", written.etag),
+                json!({ "key": key.as_str(), "etag": written.etag, "created": created }),
+            );
+            Ok(())
+        }
+        Err(e) if e.status() == Some(412) => {
+            let now = api.get(&key, None, true).await.ok();
+            eprintln!(
+                "{key} changed while you were editing; nothing written. Your text is in {}.",
+                file.display()
+            );
+            match now {
+                Some(item) => eprintln!("The current version (etag {}):\n{}", item.etag, item.body),
+                None => eprintln!("It has been deleted since."),
+            }
+            eprintln!("Run `s3kv edit {key}` again to edit the current version.");
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn export(api: &Api, prefix: &str) -> Result<(), Failure> {
+    let listed = api.list(prefix).await?;
+    let keys = listed
+        .iter()
+        .map(|i| item_key(&i.key))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut values: BTreeMap<String, Box<RawValue>> = BTreeMap::new();
+    for chunk in keys.chunks(100) {
+        for item in api.batch_get(chunk).await? {
+            // Deleted since the listing: not in the export.
+            if let (true, Some(value)) = (item.found, item.value) {
+                values.insert(item.key, value);
+            }
+        }
+    }
+    let text = serde_json::to_string_pretty(&values).map_err(|e| Failure::Other(e.to_string()))?;
+    println!("{text}");
+    eprintln!("exported {} items", values.len());
+    Ok(())
+}
+
+/// The items to import: an export file (one JSON object), or every `*.json` file under a directory (the key is
+/// the file's path under it, without `.json`). All are checked before anything is written.
+fn import_items(source: &Path) -> Result<Vec<(ItemKey, String)>, Failure> {
+    let mut items = Vec::new();
+    let mut problems = Vec::new();
+    if source.is_dir() {
+        let mut files = Vec::new();
+        collect_json_files(source, &mut files)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", source.display())))?;
+        files.sort();
+        for file in files {
+            let relative = file.strip_prefix(source).unwrap_or(&file);
+            let key = relative.to_string_lossy().replace('\\', "/");
+            let key = key.strip_suffix(".json").unwrap_or(&key).to_owned();
+            let body = std::fs::read_to_string(&file);
+            match (ItemKey::parse(&key), body) {
+                (Ok(item), Ok(body)) => match valid_json(&body, &file.display().to_string()) {
+                    Ok(()) => items.push((item, body)),
+                    Err(e) => problems.push(e.to_string()),
+                },
+                (Err(e), _) => {
+                    problems.push(format!("{}: invalid key {key:?}: {e}", file.display()))
+                }
+                (_, Err(e)) => problems.push(format!("{}: {e}", file.display())),
+            }
+        }
+    } else {
+        let text = std::fs::read_to_string(source)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", source.display())))?;
+        let all: BTreeMap<String, Box<RawValue>> = serde_json::from_str(&text).map_err(|e| {
+            Failure::Usage(format!(
+                "{}: not an export (a JSON object of key to value): {e}",
+                source.display()
+            ))
+        })?;
+        for (key, value) in all {
+            match ItemKey::parse(&key) {
+                Ok(item) => items.push((item, value.get().to_owned())),
+                Err(e) => problems.push(format!("invalid key {key:?}: {e}")),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::Usage(format!(
+            "nothing imported; fix these first:\n  {}",
+            problems.join("\n  ")
+        )));
+    }
+    Ok(items)
+}
+
+fn collect_json_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_json_files(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+async fn import(
+    api: &Api,
+    out: Output,
+    source: &Path,
+    dry_run: bool,
+    create_only: bool,
+    concurrency: usize,
+) -> Result<(), Failure> {
+    let items = import_items(source)?;
+    if dry_run {
+        print(
+            out,
+            &format!(
+                "would import {} items (dry run: nothing written)",
+                items.len()
+            ),
+            json!({ "items": items.len(), "dryRun": true }),
+        );
+        return Ok(());
+    }
+    let bar = indicatif::ProgressBar::new(items.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let condition = if create_only {
+        Condition::Absent
+    } else {
+        Condition::None
+    };
+    let results: Vec<(ItemKey, Result<bool, ApiError>)> = futures::stream::iter(items)
+        .map(|(key, body)| {
+            let bar = bar.clone();
+            async move {
+                let result = api
+                    .put(&key, body, condition)
+                    .await
+                    .map(|(_, created)| created);
+                bar.inc(1);
+                (key, result)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    let (mut created, mut replaced, mut skipped, mut failed) = (0, 0, 0, 0);
+    for (key, result) in &results {
+        match result {
+            Ok(true) => created += 1,
+            Ok(false) => replaced += 1,
+            Err(e) if create_only && e.status() == Some(412) => skipped += 1,
+            Err(e) => {
+                failed += 1;
+                eprintln!("{key}: {e}");
+            }
+        }
+    }
+    print(
+        out,
+        &format!("imported {} items: {created} created, {replaced} replaced, {skipped} skipped (exist), {failed} failed", created + replaced),
+        json!({ "created": created, "replaced": replaced, "skipped": skipped, "failed": failed }),
+    );
+    if failed > 0 {
+        return Err(Failure::Other(format!("{failed} items failed")));
+    }
+    Ok(())
+}
+
+async fn history(api: &Api, out: Output, key: &str, limit: Option<usize>) -> Result<(), Failure> {
+    let key = item_key(key)?;
+    let versions = api.history(&key, limit).await?;
+    match out {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string(&versions).map_err(|e| Failure::Other(e.to_string()))?
+        ),
+        Output::Text => {
+            let mut stdout = std::io::stdout().lock();
+            for v in &versions {
+                let mark = if v.current { "*" } else { " " };
+                let when = v.last_modified.as_deref().unwrap_or("-");
+                let what = if v.deleted {
+                    "(deleted)".to_owned()
+                } else {
+                    format!("{} bytes  {}", v.size, v.writer.as_deref().unwrap_or("-"))
+                };
+                let _ = writeln!(stdout, "{mark} {}  {when}  {what}", v.version);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! `s3kv`, the command-line client of the s3kv HTTP API: for people (edit a flag in `$EDITOR`, see its history)
+//! and for CI (exit codes, `--output json`, export and import).
+//!
+//! The endpoint and key come from `--endpoint` / `--api-key`, then `S3KV_ENDPOINT` / `S3KV_API_KEY`, then the
+//! profile (`--profile`, default `default`) that `s3kv configure` wrote, and the endpoint falls back to
+//! s3kv-local's `http://127.0.0.1:3000`. Exit codes: 0 success, 2 usage (including a key or JSON value refused
+//! before anything is sent), 3 not found, 4 precondition failed (412), 1 anything else.
+
+pub mod api;
+mod commands;
+pub mod profile;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use thiserror::Error;
+
+pub use commands::run;
+
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:3000";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "s3kv",
+    version,
+    about = "The s3kv JSON key-value store from the command line",
+    after_help = "Exit codes: 0 success, 2 usage, 3 not found, 4 precondition failed, 1 anything else."
+)]
+pub struct Cli {
+    /// The API's base URL (s3kv-local: http://127.0.0.1:3000; AWS: the stage URL, without /items)
+    #[arg(long, global = true, env = "S3KV_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// The API key (x-api-key)
+    #[arg(long, global = true, env = "S3KV_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The profile to read endpoint and key from when not given otherwise
+    #[arg(long, global = true, env = "S3KV_PROFILE", default_value = "default")]
+    pub profile: String,
+    /// text for people, json for programs
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print an item's JSON, exactly as stored
+    Get {
+        key: String,
+        /// Also print its ETag (on stderr, so stdout stays the value)
+        #[arg(long)]
+        etag: bool,
+        /// An older version (from `s3kv history`)
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Write an item from a file, or stdin (no FILE, or -)
+    Put {
+        key: String,
+        file: Option<String>,
+        /// Only if the item does not exist (If-None-Match: *)
+        #[arg(long, conflicts_with = "if_match")]
+        create: bool,
+        /// Only if the item still has this ETag (compare-and-swap)
+        #[arg(long)]
+        if_match: Option<String>,
+    },
+    /// Delete an item
+    Rm {
+        key: String,
+        /// Only if the item still has this ETag
+        #[arg(long)]
+        if_match: Option<String>,
+    },
+    /// List item keys (every page)
+    Ls {
+        #[arg(default_value = "")]
+        prefix: String,
+        /// With ETag, size and last modification
+        #[arg(long, short)]
+        long: bool,
+    },
+    /// Read several items at once; prints {"key": value or null, ...}
+    BatchGet {
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Edit an item in $EDITOR; written back only if nobody changed it meanwhile
+    Edit { key: String },
+    /// Print every item under a prefix as one JSON object {"key": value, ...}
+    Export {
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Write the items of an export file, or of a directory of KEY.json files
+    Import {
+        source: String,
+        /// Check every key and value, write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Skip items that already exist instead of replacing them
+        #[arg(long)]
+        create_only: bool,
+        /// Writes in flight at once
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: u16,
+    },
+    /// An item's versions, newest first
+    History {
+        key: String,
+        /// Most versions to show (all when not given)
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Make an older version the item again
+    Restore {
+        key: String,
+        version: String,
+        /// Only if the item still has this ETag
+        #[arg(long)]
+        if_match: Option<String>,
+    },
+    /// Save endpoint and API key (from --endpoint / --api-key) as a profile (--profile)
+    Configure,
+    /// Print a shell completion script
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Why a command failed, and so its exit code.
+#[derive(Debug, Error)]
+pub enum Failure {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Api(e) if e.status() == Some(404) => 3,
+            Failure::Api(e) if e.status() == Some(412) => 4,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! `s3kv`: the command-line client. See `s3kv --help`, and the crate docs for exit codes.
+
+use clap::Parser;
+use s3kv_cli::{run, Cli};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let json = cli.output == s3kv_cli::Output::Json;
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(failure) => {
+            if json {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({ "error": failure.to_string(), "exit": failure.exit_code() })
+                );
+            } else {
+                eprintln!("s3kv: {failure}");
+            }
+            std::process::ExitCode::from(failure.exit_code())
+        }
+    }
+}

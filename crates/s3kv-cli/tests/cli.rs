@@ -1,0 +1,507 @@
+//! The real `s3kv` binary against a running s3kv-local (its S3 endpoint, syncer, API and a valkey-server): every
+//! command, its output and exit code, `edit` racing a concurrent write, and an import of 1,000 files. Here rather
+//! than in tests/it because only a package's own tests are told where its binary is (CARGO_BIN_EXE_s3kv).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use s3kv_local::{LocalStack, Options};
+
+const KEY: &str = "cli-test-key";
+const READ_KEY: &str = "cli-read-key";
+
+struct Local {
+    stack: LocalStack,
+    _valkey: testkit::Valkey,
+    dir: PathBuf,
+}
+
+impl Local {
+    async fn start(name: &str) -> Self {
+        let dir = testkit::temp_dir(&format!("test-cli-{name}"));
+        let valkey = tokio::task::spawn_blocking(testkit::Valkey::start)
+            .await
+            .unwrap();
+        let options = Options {
+            api_addr: "127.0.0.1:0".parse().unwrap(),
+            s3_addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.join("data"),
+            bucket: "s3kv".into(),
+            prefix: String::new(),
+            api_key: Some(KEY.into()),
+            read_keys: vec![s3kv_local::KeySpec {
+                value: READ_KEY.into(),
+                prefixes: Vec::new(),
+            }],
+            write_keys: Vec::new(),
+            public_prefix: None,
+            valkey_url: Some(valkey.url()),
+        };
+        let stack = LocalStack::start(options)
+            .await
+            .expect("local stack starts");
+        Self {
+            stack,
+            _valkey: valkey,
+            dir,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.stack.api_addr)
+    }
+
+    /// Runs `s3kv ARGS` with this stack's endpoint and key in the environment, as a user would after pasting
+    /// the banner's export lines.
+    async fn s3kv(&self, args: &[&str]) -> Run {
+        self.s3kv_with(args, None, &[]).await
+    }
+
+    async fn s3kv_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3kv"));
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .env("S3KV_ENDPOINT", self.endpoint())
+            .env("S3KV_API_KEY", KEY)
+            .env("S3KV_CONFIG_DIR", self.dir.join("config"))
+            .env_remove("S3KV_PROFILE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("run s3kv");
+        let mut input = child.stdin.take().unwrap();
+        let text = stdin.unwrap_or_default().to_owned();
+        tokio::io::AsyncWriteExt::write_all(&mut input, text.as_bytes())
+            .await
+            .unwrap();
+        drop(input);
+        let out = child.wait_with_output().await.unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    async fn settle(&self) {
+        assert!(
+            self.stack.backlog.wait_idle(Duration::from_secs(30)).await,
+            "notifications not synced"
+        );
+    }
+}
+
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    args: Vec<String>,
+}
+
+impl Run {
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "s3kv {:?}: {}{}",
+            self.args, self.stdout, self.stderr
+        );
+        self
+    }
+    #[track_caller]
+    fn fails(self, code: i32, says: &str) -> Self {
+        assert_eq!(
+            self.code, code,
+            "s3kv {:?}: {}{}",
+            self.args, self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(says),
+            "s3kv {:?}: {:?} not in {}",
+            self.args,
+            says,
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_command_does_what_it_says_and_exits_with_its_code() {
+    let local = Local::start("commands").await;
+    std::fs::write(local.dir.join("flag.json"), r#"{"enabled": true}"#).unwrap();
+
+    // The banner's export line sets exactly what these runs use.
+    let banner = local.stack.banner();
+    let export = banner
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("export "))
+        .expect("an export line in the banner");
+    let expected = format!("S3KV_ENDPOINT={} S3KV_API_KEY={KEY}", local.endpoint());
+    assert_eq!(export, expected);
+
+    // put from a file, then from stdin; get prints exactly what was stored.
+    let created = local
+        .s3kv(&["put", "flags/maintenance", "flag.json"])
+        .await
+        .ok();
+    assert!(
+        created.stdout.starts_with("created flags/maintenance"),
+        "{}",
+        created.stdout
+    );
+    local.settle().await;
+    let got = local
+        .s3kv(&["get", "flags/maintenance", "--etag"])
+        .await
+        .ok();
+    assert_eq!(got.stdout, "{\"enabled\": true}\n");
+    assert!(got.stderr.starts_with("ETag: "), "{}", got.stderr);
+    let first_etag = got.stderr.trim().trim_start_matches("ETag: ").to_owned();
+    let replaced = local
+        .s3kv_with(
+            &["put", "flags/maintenance", "-"],
+            Some("{\"enabled\": false}"),
+            &[],
+        )
+        .await
+        .ok();
+    assert!(
+        replaced.stdout.starts_with("replaced"),
+        "{}",
+        replaced.stdout
+    );
+    local.settle().await;
+    let json = local
+        .s3kv(&["get", "flags/maintenance", "--output", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(json["value"], serde_json::json!({"enabled": false}));
+    assert!(
+        json["writer"].as_str().unwrap().starts_with("key=local0"),
+        "{json}"
+    );
+
+    // Conditions: exit 4 when they do not hold, and nothing changes.
+    local
+        .s3kv(&["put", "flags/maintenance", "flag.json", "--create"])
+        .await
+        .fails(4, "already exists");
+    local
+        .s3kv(&[
+            "put",
+            "flags/maintenance",
+            "flag.json",
+            "--if-match",
+            &first_etag,
+        ])
+        .await
+        .fails(4, "ETag");
+    // Refused before sending: a value that is not JSON, a key breaking the rules (exit 2).
+    local
+        .s3kv_with(&["put", "flags/maintenance"], Some("{not json"), &[])
+        .await
+        .fails(2, "not valid JSON");
+    local.s3kv(&["get", "a//b"]).await.fails(2, "invalid key");
+    local.settle().await;
+    let still = local.s3kv(&["get", "flags/maintenance"]).await.ok();
+    assert_eq!(still.stdout, "{\"enabled\": false}\n");
+
+    // ls, ls --long, batch-get.
+    local
+        .s3kv_with(&["put", "flags/beta"], Some("[1,2]"), &[])
+        .await
+        .ok();
+    local
+        .s3kv_with(&["put", "config/ui"], Some("{}"), &[])
+        .await
+        .ok();
+    local.settle().await;
+    let listed = local.s3kv(&["ls", "flags/"]).await.ok();
+    assert_eq!(listed.stdout, "flags/beta\nflags/maintenance\n");
+    let long = local.s3kv(&["ls", "--long"]).await.ok();
+    assert_eq!(long.stdout.lines().count(), 3);
+    assert!(
+        long.stdout
+            .lines()
+            .all(|l| l.split_whitespace().count() == 4),
+        "{}",
+        long.stdout
+    );
+    let batch = local
+        .s3kv(&["batch-get", "flags/beta", "nope", "config/ui"])
+        .await
+        .ok();
+    let batch: serde_json::Value = serde_json::from_str(&batch.stdout).unwrap();
+    assert_eq!(
+        batch,
+        serde_json::json!({"flags/beta": [1, 2], "nope": null, "config/ui": {}})
+    );
+
+    // history and restore.
+    let history = local
+        .s3kv(&["history", "flags/maintenance", "--output", "json"])
+        .await
+        .ok()
+        .json();
+    let versions = history.as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    let oldest = versions[1]["version"].as_str().unwrap().to_owned();
+    let text = local.s3kv(&["history", "flags/maintenance"]).await.ok();
+    assert!(
+        text.stdout.lines().next().unwrap().starts_with("* "),
+        "{}",
+        text.stdout
+    );
+    local
+        .s3kv(&["restore", "flags/maintenance", &oldest])
+        .await
+        .ok();
+    local.settle().await;
+    let restored = local.s3kv(&["get", "flags/maintenance"]).await.ok();
+    assert_eq!(restored.stdout, "{\"enabled\": true}\n");
+    let old = local
+        .s3kv(&["get", "flags/maintenance", "--version", &oldest])
+        .await
+        .ok();
+    assert_eq!(old.stdout, "{\"enabled\": true}\n");
+    local
+        .s3kv(&["restore", "flags/maintenance", "0000000042"])
+        .await
+        .fails(3, "no version");
+
+    // rm, and what is not there: exit 3 with the API's message.
+    local.s3kv(&["rm", "flags/beta"]).await.ok();
+    local.settle().await;
+    local
+        .s3kv(&["get", "flags/beta"])
+        .await
+        .fails(3, "no item with key");
+    local
+        .s3kv(&["rm", "flags/beta"])
+        .await
+        .fails(3, "no item with key");
+
+    // Keys: a read key cannot write (the API's 403 message), no key at all is the gateway's 403.
+    local
+        .s3kv_with(
+            &["put", "flags/x"],
+            Some("1"),
+            &[("S3KV_API_KEY", READ_KEY)],
+        )
+        .await
+        .fails(1, "may only read");
+    local
+        .s3kv_with(&["get", "config/ui"], None, &[("S3KV_API_KEY", "")])
+        .await
+        .fails(1, "Forbidden");
+    let down = local
+        .s3kv_with(
+            &["get", "config/ui"],
+            None,
+            &[("S3KV_ENDPOINT", "http://127.0.0.1:9")],
+        )
+        .await;
+    assert_eq!(down.code, 1, "{}", down.stderr);
+    assert!(down.stderr.contains("cannot reach"), "{}", down.stderr);
+
+    // Profiles: configure, then use with nothing else set; an unknown profile is a usage error.
+    let endpoint = local.endpoint();
+    local
+        .s3kv(&[
+            "configure",
+            "--profile",
+            "dev",
+            "--endpoint",
+            &endpoint,
+            "--api-key",
+            KEY,
+        ])
+        .await
+        .ok();
+    let env = [("S3KV_ENDPOINT", ""), ("S3KV_API_KEY", "")];
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3kv"));
+    command
+        .args(["--profile", "dev", "get", "config/ui"])
+        .env("S3KV_CONFIG_DIR", local.dir.join("config"));
+    for (name, _) in env {
+        command.env_remove(name);
+    }
+    let out = command.output().await.unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "{}\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    local
+        .s3kv(&["--profile", "nope", "ls"])
+        .await
+        .fails(2, "no profile");
+
+    // Usage and completions.
+    local.s3kv(&[]).await.fails(2, "Usage");
+    let completions = local.s3kv(&["completions", "bash"]).await.ok();
+    assert!(
+        completions.stdout.contains("_s3kv()"),
+        "{}",
+        completions.stdout
+    );
+}
+
+/// A fake `$EDITOR`: a shell script that runs `action` with the file as $1.
+fn editor(dir: &Path, name: &str, action: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\nset -e\n{action}\n")).unwrap();
+    let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&path, permissions).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edit_writes_back_only_what_nobody_changed_meanwhile() {
+    let local = Local::start("edit").await;
+    local
+        .s3kv_with(&["put", "cfg/app"], Some(r#"{"v": 1}"#), &[])
+        .await
+        .ok();
+    local.settle().await;
+
+    // A plain edit: written back.
+    let bump = editor(&local.dir, "bump.sh", r#"printf '{"v": 2}' > "$1""#);
+    local
+        .s3kv_with(&["edit", "cfg/app"], None, &[("EDITOR", &bump)])
+        .await
+        .ok();
+    local.settle().await;
+    assert_eq!(
+        local.s3kv(&["get", "cfg/app"]).await.ok().stdout,
+        "{\"v\": 2}\n"
+    );
+
+    // Someone writes while the editor is open: the edit is refused (exit 4), and theirs stays.
+    let binary = env!("CARGO_BIN_EXE_s3kv");
+    let racing = editor(
+        &local.dir,
+        "race.sh",
+        &format!(
+            "printf '{{\"v\": \"mine\"}}' > \"$1\"\necho '{{\"v\": \"theirs\"}}' | {binary} put cfg/app -"
+        ),
+    );
+    let raced = local
+        .s3kv_with(&["edit", "cfg/app"], None, &[("EDITOR", &racing)])
+        .await
+        .fails(4, "changed while you were editing");
+    assert!(
+        raced.stderr.contains("theirs"),
+        "it shows the current version: {}",
+        raced.stderr
+    );
+    local.settle().await;
+    assert_eq!(
+        local.s3kv(&["get", "cfg/app"]).await.ok().stdout,
+        "{\"v\": \"theirs\"}\n"
+    );
+
+    // An edit that breaks the JSON writes nothing; one that changes nothing writes nothing either.
+    let broken = editor(&local.dir, "broken.sh", r#"printf '{"v": ' > "$1""#);
+    local
+        .s3kv_with(&["edit", "cfg/app"], None, &[("EDITOR", &broken)])
+        .await
+        .fails(2, "not valid JSON");
+    let nothing = editor(&local.dir, "nothing.sh", "true");
+    let unchanged = local
+        .s3kv_with(&["edit", "cfg/app"], None, &[("EDITOR", &nothing)])
+        .await
+        .ok();
+    assert!(
+        unchanged.stderr.contains("no change"),
+        "{}",
+        unchanged.stderr
+    );
+    let history = local
+        .s3kv(&["history", "cfg/app", "--output", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        history.as_array().unwrap().len(),
+        3,
+        "put, edit, their write: {history}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_files_import_and_export_back_exactly() {
+    let local = Local::start("import").await;
+    let source = local.dir.join("seed");
+    let mut expected = serde_json::Map::new();
+    for n in 0..1000 {
+        let key = format!("bulk/{:02}/item-{n:04}", n % 10);
+        let path = source.join(format!("{key}.json"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let body = format!("{{\"n\": {n}, \"name\": \"item {n}\"}}");
+        std::fs::write(&path, &body).unwrap();
+        expected.insert(key, serde_json::from_str(&body).unwrap());
+    }
+    let dir = source.display().to_string();
+    let dry = local.s3kv(&["import", &dir, "--dry-run"]).await.ok();
+    assert!(
+        dry.stdout.contains("would import 1000 items"),
+        "{}",
+        dry.stdout
+    );
+    let listed = local.s3kv(&["ls", "bulk/"]).await.ok();
+    assert_eq!(listed.stdout, "", "a dry run writes nothing");
+
+    let summary = local
+        .s3kv(&["import", &dir, "--output", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        summary,
+        serde_json::json!({"created": 1000, "replaced": 0, "skipped": 0, "failed": 0})
+    );
+    local.settle().await;
+    let export = local.s3kv(&["export", "bulk/"]).await.ok();
+    let exported: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&export.stdout).unwrap();
+    assert_eq!(exported, expected);
+
+    // The export imports back; --create-only skips what exists.
+    std::fs::write(local.dir.join("dump.json"), &export.stdout).unwrap();
+    let again = local
+        .s3kv(&["import", "dump.json", "--create-only"])
+        .await
+        .ok();
+    assert!(again.stdout.contains("1000 skipped"), "{}", again.stdout);
+
+    // One bad file stops the whole import before anything is written.
+    std::fs::write(source.join("bulk/00/zz-broken.json"), "{").unwrap();
+    std::fs::write(source.join("bulk/00/new.json"), "{}").unwrap();
+    local
+        .s3kv(&["import", &dir])
+        .await
+        .fails(2, "zz-broken.json");
+    local.settle().await;
+    local
+        .s3kv(&["get", "bulk/00/new"])
+        .await
+        .fails(3, "no item");
+}
