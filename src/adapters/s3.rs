@@ -106,6 +106,7 @@ impl ObjectStore for S3Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<VersionPage, StoreError> {
+        let order = VersionOrder::default();
         let request = self
             .client
             .list_object_versions()
@@ -114,14 +115,16 @@ impl ObjectStore for S3Store {
             .max_keys(limit.clamp(1, 1000) as i32)
             .set_key_marker(after.map(|_| key.to_owned()))
             .set_version_id_marker(after.map(str::to_owned))
+            .customize()
+            .interceptor(order.clone())
             .send();
         let output = Box::pin(request).await.map_err(store_error)?;
         let time = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
             t.and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok())
         };
-        // The SDK splits S3's one ordered list into versions and delete markers; each part keeps S3's order
-        // (newest first), so merging them by time, the latest first, restores it. Other keys under the same
-        // prefix ("a.json.json" after "a.json") sort after every version of this one.
+        // The SDK splits S3's one ordered list into versions and delete markers; S3's own order is read from
+        // the answer (VersionOrder), and merging by time is only the fallback. Other keys under the same prefix
+        // ("a.json.json" after "a.json") sort after every version of this one.
         let versions = output
             .versions()
             .iter()
@@ -154,7 +157,7 @@ impl ObjectStore for S3Store {
                 };
                 (when, version)
             });
-        let versions = merge_newest_first(versions.collect(), markers.collect());
+        let versions = newest_first(versions.chain(markers).collect(), &order.positions(key));
         let more_of_this_key =
             output.is_truncated() == Some(true) && output.next_key_marker() == Some(key);
         let next = more_of_this_key
@@ -375,42 +378,110 @@ fn writer(metadata: Option<&std::collections::HashMap<String, String>>) -> Strin
     .header()
 }
 
-/// S3's two lists (versions, delete markers), each newest first, as one list newest first. S3 keeps whole
-/// seconds, so equal times are common; then the latest comes first, and otherwise a marker and a version
-/// alternate: two delete markers in a row need two deletes of a deleted item, which the API refuses (404).
-fn merge_newest_first(
-    versions: Vec<(Option<aws_sdk_s3::primitives::DateTime>, ObjectVersion)>,
-    markers: Vec<(Option<aws_sdk_s3::primitives::DateTime>, ObjectVersion)>,
-) -> Vec<ObjectVersion> {
-    let mut out: Vec<ObjectVersion> = Vec::with_capacity(versions.len() + markers.len());
-    let (mut versions, mut markers) = (
-        versions.into_iter().peekable(),
-        markers.into_iter().peekable(),
-    );
-    loop {
-        let take_marker = match (versions.peek(), markers.peek()) {
-            (None, None) => break,
-            (Some(_), None) => false,
-            (None, Some(_)) => true,
-            (Some((tv, v)), Some((tm, m))) => {
-                let (tv, tm) = (tv.map(|t| t.as_nanos()), tm.map(|t| t.as_nanos()));
-                if m.current || v.current {
-                    m.current
-                } else if tm != tv {
-                    tm > tv
-                } else {
-                    out.last().is_some_and(|last| !last.deleted)
-                }
-            }
-        };
-        let next = if take_marker {
-            markers.next()
-        } else {
-            versions.next()
-        };
-        out.extend(next.map(|(_, v)| v));
+/// The order of the `<Version>` and `<DeleteMarker>` entries in a ListObjectVersions answer, read from its
+/// XML after the SDK has parsed it: the SDK hands them back as two lists, and S3's timestamps (whole seconds)
+/// cannot tell which of a delete and a write in the same second came first.
+#[derive(Debug, Default, Clone)]
+struct VersionOrder(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl VersionOrder {
+    /// Each version id of `key`, by its position in S3's list.
+    fn positions(&self, key: &str) -> std::collections::HashMap<String, usize> {
+        let entries = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .iter()
+            .filter(|(k, _)| k == key)
+            .enumerate()
+            .map(|(i, (_, version))| (version.clone(), i))
+            .collect()
     }
-    out
+}
+
+impl aws_sdk_s3::config::Intercept for VersionOrder {
+    fn name(&self) -> &'static str {
+        "s3kv-version-order"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::AfterDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        if let Some(xml) = context.response().body().bytes() {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = version_entries(xml);
+        }
+        Ok(())
+    }
+}
+
+/// `(key, version id)` of every `<Version>` and `<DeleteMarker>` element, in document order.
+fn version_entries(xml: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(xml);
+    let field = |element: &str, name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let start = element.find(&open)? + open.len();
+        let end = element[start..].find(&format!("</{name}>"))? + start;
+        Some(unescape(&element[start..end]))
+    };
+    let mut entries = Vec::new();
+    let mut rest = text.as_ref();
+    loop {
+        let next = ["<Version>", "<DeleteMarker>"]
+            .iter()
+            .filter_map(|tag| rest.find(tag).map(|at| (at, *tag)))
+            .min();
+        let Some((at, tag)) = next else { break };
+        let close = tag.replacen('<', "</", 1);
+        let element = &rest[at..];
+        let end = element
+            .find(&close)
+            .map_or(element.len(), |e| e + close.len());
+        if let (Some(key), Some(version)) = (
+            field(&element[..end], "Key"),
+            field(&element[..end], "VersionId"),
+        ) {
+            entries.push((key, version));
+        }
+        rest = &element[end..];
+    }
+    entries
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// One list, newest first, from the SDK's two (versions, then delete markers). S3 itself lists them interleaved
+/// in order, so the answer's document order (`positions`) is used when it agrees with the timestamps. Servers that
+/// list markers apart from versions (moto, s3s) disagree with their own timestamps as soon as a marker is newer
+/// than a version; then the order is by time (the current entry first, then newer first), which is exact where
+/// timestamps are finer than a second and ambiguous only for changes within one second.
+fn newest_first(
+    entries: Vec<(Option<aws_sdk_s3::primitives::DateTime>, ObjectVersion)>,
+    positions: &std::collections::HashMap<String, usize>,
+) -> Vec<ObjectVersion> {
+    let time = |t: &Option<aws_sdk_s3::primitives::DateTime>| t.map(|t| t.as_nanos());
+    let mut by_document = entries.clone();
+    let known = by_document
+        .iter()
+        .all(|(_, v)| positions.contains_key(&v.version));
+    if known {
+        by_document.sort_by_key(|(_, v)| positions[&v.version]);
+        let agrees = by_document
+            .windows(2)
+            .all(|pair| time(&pair[0].0) >= time(&pair[1].0));
+        if agrees && by_document.first().is_none_or(|(_, v)| v.current) {
+            return by_document.into_iter().map(|(_, v)| v).collect();
+        }
+    }
+    let mut by_time = entries;
+    by_time.sort_by(|(ta, a), (tb, b)| b.current.cmp(&a.current).then(time(tb).cmp(&time(ta))));
+    by_time.into_iter().map(|(_, v)| v).collect()
 }
 
 /// A version id S3 does not know, or one that is malformed (400) or a delete marker (405), is no such version.
@@ -468,42 +539,71 @@ mod tests {
         (Some(DateTime::from_secs(secs)), version)
     }
 
-    fn order(versions: &[(&str, i64)], markers: &[(&str, i64)], current: &str) -> Vec<String> {
+    fn order(
+        versions: &[(&str, i64)],
+        markers: &[(&str, i64)],
+        current: &str,
+        document: &[&str],
+    ) -> Vec<String> {
         let versions = versions
             .iter()
-            .map(|(id, t)| entry(id, false, *id == current, *t))
-            .collect();
+            .map(|(id, t)| entry(id, false, *id == current, *t));
         let markers = markers
             .iter()
-            .map(|(id, t)| entry(id, true, *id == current, *t))
+            .map(|(id, t)| entry(id, true, *id == current, *t));
+        let positions = document
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.to_string(), i))
             .collect();
-        merge_newest_first(versions, markers)
+        newest_first(versions.chain(markers).collect(), &positions)
             .into_iter()
             .map(|v| v.version)
             .collect()
     }
 
     #[test]
+    fn the_order_of_versions_and_markers_is_read_from_the_answer() {
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?><ListVersionsResult><Name>b</Name>
+            <Version><Key>a.json</Key><VersionId>v3</VersionId><IsLatest>true</IsLatest></Version>
+            <Version><Key>a.json</Key><VersionId>v2</VersionId></Version>
+            <DeleteMarker><Key>a.json</Key><VersionId>m1</VersionId></DeleteMarker>
+            <Version><Key>a.json</Key><VersionId>v1</VersionId></Version>
+            <Version><Key>a&amp;b.json</Key><VersionId>x1</VersionId></Version>
+            <VersionIdMarker>ignored</VersionIdMarker></ListVersionsResult>"#;
+        let entries = version_entries(xml);
+        let ids: Vec<&str> = entries.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(ids, ["v3", "v2", "m1", "v1", "x1"]);
+        assert_eq!(entries[4].0, "a&b.json");
+        let order = VersionOrder(std::sync::Arc::new(std::sync::Mutex::new(entries)));
+        assert_eq!(order.positions("a.json")["m1"], 2);
+        assert!(!order.positions("a.json").contains_key("x1"));
+    }
+
+    #[test]
     fn versions_and_markers_merge_back_into_one_history() {
-        // Distinct times decide.
+        // S3's interleaved document order wins, even within one second.
+        let s3 = ["v3", "v2", "m1", "v1"];
         assert_eq!(
-            order(&[("v2", 30), ("v1", 10)], &[("m1", 20)], "v2"),
+            order(&[("v3", 1), ("v2", 1), ("v1", 1)], &[("m1", 1)], "v3", &s3),
+            s3
+        );
+        // A server listing markers apart (all versions, then markers) contradicts its own times once a marker
+        // is newer: then time decides.
+        let apart = ["v2", "v1", "m1"];
+        assert_eq!(
+            order(&[("v2", 30), ("v1", 10)], &[("m1", 20)], "v2", &apart),
             ["v2", "m1", "v1"]
         );
-        assert_eq!(order(&[("v1", 10)], &[("m1", 20)], "m1"), ["m1", "v1"]);
-        // All in one second (S3's resolution): the current one first, then markers and versions alternate.
         assert_eq!(
-            order(
-                &[("v5", 1), ("v4", 1), ("v3", 1)],
-                &[("m2", 1), ("m1", 1)],
-                "v5"
-            ),
-            ["v5", "m2", "v4", "m1", "v3"]
+            order(&[("v1", 10)], &[("m1", 20)], "m1", &["v1", "m1"]),
+            ["m1", "v1"]
         );
+        // No document order at all (the interceptor saw nothing): time, the current entry first.
         assert_eq!(
-            order(&[("v2", 1), ("v1", 1)], &[("m1", 1)], "m1"),
+            order(&[("v2", 5), ("v1", 5)], &[("m1", 5)], "m1", &[]),
             ["m1", "v2", "v1"]
         );
-        assert_eq!(order(&[("v1", 1)], &[], "v1"), ["v1"]);
+        assert_eq!(order(&[("v1", 1)], &[], "v1", &["v1"]), ["v1"]);
     }
 }
