@@ -119,6 +119,8 @@ impl Api {
     pub fn new(endpoint: &str, api_key: Option<String>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            // A redirect would carry x-api-key to wherever it points; the API never redirects.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("s3kv-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a client with these settings always builds");
@@ -140,18 +142,43 @@ impl Api {
         }
     }
 
+    /// Sends, retrying what the API asks to be retried: 429 (API Gateway's throttle: a write key's usage plan
+    /// allows 10 writes a second by default) and 503, with growing, jittered pauses (or `Retry-After`), eight
+    /// attempts in all. Writes are safe to repeat: the body is the same, and a condition is evaluated afresh.
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
         let request = match &self.api_key {
             Some(key) => request.header("x-api-key", key),
             None => request,
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|source| ApiError::Unreachable {
+        let mut delay = Duration::from_millis(100);
+        let mut attempt: u32 = 0;
+        let response = loop {
+            attempt += 1;
+            let Some(sent) = request.try_clone() else {
+                return Err(ApiError::Unexpected(
+                    "a request that cannot be repeated".into(),
+                ));
+            };
+            let response = sent.send().await.map_err(|source| ApiError::Unreachable {
                 endpoint: self.endpoint.clone(),
                 source,
             })?;
+            if !matches!(response.status().as_u16(), 429 | 503) || attempt == 8 {
+                break response;
+            }
+            let asked = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|secs| Duration::from_secs(secs.min(30)));
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let jitter = Duration::from_millis(u64::from(nanos % 100));
+            tokio::time::sleep(asked.unwrap_or(delay) + jitter).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        };
         if response.status().is_success() || response.status() == 304 {
             return Ok(response);
         }

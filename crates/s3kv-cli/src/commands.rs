@@ -19,8 +19,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         clap_complete::generate(shell, &mut command, "s3kv", &mut std::io::stdout());
         return Ok(());
     }
-    if let Command::Configure = cli.command {
-        return configure(&cli);
+    if let Command::Configure { endpoint } = &cli.command {
+        return configure(&cli, endpoint).await;
     }
     let api = client(&cli)?;
     let out = cli.output;
@@ -66,7 +66,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             )
             .await
         }
-        Command::History { key, limit } => history(&api, out, &key, limit).await,
+        Command::History { key, limit } => {
+            history(&api, out, &key, limit.map(|l| l as usize)).await
+        }
         Command::Restore {
             key,
             version,
@@ -84,7 +86,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Configure | Command::Completions { .. } => unreachable!("handled above"),
+        Command::Configure { .. } | Command::Completions { .. } => unreachable!("handled above"),
     }
 }
 
@@ -101,25 +103,47 @@ fn client(cli: &Cli) -> Result<Api, Failure> {
     let endpoint = cli
         .endpoint
         .clone()
-        .or(saved.endpoint)
+        .or(saved.endpoint.clone())
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
         return Err(Failure::Usage(format!(
             "endpoint {endpoint:?} must start with http:// or https://"
         )));
     }
-    Ok(Api::new(&endpoint, cli.api_key.clone().or(saved.api_key)))
+    // A profile's key goes to the profile's own endpoint only, never to one given by flag or environment.
+    let api_key = cli.api_key.clone().or_else(|| {
+        (saved.endpoint.as_deref() == Some(endpoint.as_str()))
+            .then_some(saved.api_key)
+            .flatten()
+    });
+    Ok(Api::new(&endpoint, api_key))
 }
 
-fn configure(cli: &Cli) -> Result<(), Failure> {
-    let (Some(endpoint), Some(api_key)) = (&cli.endpoint, &cli.api_key) else {
+/// The key is read from stdin, never from a flag or the environment: a flag shows in `ps` and the shell's
+/// history, and an exported S3KV_API_KEY (the quick start's) must not become another profile's key unnoticed.
+async fn configure(cli: &Cli, endpoint: &str) -> Result<(), Failure> {
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(Failure::Usage(format!(
+            "endpoint {endpoint:?} must start with http:// or https://"
+        )));
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("API key for {endpoint}: ");
+    }
+    let mut line = String::new();
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    tokio::io::AsyncBufReadExt::read_line(&mut stdin, &mut line)
+        .await
+        .map_err(|e| Failure::Other(format!("reading the key from stdin: {e}")))?;
+    let api_key = line.trim();
+    if api_key.is_empty() {
         return Err(Failure::Usage(
-            "give both: s3kv configure [--profile NAME] --endpoint URL --api-key KEY".into(),
+            "no API key on stdin: echo \"$KEY\" | s3kv configure [--profile NAME] URL".into(),
         ));
-    };
+    }
     let saved = profile::Profile {
-        endpoint: Some(endpoint.clone()),
-        api_key: Some(api_key.clone()),
+        endpoint: Some(endpoint.to_owned()),
+        api_key: Some(api_key.to_owned()),
     };
     let path = profile::save(&cli.profile, saved).map_err(Failure::Other)?;
     print(
@@ -170,9 +194,11 @@ async fn get(
             if show_etag {
                 eprintln!("ETag: {}", item.etag);
             }
+            // Exactly the stored bytes into a pipe or file; a newline for a person's prompt.
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(item.body.as_bytes());
-            if !item.body.ends_with('\n') {
+            if terminal && !item.body.ends_with('\n') {
                 let _ = stdout.write_all(b"\n");
             }
         }
@@ -256,8 +282,8 @@ async fn batch_get(api: &Api, out: Output, raw_keys: &[String]) -> Result<(), Fa
         .collect::<Result<Vec<_>, _>>()?;
     let mut values: BTreeMap<String, Option<Box<RawValue>>> = BTreeMap::new();
     let mut answers = Vec::new();
-    for chunk in keys.chunks(100) {
-        for item in api.batch_get(chunk).await? {
+    for item in fetch(api, &keys).await? {
+        {
             if let Some(error) = &item.error {
                 eprintln!("{}: {error}", item.key);
             }
@@ -277,6 +303,31 @@ async fn batch_get(api: &Api, out: Output, raw_keys: &[String]) -> Result<(), Fa
     Ok(())
 }
 
+/// A new directory only the user may enter, holding a new file with the value: nobody else can read the value
+/// or plant a link where it is written.
+fn private_file(key: &ItemKey, value: &str) -> Result<(PathBuf, PathBuf), Failure> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("s3kv-edit-{}-{nanos}", std::process::id()));
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(&dir)
+        .map_err(|e| Failure::Other(format!("{}: {e}", dir.display())))?;
+    let file = dir.join(format!("{}.json", key.as_str().replace('/', "_")));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&file)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .map_err(|e| Failure::Other(format!("{}: {e}", file.display())))?;
+    Ok((dir, file))
+}
+
 /// `$EDITOR` (then `$VISUAL`, then `vi`) on the current value; the result is validated and written back with
 /// `If-Match` on the version that was opened, so a change made meanwhile is never overwritten.
 async fn edit(api: &Api, out: Output, raw_key: &str) -> Result<(), Failure> {
@@ -288,11 +339,7 @@ async fn edit(api: &Api, out: Output, raw_key: &str) -> Result<(), Failure> {
         Err(e) => return Err(e.into()),
     };
     let original = current.as_ref().map(|i| i.body.clone()).unwrap_or_default();
-    let dir = std::env::temp_dir().join(format!("s3kv-edit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Failure::Other(format!("{}: {e}", dir.display())))?;
-    let file = dir.join(format!("{}.json", key.as_str().replace('/', "_")));
-    std::fs::write(&file, &original)
-        .map_err(|e| Failure::Other(format!("{}: {e}", file.display())))?;
+    let (dir, file) = private_file(&key, &original)?;
     let editor = std::env::var("EDITOR")
         .or_else(|_| std::env::var("VISUAL"))
         .unwrap_or_else(|_| "vi".to_owned());
@@ -338,20 +385,42 @@ async fn edit(api: &Api, out: Output, raw_key: &str) -> Result<(), Failure> {
             Ok(())
         }
         Err(e) if e.status() == Some(412) => {
-            let now = api.get(&key, None, true).await.ok();
+            let now = api.get(&key, None, true).await;
             eprintln!(
                 "{key} changed while you were editing; nothing written. Your text is in {}.",
                 file.display()
             );
             match now {
-                Some(item) => eprintln!("The current version (etag {}):\n{}", item.etag, item.body),
-                None => eprintln!("It has been deleted since."),
+                Ok(item) => eprintln!("The current version (etag {}):\n{}", item.etag, item.body),
+                Err(e) if e.status() == Some(404) => eprintln!("It has been deleted since."),
+                Err(e) => eprintln!("(The current version could not be read: {e}.)"),
             }
             eprintln!("Run `s3kv edit {key}` again to edit the current version.");
             Err(e.into())
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Batch gets of up to 100 keys; a batch whose answer would pass Lambda's 6 MB response limit is split in two
+/// until it fits.
+async fn fetch(api: &Api, keys: &[ItemKey]) -> Result<Vec<crate::api::BatchItem>, Failure> {
+    let mut pending: Vec<&[ItemKey]> = keys.chunks(100).rev().collect();
+    let mut items = Vec::with_capacity(keys.len());
+    while let Some(batch) = pending.pop() {
+        match api.batch_get(batch).await {
+            Ok(answers) => items.extend(answers),
+            Err(ApiError::Status {
+                code: Some(code), ..
+            }) if code == "response_too_large" && batch.len() > 1 => {
+                let (first, second) = batch.split_at(batch.len() / 2);
+                pending.push(second);
+                pending.push(first);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(items)
 }
 
 async fn export(api: &Api, prefix: &str) -> Result<(), Failure> {
@@ -361,8 +430,8 @@ async fn export(api: &Api, prefix: &str) -> Result<(), Failure> {
         .map(|i| item_key(&i.key))
         .collect::<Result<Vec<_>, _>>()?;
     let mut values: BTreeMap<String, Box<RawValue>> = BTreeMap::new();
-    for chunk in keys.chunks(100) {
-        for item in api.batch_get(chunk).await? {
+    for item in fetch(api, &keys).await? {
+        {
             // Deleted since the listing: not in the export.
             if let (true, Some(value)) = (item.found, item.value) {
                 values.insert(item.key, value);
@@ -387,7 +456,10 @@ fn import_items(source: &Path) -> Result<Vec<(ItemKey, String)>, Failure> {
         files.sort();
         for file in files {
             let relative = file.strip_prefix(source).unwrap_or(&file);
-            let key = relative.to_string_lossy().replace('\\', "/");
+            let Some(key) = relative.to_str().map(|k| k.replace('\\', "/")) else {
+                problems.push(format!("{}: the file name is not UTF-8", file.display()));
+                continue;
+            };
             let key = key.strip_suffix(".json").unwrap_or(&key).to_owned();
             let body = std::fs::read_to_string(&file);
             match (ItemKey::parse(&key), body) {
@@ -426,12 +498,15 @@ fn import_items(source: &Path) -> Result<Vec<(ItemKey, String)>, Failure> {
     Ok(items)
 }
 
+/// Directories are walked without following links to directories (a link loop would never end); links to
+/// files are read.
 fn collect_json_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
             collect_json_files(&path, files)?;
-        } else if path.extension().is_some_and(|e| e == "json") {
+        } else if path.extension().is_some_and(|e| e == "json") && path.is_file() {
             files.push(path);
         }
     }

@@ -114,8 +114,8 @@ pub enum Command {
     History {
         key: String,
         /// Most versions to show (all when not given)
-        #[arg(long)]
-        limit: Option<usize>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
     },
     /// Make an older version the item again
     Restore {
@@ -125,8 +125,11 @@ pub enum Command {
         #[arg(long)]
         if_match: Option<String>,
     },
-    /// Save endpoint and API key (from --endpoint / --api-key) as a profile (--profile)
-    Configure,
+    /// Save an endpoint and its API key (read from stdin) as a profile (--profile)
+    Configure {
+        /// The API's base URL
+        endpoint: String,
+    },
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
 }

@@ -45,7 +45,12 @@ pub fn save(name: &str, profile: Profile) -> Result<PathBuf, String> {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     let text = serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?;
-    write_private(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Whole or not at all, and owner-only whatever mode an older file had: a new file, then a rename.
+    let partial = path.with_extension("json.partial");
+    let _ = std::fs::remove_file(&partial);
+    write_private(&partial, text.as_bytes())
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
 
@@ -55,8 +60,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)?;
     file.write_all(bytes)

@@ -75,9 +75,8 @@ impl Local {
         let mut child = command.spawn().expect("run s3kv");
         let mut input = child.stdin.take().unwrap();
         let text = stdin.unwrap_or_default().to_owned();
-        tokio::io::AsyncWriteExt::write_all(&mut input, text.as_bytes())
-            .await
-            .unwrap();
+        // A command that fails before reading stdin closes it: nothing to report.
+        let _ = tokio::io::AsyncWriteExt::write_all(&mut input, text.as_bytes()).await;
         drop(input);
         let out = child.wait_with_output().await.unwrap();
         Run {
@@ -165,7 +164,7 @@ async fn every_command_does_what_it_says_and_exits_with_its_code() {
         .s3kv(&["get", "flags/maintenance", "--etag"])
         .await
         .ok();
-    assert_eq!(got.stdout, "{\"enabled\": true}\n");
+    assert_eq!(got.stdout, "{\"enabled\": true}");
     assert!(got.stderr.starts_with("ETag: "), "{}", got.stderr);
     let first_etag = got.stderr.trim().trim_start_matches("ETag: ").to_owned();
     let replaced = local
@@ -216,7 +215,7 @@ async fn every_command_does_what_it_says_and_exits_with_its_code() {
     local.s3kv(&["get", "a//b"]).await.fails(2, "invalid key");
     local.settle().await;
     let still = local.s3kv(&["get", "flags/maintenance"]).await.ok();
-    assert_eq!(still.stdout, "{\"enabled\": false}\n");
+    assert_eq!(still.stdout, "{\"enabled\": false}");
 
     // ls, ls --long, batch-get.
     local
@@ -270,12 +269,12 @@ async fn every_command_does_what_it_says_and_exits_with_its_code() {
         .ok();
     local.settle().await;
     let restored = local.s3kv(&["get", "flags/maintenance"]).await.ok();
-    assert_eq!(restored.stdout, "{\"enabled\": true}\n");
+    assert_eq!(restored.stdout, "{\"enabled\": true}");
     let old = local
         .s3kv(&["get", "flags/maintenance", "--version", &oldest])
         .await
         .ok();
-    assert_eq!(old.stdout, "{\"enabled\": true}\n");
+    assert_eq!(old.stdout, "{\"enabled\": true}");
     local
         .s3kv(&["restore", "flags/maintenance", "0000000042"])
         .await
@@ -319,17 +318,47 @@ async fn every_command_does_what_it_says_and_exits_with_its_code() {
     // Profiles: configure, then use with nothing else set; an unknown profile is a usage error.
     let endpoint = local.endpoint();
     local
-        .s3kv(&[
-            "configure",
+        .s3kv_with(
+            &["configure", "--profile", "dev", &endpoint],
+            Some(KEY),
+            &[],
+        )
+        .await
+        .ok();
+    let saved = local.dir.join("config/profiles.json");
+    let mode = std::fs::metadata(&saved).unwrap().permissions();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&mode);
+    assert_eq!(mode & 0o777, 0o600, "the profile file holds keys");
+    local
+        .s3kv_with(&["configure", "x"], Some(KEY), &[])
+        .await
+        .fails(2, "http");
+    local
+        .s3kv_with(&["configure", &endpoint], Some(""), &[])
+        .await
+        .fails(2, "no API key");
+    // A profile's key is not sent to an endpoint given otherwise: the gateway's 403, not the profile's key.
+    let mut elsewhere = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3kv"));
+    elsewhere
+        .args([
             "--profile",
             "dev",
             "--endpoint",
-            &endpoint,
-            "--api-key",
-            KEY,
+            &format!("http://{}", local.stack.api_addr).replace("127.0.0.1", "localhost"),
+            "get",
+            "config/ui",
         ])
-        .await
-        .ok();
+        .env("S3KV_CONFIG_DIR", local.dir.join("config"))
+        .env_remove("S3KV_ENDPOINT")
+        .env_remove("S3KV_API_KEY");
+    let out = elsewhere.output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Forbidden"));
     let env = [("S3KV_ENDPOINT", ""), ("S3KV_API_KEY", "")];
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3kv"));
     command
@@ -344,7 +373,7 @@ async fn every_command_does_what_it_says_and_exits_with_its_code() {
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).as_ref()
         ),
-        (Some(0), "{}\n"),
+        (Some(0), "{}"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -391,7 +420,7 @@ async fn edit_writes_back_only_what_nobody_changed_meanwhile() {
     local.settle().await;
     assert_eq!(
         local.s3kv(&["get", "cfg/app"]).await.ok().stdout,
-        "{\"v\": 2}\n"
+        "{\"v\": 2}"
     );
 
     // Someone writes while the editor is open: the edit is refused (exit 4), and theirs stays.

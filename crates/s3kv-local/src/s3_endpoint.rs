@@ -109,6 +109,14 @@ fn internal_error(e: impl std::fmt::Display) -> s3s::S3Error {
     s3_error!(InternalError, "{e}")
 }
 
+/// The change itself is made (s3s-fs holds it) when its version record cannot be written: the client is told of
+/// success and the syncer of the change, as they must be, and only the history misses an entry, said in the log.
+fn kept<T>(result: S3Result<T>) -> Option<T> {
+    result
+        .map_err(|e| tracing::error!(error = %e, "version record not written; the change stands without it"))
+        .ok()
+}
+
 fn no_such_version() -> s3s::S3Error {
     s3_error!(NoSuchVersion, "The specified version does not exist.")
 }
@@ -185,7 +193,7 @@ impl NotifyingFs {
     /// The newest version's id, when it is the object s3s-fs holds (a write made before versions were kept has
     /// none).
     fn current_version(&self, bucket: &str, key: &str, etag: Option<&ETag>) -> Option<String> {
-        let newest = self.versions.of_key(bucket, key).ok()?.into_iter().next()?;
+        let newest = self.versions.newest(bucket, key).ok()??;
         (!newest.delete_marker && newest.etag.as_deref() == etag.map(ETag::value))
             .then_some(newest.id)
     }
@@ -269,7 +277,7 @@ impl NotifyingFs {
         &self,
         req: &S3Request<CopyObjectInput>,
         source: (&str, &str, &str),
-    ) -> S3Result<(Option<ETag>, String)> {
+    ) -> S3Result<(Option<ETag>, Option<String>)> {
         let (source_bucket, source_key, id) = source;
         let version = self
             .versions
@@ -311,9 +319,10 @@ impl NotifyingFs {
             .fs
             .put_object(internal(input, http::Method::PUT, req))
             .await?;
-        let id = self
-            .add_version(&req.input.bucket, &req.input.key, req)
-            .await?;
+        let id = kept(
+            self.add_version(&req.input.bucket, &req.input.key, req)
+                .await,
+        );
         Ok((put.output.e_tag, id))
     }
 }
@@ -451,7 +460,10 @@ impl S3 for NotifyingFs {
                 input.version_id_marker.as_deref(),
                 max,
             )
-            .map_err(internal_error)?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidInput => s3_error!(InvalidArgument, "{e}"),
+                _ => internal_error(e),
+            })?;
         let last = listed.last().map(|l| (l.key.clone(), l.version.id.clone()));
         let (mut versions, mut markers) = (Vec::new(), Vec::new());
         for Listed {
@@ -562,7 +574,7 @@ impl S3 for NotifyingFs {
         let _guard = self.mutation.lock().await;
         let like = internal((), http::Method::PUT, &req);
         let mut response = self.fs.put_object(req).await?;
-        response.output.version_id = Some(self.add_version(&bucket, &key, &like).await?);
+        response.output.version_id = kept(self.add_version(&bucket, &key, &like).await);
         self.notify(
             EventName::Put,
             &bucket,
@@ -600,14 +612,14 @@ impl S3 for NotifyingFs {
                         ..Default::default()
                     }),
                     copy_source_version_id: Some(id),
-                    version_id: Some(version),
+                    version_id: version,
                     ..Default::default()
                 })
             }
             None => {
                 let like = internal((), http::Method::PUT, &req);
                 let mut response = self.fs.copy_object(req).await?;
-                response.output.version_id = Some(self.add_version(&bucket, &key, &like).await?);
+                response.output.version_id = kept(self.add_version(&bucket, &key, &like).await);
                 response
             }
         };
@@ -628,7 +640,7 @@ impl S3 for NotifyingFs {
         let _guard = self.mutation.lock().await;
         let like = internal((), http::Method::POST, &req);
         let mut response = self.fs.complete_multipart_upload(req).await?;
-        response.output.version_id = Some(self.add_version(&bucket, &key, &like).await?);
+        response.output.version_id = kept(self.add_version(&bucket, &key, &like).await);
         self.notify(
             EventName::CompleteMultipartUpload,
             &bucket,
@@ -651,12 +663,13 @@ impl S3 for NotifyingFs {
         }
         let _guard = self.mutation.lock().await;
         let mut response = self.fs.delete_object(req).await?;
-        let marker = self
-            .versions
-            .add_delete_marker(&bucket, &key)
-            .map_err(internal_error)?;
+        let marker = kept(
+            self.versions
+                .add_delete_marker(&bucket, &key)
+                .map_err(internal_error),
+        );
         response.output.delete_marker = Some(true);
-        response.output.version_id = Some(marker);
+        response.output.version_id = marker;
         self.notify(EventName::DeleteMarkerCreated, &bucket, &key, None);
         Ok(response)
     }
@@ -698,15 +711,16 @@ impl S3 for NotifyingFs {
                 });
                 continue;
             }
-            let marker = self
-                .versions
-                .add_delete_marker(&bucket, &key)
-                .map_err(internal_error)?;
+            let marker = kept(
+                self.versions
+                    .add_delete_marker(&bucket, &key)
+                    .map_err(internal_error),
+            );
             self.notify(EventName::DeleteMarkerCreated, &bucket, &key, None);
             deleted.push(DeletedObject {
                 key: Some(key),
                 delete_marker: Some(true),
-                delete_marker_version_id: Some(marker),
+                delete_marker_version_id: marker,
                 ..Default::default()
             });
         }

@@ -49,6 +49,8 @@ pub struct Listed {
 pub struct Versions {
     root: PathBuf,
     last_id: Mutex<u128>,
+    /// Each key's newest version, once known: a GET answers its version id without reading the key's history.
+    newest: Mutex<HashMap<(String, String), Option<Version>>>,
 }
 
 impl Versions {
@@ -57,6 +59,7 @@ impl Versions {
         Self {
             root: data_dir.join(".versions"),
             last_id: Mutex::new(0),
+            newest: Mutex::new(HashMap::new()),
         }
     }
 
@@ -99,7 +102,27 @@ impl Versions {
             metadata,
         };
         write_json(&dir.join(format!("{id}.json")), &version)?;
+        self.remember(bucket, key, Some(version));
         Ok(id)
+    }
+
+    fn remember(&self, bucket: &str, key: &str, version: Option<Version>) {
+        let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
+        newest.insert((bucket.to_owned(), key.to_owned()), version);
+    }
+
+    /// The key's newest version (a delete marker included), from memory after the first look.
+    pub fn newest(&self, bucket: &str, key: &str) -> std::io::Result<Option<Version>> {
+        let cached = {
+            let newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
+            newest.get(&(bucket.to_owned(), key.to_owned())).cloned()
+        };
+        if let Some(known) = cached {
+            return Ok(known);
+        }
+        let found = self.of_key(bucket, key)?.into_iter().next();
+        self.remember(bucket, key, found.clone());
+        Ok(found)
     }
 
     /// Records a delete marker as the key's newest version, and returns its id.
@@ -117,6 +140,7 @@ impl Versions {
             metadata: BTreeMap::new(),
         };
         write_json(&dir.join(format!("{id}.json")), &version)?;
+        self.remember(bucket, key, Some(version));
         Ok(id)
     }
 
