@@ -5,6 +5,8 @@ use s3kv_cli::{run, Cli};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    // reqwest is built without a TLS provider of its own (see Cargo.toml); an error here means one is set.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let json = cli.output == s3kv_cli::Output::Json;
     match run(cli).await {
