@@ -6,16 +6,9 @@
 use crate::common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
-use bytes::Bytes;
 use http::Method;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use s3kv::api;
-use s3kv::config::Config;
-use s3kv::key::{ItemKey, KeyMap};
 use s3kv::percent;
 use serde_json::{json, Value};
 
@@ -225,20 +218,7 @@ fn cases(who: Who) -> Vec<Case> {
     ]
 }
 
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
+use common::Reply;
 
 /// The two ways in: the handlers, and s3kv-local over HTTP.
 trait Api {
@@ -415,24 +395,7 @@ impl Api for common::Stack {
 
     async fn send(&self, who: Who, case: &Case) -> Reply {
         let request = event(who, case, "req-matrix");
-        let deadline = common::deadline(10);
-        let function = s3kv::routes::find(case.resource, &case.method)
-            .unwrap()
-            .function;
-        let response: common::Response = match function {
-            s3kv::routes::Function::Reader => {
-                api::handle_read(&self.reader, &self.access, &request, deadline).await
-            }
-            s3kv::routes::Function::Writer => {
-                api::handle_write(&self.writer, &self.access, &request, deadline).await
-            }
-        }
-        .into();
-        Reply {
-            status: response.status as u16,
-            headers: response.headers,
-            body: response.body,
-        }
+        self.route(&request).await
     }
 
     async fn seed(&self, key: &str, body: &str) {
@@ -440,8 +403,7 @@ impl Api for common::Stack {
     }
 
     async fn exists(&self, key: &str) -> Option<String> {
-        let body = self.s3.body(&self.object_key(key)).await?;
-        Some(String::from_utf8(body).unwrap())
+        self.current(key).await
     }
 }
 
@@ -606,51 +568,20 @@ const READ_KEY: &str = "local-read-key";
 const WRITE_KEY: &str = "local-write-key";
 const FLAGS_KEY: &str = "local-flags-key";
 
-struct Local {
-    stack: s3kv_local::LocalStack,
-    /// Stopped after the stack that uses it.
-    _valkey: common::Valkey,
-    s3: aws_sdk_s3::Client,
-    keys: KeyMap,
-    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    _dir: PathBuf,
-}
+/// s3kv-local with a full key, a read key, a write key and a key for `flags/`, and public reads of `public/`.
+struct Local(common::LocalApi);
 
 impl Local {
     async fn start() -> Self {
-        let dir = testkit::temp_dir("test-access");
-        let valkey = tokio::task::spawn_blocking(common::Valkey::start)
-            .await
-            .unwrap();
-        let options = s3kv_local::Options {
-            api_addr: "127.0.0.1:0".parse().unwrap(),
-            s3_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.join("data"),
-            bucket: "s3kv".into(),
-            prefix: String::new(),
-            api_key: Some(FULL_KEY.into()),
-            read_keys: vec![spec(READ_KEY, &[])],
-            write_keys: vec![spec(WRITE_KEY, &[]), spec(FLAGS_KEY, &["flags/"])],
-            public_prefix: Some("public/".into()),
-            valkey_url: Some(valkey.url()),
-        };
-        let stack = s3kv_local::LocalStack::start(options)
-            .await
-            .expect("local stack starts");
-        let config =
-            Config::from_lookup(|k| (k == "S3KV_BUCKET").then(|| "s3kv".to_owned())).unwrap();
-        Self {
-            s3: s3kv_local::s3_client(stack.s3_addr, &config),
-            keys: config.key_map(),
-            stack,
-            _valkey: valkey,
-            http: Client::builder(TokioExecutor::new()).build_http(),
-            _dir: dir,
-        }
-    }
-
-    fn object_key(&self, key: &str) -> String {
-        self.keys.object_key(&ItemKey::parse(key).unwrap())
+        Self(
+            common::LocalApi::start("access", |o| {
+                o.api_key = Some(FULL_KEY.into());
+                o.read_keys = vec![spec(READ_KEY, &[])];
+                o.write_keys = vec![spec(WRITE_KEY, &[]), spec(FLAGS_KEY, &["flags/"])];
+                o.public_prefix = Some("public/".into());
+            })
+            .await,
+        )
     }
 }
 
@@ -669,10 +600,6 @@ impl Api for Local {
     }
 
     async fn send(&self, who: Who, case: &Case) -> Reply {
-        let uri = format!("http://{}{}", self.stack.api_addr, case.path());
-        let mut request = http::Request::builder()
-            .method(case.method.clone())
-            .uri(uri);
         let value = match who {
             Who::NoKey => None,
             Who::Read => Some(READ_KEY),
@@ -680,58 +607,23 @@ impl Api for Local {
             Who::Flags => Some(FLAGS_KEY),
             Who::Unknown => Some("nobody-gave-this-key"),
         };
-        if let Some(value) = value {
-            request = request.header("x-api-key", value);
-        }
-        let body = Full::new(Bytes::from(case.body.clone().unwrap_or_default()));
-        let response = self
-            .http
-            .request(request.body(body).unwrap())
+        let path = case.path();
+        let body = case.body.as_deref();
+        self.0
+            .send(case.method.clone(), &path, value, &[], body)
             .await
-            .expect("HTTP");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8(bytes.to_vec()).unwrap(),
-        }
     }
 
     async fn seed(&self, key: &str, body: &str) {
-        self.s3
-            .put_object()
-            .bucket("s3kv")
-            .key(self.object_key(key))
-            .body(aws_sdk_s3::primitives::ByteStream::from(
-                body.as_bytes().to_vec(),
-            ))
-            .send()
-            .await
-            .expect("seed upload");
+        self.0.upload(key, body).await;
     }
 
     async fn exists(&self, key: &str) -> Option<String> {
-        let out = self
-            .s3
-            .get_object()
-            .bucket("s3kv")
-            .key(self.object_key(key))
-            .send()
-            .await
-            .ok()?;
-        Some(String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap())
+        self.0.current(key).await
     }
 
     async fn settle(&self) {
-        assert!(
-            self.stack
-                .backlog
-                .wait_idle(std::time::Duration::from_secs(20))
-                .await,
-            "notifications not synced within 20 s"
-        );
+        self.0.settle().await;
     }
 }
 
@@ -740,7 +632,7 @@ async fn every_route_allows_exactly_what_the_key_may_do_through_s3kv_local() {
     let local = Local::start().await;
     run_matrix(&local).await;
     // The banner says which key may do what.
-    let banner = local.stack.banner();
+    let banner = local.0.stack.banner();
     for line in [
         format!("{READ_KEY}  read, every item"),
         format!("{FLAGS_KEY}  read, write, items under flags/"),

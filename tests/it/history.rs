@@ -7,35 +7,16 @@
 use crate::common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
-use bytes::Bytes;
 use http::Method;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use s3kv::api;
-use s3kv::config::Config;
-use s3kv::key::{ItemKey, KeyMap};
 use s3kv::percent;
 use serde_json::{json, Value};
 
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    body: String,
-}
+use common::Reply;
 
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn etag(&self) -> String {
-        self.header("etag").expect("an ETag").to_owned()
-    }
+/// The ETag header, as sent.
+fn etag(reply: &Reply) -> String {
+    reply.header("etag").expect("an ETag").to_owned()
 }
 
 /// Who calls: a write key, or a read key.
@@ -87,7 +68,7 @@ async fn run_scenario(api: &impl Api) {
             )
             .await;
         assert!(matches!(reply.status, 200 | 201), "{}", reply.body);
-        etags.push(reply.etag());
+        etags.push(etag(&reply));
     }
 
     // Ten versions, newest first, each with its ETag and writer; only the newest is current.
@@ -153,7 +134,7 @@ async fn run_scenario(api: &impl Api) {
         (old.status, old.body.as_str(), old.header("x-cache")),
         (200, r#"{"n":3}"#, Some("BYPASS"))
     );
-    assert_eq!(old.etag(), etags[2]);
+    assert_eq!(etag(&old), etags[2]);
 
     // Restoring it makes it the item again, through the notification path: a cache hit with its bytes, and the
     // writer says it was a restore.
@@ -164,7 +145,7 @@ async fn run_scenario(api: &impl Api) {
         .await;
     assert_eq!(restored.status, 200, "{}", restored.body);
     assert_eq!(restored.json()["restoredFrom"], third.as_str());
-    assert_eq!(restored.etag(), etags[2], "the same bytes, the same ETag");
+    assert_eq!(etag(&restored), etags[2], "the same bytes, the same ETag");
     api.settle(key).await;
     let read = api
         .call(Key::Read, Method::GET, &item(key), &[], None)
@@ -231,7 +212,7 @@ async fn run_scenario(api: &impl Api) {
     );
 
     // A restore and a write race under the same If-Match: exactly one wins, and the bucket holds the winner's.
-    let current = read.etag();
+    let current = etag(&read);
     let if_match = [("if-match", current.as_str())];
     let second = json!({ "version": ids[8] }).to_string();
     let item_path = item(key);
@@ -393,23 +374,7 @@ impl Api for common::Stack {
         body: Option<&str>,
     ) -> Reply {
         let request = event(key, method.clone(), path, headers, body);
-        let route =
-            s3kv::routes::find(request.resource.as_deref().unwrap(), &method).expect("a route");
-        let deadline = common::deadline(10);
-        let response: common::Response = match route.function {
-            s3kv::routes::Function::Reader => {
-                api::handle_read(&self.reader, &self.access, &request, deadline).await
-            }
-            s3kv::routes::Function::Writer => {
-                api::handle_write(&self.writer, &self.access, &request, deadline).await
-            }
-        }
-        .into();
-        Reply {
-            status: response.status as u16,
-            headers: response.headers,
-            body: response.body,
-        }
+        self.route(&request).await
     }
 
     async fn upload(&self, key: &str, body: &str) {
@@ -417,8 +382,7 @@ impl Api for common::Stack {
     }
 
     async fn current(&self, key: &str) -> Option<String> {
-        let body = self.s3.body(&self.object_key(key)).await?;
-        Some(String::from_utf8(body).unwrap())
+        common::Stack::current(self, key).await
     }
 
     /// The event S3 would send for the bucket's current state of `key`.
@@ -459,53 +423,21 @@ async fn history_restore_and_undelete_through_the_handlers_on_moto() {
 const WRITE_KEY: &str = "history-write-key";
 const READ_KEY: &str = "history-read-key";
 
-struct Local {
-    stack: s3kv_local::LocalStack,
-    _valkey: common::Valkey,
-    s3: aws_sdk_s3::Client,
-    keys: KeyMap,
-    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    _dir: PathBuf,
-}
+/// s3kv-local with a full key and a read key.
+struct Local(common::LocalApi);
 
 impl Local {
     async fn start() -> Self {
-        let dir = testkit::temp_dir("test-history");
-        let valkey = tokio::task::spawn_blocking(common::Valkey::start)
-            .await
-            .unwrap();
-        let options = s3kv_local::Options {
-            api_addr: "127.0.0.1:0".parse().unwrap(),
-            s3_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.join("data"),
-            bucket: "s3kv".into(),
-            prefix: String::new(),
-            api_key: Some(WRITE_KEY.into()),
-            read_keys: vec![s3kv_local::KeySpec {
-                value: READ_KEY.into(),
-                prefixes: Vec::new(),
-            }],
-            write_keys: Vec::new(),
-            public_prefix: None,
-            valkey_url: Some(valkey.url()),
-        };
-        let stack = s3kv_local::LocalStack::start(options)
-            .await
-            .expect("local stack starts");
-        let config =
-            Config::from_lookup(|k| (k == "S3KV_BUCKET").then(|| "s3kv".to_owned())).unwrap();
-        Self {
-            s3: s3kv_local::s3_client(stack.s3_addr, &config),
-            keys: config.key_map(),
-            stack,
-            _valkey: valkey,
-            http: Client::builder(TokioExecutor::new()).build_http(),
-            _dir: dir,
-        }
-    }
-
-    fn object_key(&self, key: &str) -> String {
-        self.keys.object_key(&ItemKey::parse(key).unwrap())
+        Self(
+            common::LocalApi::start("history", |o| {
+                o.api_key = Some(WRITE_KEY.into());
+                o.read_keys = vec![s3kv_local::KeySpec {
+                    value: READ_KEY.into(),
+                    prefixes: Vec::new(),
+                }];
+            })
+            .await,
+        )
     }
 }
 
@@ -518,68 +450,24 @@ impl Api for Local {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Reply {
-        let uri = format!("http://{}{path}", self.stack.api_addr);
         let value = if key == Key::Write {
             WRITE_KEY
         } else {
             READ_KEY
         };
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("x-api-key", value);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let body = Full::new(Bytes::from(body.unwrap_or_default().to_owned()));
-        let response = self
-            .http
-            .request(request.body(body).unwrap())
-            .await
-            .expect("HTTP");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8(bytes.to_vec()).unwrap(),
-        }
+        self.0.send(method, path, Some(value), headers, body).await
     }
 
     async fn upload(&self, key: &str, body: &str) {
-        self.s3
-            .put_object()
-            .bucket("s3kv")
-            .key(self.object_key(key))
-            .body(aws_sdk_s3::primitives::ByteStream::from(
-                body.as_bytes().to_vec(),
-            ))
-            .send()
-            .await
-            .expect("upload");
+        self.0.upload(key, body).await;
     }
 
     async fn current(&self, key: &str) -> Option<String> {
-        let out = self
-            .s3
-            .get_object()
-            .bucket("s3kv")
-            .key(self.object_key(key))
-            .send()
-            .await
-            .ok()?;
-        Some(String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap())
+        self.0.current(key).await
     }
 
     async fn settle(&self, _: &str) {
-        assert!(
-            self.stack
-                .backlog
-                .wait_idle(std::time::Duration::from_secs(20))
-                .await,
-            "notifications not synced within 20 s"
-        );
+        self.0.settle().await;
     }
 
     fn writer_prefix(&self) -> &'static str {

@@ -27,8 +27,11 @@ use s3kv::{api, key::ItemKey};
 pub use testkit::Valkey;
 
 mod faulty;
+mod local_api;
 #[allow(unused_imports)] // only the fault tests use it
 pub use faulty::{Fault, FaultyS3};
+#[allow(unused_imports)] // the cluster test's binary does not use it
+pub use local_api::{LocalApi, Reply};
 
 pub const BUCKET: &str = "s3kv-test";
 
@@ -221,6 +224,33 @@ impl Stack {
             config,
             sequence: AtomicU64::new(1),
         }
+    }
+
+    /// The request as API Gateway would deliver it: to the function its route names, with the stack's grants.
+    pub async fn route(&self, request: &ApiGatewayProxyRequest) -> Reply {
+        let resource = request.resource.as_deref().unwrap_or(s3kv::routes::ITEM);
+        let route = s3kv::routes::find(resource, &request.http_method).expect("a route");
+        let deadline = deadline(10);
+        let response: Response = match route.function {
+            s3kv::routes::Function::Reader => {
+                api::handle_read(&self.reader, &self.access, request, deadline).await
+            }
+            s3kv::routes::Function::Writer => {
+                api::handle_write(&self.writer, &self.access, request, deadline).await
+            }
+        }
+        .into();
+        Reply {
+            status: response.status as u16,
+            headers: response.headers,
+            body: response.body,
+        }
+    }
+
+    /// The item's current bytes in the bucket, as text.
+    pub async fn current(&self, key: &str) -> Option<String> {
+        let body = self.s3.body(&self.object_key(key)).await?;
+        Some(String::from_utf8(body).unwrap())
     }
 
     pub fn object_key(&self, key: &str) -> String {
