@@ -244,13 +244,8 @@ impl Api {
         body: String,
         condition: Condition<'_>,
     ) -> Result<(Written, bool), ApiError> {
-        let request = with_condition(self.http.put(self.url("items", Some(key))), condition)
-            .header("content-type", "application/json")
-            .body(body);
-        let response = self.send(request).await?;
-        let created = response.status() == 201;
-        let written = Self::json(&Self::text(response).await?)?;
-        Ok((written, created))
+        let request = self.http.put(self.url("items", Some(key)));
+        self.write(request, body, condition).await
     }
 
     pub async fn delete(&self, key: &ItemKey, condition: Condition<'_>) -> Result<(), ApiError> {
@@ -322,7 +317,18 @@ impl Api {
         condition: Condition<'_>,
     ) -> Result<(Written, bool), ApiError> {
         let body = serde_json::json!({ "version": version }).to_string();
-        let request = with_condition(self.http.post(self.url("restore", Some(key))), condition)
+        let request = self.http.post(self.url("restore", Some(key)));
+        self.write(request, body, condition).await
+    }
+
+    /// A JSON body under a condition; the answer's ETag, and whether it created the item (201).
+    async fn write(
+        &self,
+        request: reqwest::RequestBuilder,
+        body: String,
+        condition: Condition<'_>,
+    ) -> Result<(Written, bool), ApiError> {
+        let request = with_condition(request, condition)
             .header("content-type", "application/json")
             .body(body);
         let response = self.send(request).await?;

@@ -173,14 +173,18 @@ impl NotifyingFs {
             .map_err(internal_error)
     }
 
+    /// One version's record, delete markers included; `NoSuchVersion` when there is none.
+    fn version(&self, bucket: &str, key: &str, id: &str) -> S3Result<Version> {
+        self.versions
+            .get(bucket, key, id)
+            .map_err(internal_error)?
+            .ok_or_else(no_such_version)
+    }
+
     /// The version a GET or HEAD asked for: 404 `NoSuchVersion` if there is none, 405 for a delete marker (as
     /// S3 answers).
     fn requested(&self, bucket: &str, key: &str, id: &str) -> S3Result<Version> {
-        let version = self
-            .versions
-            .get(bucket, key, id)
-            .map_err(internal_error)?
-            .ok_or_else(no_such_version)?;
+        let version = self.version(bucket, key, id)?;
         if version.delete_marker {
             return Err(s3_error!(
                 MethodNotAllowed,
@@ -279,11 +283,7 @@ impl NotifyingFs {
         source: (&str, &str, &str),
     ) -> S3Result<(Option<ETag>, Option<String>)> {
         let (source_bucket, source_key, id) = source;
-        let version = self
-            .versions
-            .get(source_bucket, source_key, id)
-            .map_err(internal_error)?
-            .ok_or_else(no_such_version)?;
+        let version = self.version(source_bucket, source_key, id)?;
         if version.delete_marker {
             return Err(s3_error!(
                 InvalidRequest,
