@@ -69,7 +69,16 @@ pub struct Config {
     pub extra_api_keys: Option<String>,
     /// `S3KV_PUBLIC_PREFIX`: items under this prefix may be read without an API key (`GET /public/{key}`).
     pub public_prefix: Option<String>,
+    /// `S3KV_FEED_RETENTION`: how many changes the change feed keeps (default 10,000; a cursor older than that
+    /// answers 410).
+    pub feed_retention: usize,
+    /// `S3KV_MAX_WAIT_SECS`: the longest `?wait=` the reader honours, 0 to 25 (default 25; 0 answers every wait at
+    /// once). Each waiting request holds one reader instance, so small accounts may want it lower.
+    pub max_wait: Duration,
 }
+
+/// API Gateway ends an integration after 29 s; a wait must end, and answer, before that.
+pub const MAX_WAIT_SECS: u64 = 25;
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -154,6 +163,21 @@ impl Config {
             api_keys: get("S3KV_API_KEYS"),
             extra_api_keys: get("S3KV_EXTRA_API_KEYS"),
             public_prefix: get("S3KV_PUBLIC_PREFIX"),
+            feed_retention: positive("S3KV_FEED_RETENTION", 10_000)? as usize,
+            max_wait: Duration::from_secs(match get("S3KV_MAX_WAIT_SECS") {
+                None => MAX_WAIT_SECS,
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= MAX_WAIT_SECS)
+                    .ok_or_else(|| {
+                        invalid(
+                            "S3KV_MAX_WAIT_SECS",
+                            &v,
+                            "expected a whole number from 0 to 25",
+                        )
+                    })?,
+            }),
         })
     }
 
@@ -210,6 +234,17 @@ mod tests {
         assert_eq!(c.cache_timeout, Duration::from_millis(50));
         assert_eq!(c.tombstone_ttl, Duration::from_secs(86_400));
         assert_eq!(c.valkey_url, None);
+        assert_eq!(
+            (c.feed_retention, c.max_wait),
+            (10_000, Duration::from_secs(25))
+        );
+        assert!(load(&[("S3KV_BUCKET", "b"), ("S3KV_MAX_WAIT_SECS", "26")]).is_err());
+        assert_eq!(
+            load(&[("S3KV_BUCKET", "b"), ("S3KV_MAX_WAIT_SECS", "0")])
+                .unwrap()
+                .max_wait,
+            Duration::ZERO
+        );
     }
 
     #[test]

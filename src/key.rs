@@ -131,6 +131,12 @@ impl KeyMap {
         format!("{}{}", self.cache_prefix, key.0)
     }
 
+    /// The change feed's stream (see [`crate::ports::Feed`]). A control character keeps it outside every item's
+    /// cache key, as no item key may hold one.
+    pub fn feed_key(&self) -> String {
+        format!("{}\u{1}feed", self.cache_prefix)
+    }
+
     /// The item a cache key belongs to, if it is one of ours.
     pub fn item_from_cache_key(&self, cache_key: &str) -> Option<ItemKey> {
         ItemKey::parse(cache_key.strip_prefix(&self.cache_prefix)?).ok()

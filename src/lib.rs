@@ -73,4 +73,5 @@ pub mod s3_event;
 pub mod sequencer;
 pub mod sync;
 pub mod telemetry;
+pub mod watch;
 pub mod write;

@@ -314,6 +314,93 @@ pub trait Cache: Send + Sync {
     ) -> impl Future<Output = Result<bool, CacheError>> + Send;
 }
 
+/// A position in the change feed: the Valkey stream entry id `<ms>-<seq>` of a change, or [`Cursor::START`].
+/// Clients treat it as opaque; ordering it is the only thing the use cases do with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cursor {
+    ms: u64,
+    seq: u64,
+}
+
+impl Cursor {
+    /// Before every entry.
+    pub const START: Cursor = Cursor { ms: 0, seq: 0 };
+
+    pub fn new(ms: u64, seq: u64) -> Self {
+        Self { ms, seq }
+    }
+
+    /// `<ms>-<seq>` as Valkey writes stream ids; `None` for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (ms, seq) = raw.split_once('-')?;
+        let number = |s: &str| {
+            (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+        };
+        Some(Self {
+            ms: number(ms)?,
+            seq: number(seq)?,
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// One entry of the change feed: the item `key` changed. What it changed to is read when the entry is served (the
+/// cache's current entry), never taken from the feed, so entries appended out of order cannot report an old state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub cursor: Cursor,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedPage {
+    pub entries: Vec<FeedEntry>,
+    /// Where the next read continues: the last entry's cursor, or the cursor read after when there was none.
+    pub cursor: Cursor,
+}
+
+#[derive(Debug, Error)]
+pub enum FeedError {
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// Entries after the cursor are no longer retained (or the cursor was never this feed's): the reader must
+    /// re-read the truth (list the items) and follow the feed from `restart`, its end now.
+    #[error("the feed no longer holds the changes after this cursor; re-list, then follow from {restart}")]
+    Expired { restart: Cursor },
+}
+
+/// The change feed: the syncer appends every change it applied, readers follow it or wait on it. A notification
+/// channel with bounded retention (a Valkey stream trimmed to its newest entries); S3 stays the truth.
+pub trait Feed: Send + Sync {
+    /// Appends "item `key` changed".
+    fn announce(&self, key: &str) -> impl Future<Output = Result<(), CacheError>> + Send;
+
+    /// The newest entry's cursor ([`Cursor::START`] for an empty feed): reading after it returns what comes next.
+    fn tail(&self) -> impl Future<Output = Result<Cursor, CacheError>> + Send;
+
+    /// At most `count` entries after `after`, oldest first; [`FeedError::Expired`] when some of them are gone.
+    fn read(
+        &self,
+        after: Cursor,
+        count: usize,
+    ) -> impl Future<Output = Result<FeedPage, FeedError>> + Send;
+
+    /// Waits up to `timeout` for an entry after `after`; whether one came. Many waiters in one process share one
+    /// blocking read.
+    fn wait(
+        &self,
+        after: Cursor,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<bool, CacheError>> + Send;
+}
+
 /// A cache entry's metadata: which event wrote it, which object version it holds, or that it is a tombstone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -332,5 +419,25 @@ mod tests {
             assert_eq!(Etag::new(raw).as_str(), "abc");
         }
         assert_eq!(Etag::new("abc").quoted(), "\"abc\"");
+    }
+
+    #[test]
+    fn cursors_are_stream_ids_ordered_by_number() {
+        let a = Cursor::parse("1700000000000-9").unwrap();
+        let b = Cursor::parse("1700000000000-10").unwrap();
+        assert!(a < b && Cursor::START < a);
+        assert_eq!(b.to_string(), "1700000000000-10");
+        for bad in [
+            "",
+            "1",
+            "-1",
+            "1-",
+            "a-1",
+            "1-2-3",
+            "1 -2",
+            "99999999999999999999999-0",
+        ] {
+            assert_eq!(Cursor::parse(bad), None, "{bad:?}");
+        }
     }
 }

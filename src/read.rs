@@ -71,11 +71,12 @@ pub struct ItemVersion {
 }
 
 pub struct Reader<S, C> {
-    store: S,
-    cache: C,
-    keys: KeyMap,
-    cache_timeout: Duration,
+    pub(crate) store: S,
+    pub(crate) cache: C,
+    pub(crate) keys: KeyMap,
+    pub(crate) cache_timeout: Duration,
     max_object_bytes: u64,
+    max_wait: Duration,
 }
 
 impl<S: ObjectStore, C: Cache> Reader<S, C> {
@@ -86,7 +87,13 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
             keys: config.key_map(),
             cache_timeout: config.cache_timeout,
             max_object_bytes: config.max_object_bytes,
+            max_wait: config.max_wait,
         }
+    }
+
+    /// The longest wait this reader grants (`S3KV_MAX_WAIT_SECS`); longer ones are cut to it.
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
     }
 
     pub async fn get(&self, key: &ItemKey, deadline: Instant) -> Result<ReadResult, StoreError> {

@@ -16,6 +16,8 @@ pub const PUBLIC_ITEM: &str = "/public/{key+}";
 /// An item's history (the bucket's versions of its object), and bringing an old version back.
 pub const VERSIONS: &str = "/versions/{key+}";
 pub const RESTORE: &str = "/restore/{key+}";
+/// The change feed: which items changed after a cursor, waiting for the next change when there is none yet.
+pub const CHANGES: &str = "/changes";
 /// The item routes' path parameter.
 pub const KEY_PARAM: &str = "key";
 
@@ -38,6 +40,7 @@ pub enum Operation {
     GetPublicItem,
     ListVersions,
     RestoreItem,
+    ListChanges,
 }
 
 impl Operation {
@@ -52,6 +55,7 @@ impl Operation {
             Operation::GetPublicItem => "getPublicItem",
             Operation::ListVersions => "listVersions",
             Operation::RestoreItem => "restoreItem",
+            Operation::ListChanges => "listChanges",
         }
     }
 }
@@ -109,6 +113,7 @@ pub const ROUTES: &[Route] = &[
     ),
     Route::new(Reader, VERSIONS, Method::GET, Operation::ListVersions, Read),
     Route::new(Writer, RESTORE, Method::POST, Operation::RestoreItem, Write),
+    Route::new(Reader, CHANGES, Method::GET, Operation::ListChanges, Read),
 ];
 
 /// The route of a request as API Gateway hands it over (`resource` and method).
@@ -174,6 +179,8 @@ mod tests {
         );
         assert_eq!(match_path("/versions/a/b"), Some((VERSIONS, Some("a/b"))));
         assert_eq!(match_path("/restore/a"), Some((RESTORE, Some("a"))));
+        assert_eq!(match_path("/changes"), Some((CHANGES, None)));
+        assert_eq!(match_path("/changes/x"), None);
         assert_eq!(match_path("/other"), None);
     }
 
@@ -198,7 +205,7 @@ mod tests {
         assert_eq!(allow(RESTORE, Function::Writer), "POST");
         assert_eq!(
             paths(),
-            "/items/{key}, /items, /batch-get, /public/{key}, /versions/{key}, /restore/{key}"
+            "/items/{key}, /items, /batch-get, /public/{key}, /versions/{key}, /restore/{key}, /changes"
         );
     }
 }

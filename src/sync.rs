@@ -15,7 +15,7 @@ use crate::audit;
 use crate::config::Config;
 use crate::document;
 use crate::key::{KeyMap, ObjectKind};
-use crate::ports::{Applied, Cache, CacheChange, CacheError, Etag, ObjectStore, StoreError};
+use crate::ports::{Applied, Cache, CacheChange, CacheError, Etag, Feed, ObjectStore, StoreError};
 use crate::retry;
 use crate::sequencer::Sequencer;
 
@@ -118,7 +118,7 @@ pub struct Syncer<S, C> {
     concurrency: usize,
 }
 
-impl<S: ObjectStore, C: Cache> Syncer<S, C> {
+impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
     pub fn new(store: S, cache: C, config: &Config) -> Self {
         Self {
             store,
@@ -200,14 +200,32 @@ impl<S: ObjectStore, C: Cache> Syncer<S, C> {
             }
         };
         let cache_key = self.keys.cache_key(&key);
-        match self.apply_item(record, &cache_key, deadline).await {
+        let outcome = match self.apply_item(record, &cache_key, deadline).await {
             Err(RecordError::Cache(CacheError::Full(_))) => {
                 retry::with_deadline(deadline, "cache evict", || self.cache.evict(&cache_key))
                     .await?;
-                Ok(Outcome::NotCached)
+                Outcome::NotCached
             }
-            other => other,
+            other => other?,
+        };
+        // Announced once the cache holds the change, so a watcher that wakes reads it. A stale record is announced
+        // too: it may be the redelivery of one whose announcement failed, and watchers read the current state,
+        // so a repeat costs them nothing. A superseded record's successor announces.
+        if !matches!(outcome, Outcome::Superseded | Outcome::Ignored) {
+            match retry::with_deadline(deadline, "feed announce", || {
+                self.cache.announce(key.as_str())
+            })
+            .await
+            {
+                Ok(()) => {}
+                // A full cache refuses the entry too; watchers of this item learn of it by their wait's end.
+                Err(CacheError::Full(error)) => {
+                    tracing::warn!(key = %key, %error, "cache full: change not announced to watchers")
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
+        Ok(outcome)
     }
 
     async fn apply_item(

@@ -19,7 +19,10 @@ use s3kv::api;
 use s3kv::config::Config;
 use s3kv::key::ItemKey;
 use s3kv::memory::MemoryStore;
-use s3kv::ports::{Applied, Cache, CacheChange, CacheError, CacheLookup, Object, Snapshot};
+use s3kv::ports::{
+    Applied, Cache, CacheChange, CacheError, CacheLookup, Cursor, Feed, FeedError, FeedPage, Object,
+    Snapshot,
+};
 use s3kv::read::Reader;
 use s3kv::sequencer::Sequencer;
 use s3kv::write::Writer;
@@ -29,7 +32,7 @@ struct Input {
     method: u8,
     custom_method: String,
     /// 0: /items/{key+}, 1: /items (listing), 2: /batch-get, 3: /public/{key+}, 4: /versions/{key+},
-    /// 5: /restore/{key+}, else: no resource.
+    /// 5: /restore/{key+}, 6: /changes, else: no resource.
     route: u8,
     /// An index into [`KEY_IDS`], or no key.
     key_id: Option<u8>,
@@ -43,7 +46,15 @@ struct Input {
 }
 
 const HEADERS: [&str; 3] = ["if-match", "if-none-match", "content-type"];
-const QUERY: [&str; 5] = ["consistent", "prefix", "limit", "cursor", "version"];
+const QUERY: [&str; 7] = [
+    "consistent",
+    "prefix",
+    "limit",
+    "cursor",
+    "version",
+    "wait",
+    "after",
+];
 
 /// A full write key, a read key, a write key for `flags/` only, and a key with no grant.
 const KEY_IDS: [&str; 4] = ["writer1", "reader1", "flags1", "stranger1"];
@@ -90,6 +101,28 @@ impl Cache for Down {
     }
 }
 
+/// The change feed answers, and is empty: nothing is synced here. (A feed that is down answers 503, which this
+/// target counts as a failure; the integration tests cover that path.)
+impl Feed for Down {
+    async fn announce(&self, _: &str) -> Result<(), CacheError> {
+        Ok(())
+    }
+    async fn tail(&self) -> Result<Cursor, CacheError> {
+        Ok(Cursor::START)
+    }
+    async fn read(&self, after: Cursor, _: usize) -> Result<FeedPage, FeedError> {
+        if after > Cursor::START {
+            return Err(FeedError::Expired {
+                restart: Cursor::START,
+            });
+        }
+        Ok(FeedPage::default())
+    }
+    async fn wait(&self, _: Cursor, _: Duration) -> Result<bool, CacheError> {
+        Ok(false)
+    }
+}
+
 struct World {
     runtime: tokio::runtime::Runtime,
     store: MemoryStore,
@@ -108,6 +141,8 @@ fn world() -> &'static World {
             ("S3KV_MAX_BODY_BYTES", "4096"),
             ("S3KV_API_KEYS", GRANTS),
             ("S3KV_PUBLIC_PREFIX", "public/"),
+            // Waits end at once: with the cache down, a wait would poll the store for its whole length.
+            ("S3KV_MAX_WAIT_SECS", "0"),
         ]);
         let config = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         let store = MemoryStore::default();
@@ -155,16 +190,17 @@ fuzz_target!(|input: Input| {
     };
     let mut request = ApiGatewayProxyRequest::default();
     request.http_method = method.clone();
-    request.resource = match input.route % 7 {
+    request.resource = match input.route % 8 {
         0 => Some(s3kv::routes::ITEM.into()),
         1 => Some(s3kv::routes::LIST.into()),
         2 => Some(s3kv::routes::BATCH_GET.into()),
         3 => Some(s3kv::routes::PUBLIC_ITEM.into()),
         4 => Some(s3kv::routes::VERSIONS.into()),
         5 => Some(s3kv::routes::RESTORE.into()),
+        6 => Some(s3kv::routes::CHANGES.into()),
         _ => None,
     };
-    let item_route = input.route % 7 == 0;
+    let item_route = input.route % 8 == 0;
     let key_id = input.key_id.map(|i| KEY_IDS[i as usize % KEY_IDS.len()]);
     request.request_context.identity.api_key_id = key_id.map(str::to_owned);
     for (name, value) in &input.headers {

@@ -11,17 +11,22 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 
 use crate::adapters::iam_auth::IamTokenProvider;
+use crate::adapters::valkey_feed::FeedState;
 use crate::audit::Provenance;
 use crate::config::ConfigError;
 use crate::ports::{Applied, Cache, CacheChange, CacheError, CacheLookup, Etag, Object, Snapshot};
 use crate::sequencer::Sequencer;
 
 const SCRIPT: &str = include_str!("cache.lua");
+/// The feed of the default cache prefix (`KeyMap::feed_key` of `s3kv:`), and the default retention.
+const DEFAULT_FEED_KEY: &str = "s3kv:\u{1}feed";
+pub const DEFAULT_FEED_RETENTION: usize = 10_000;
 
 #[derive(Clone)]
 pub struct ValkeyCache {
     client: Client,
     script: Script,
+    pub(super) feed: std::sync::Arc<FeedState>,
 }
 
 impl ValkeyCache {
@@ -60,7 +65,8 @@ impl ValkeyCache {
             valkey.password = None;
             valkey.credential_provider = Some(std::sync::Arc::new(provider));
         }
-        Self::build(valkey, url, command_timeout)
+        let cache = Self::build(valkey, url, command_timeout)?;
+        Ok(cache.with_feed(config))
     }
 
     fn build(config: Config, url: &str, command_timeout: Duration) -> Result<Self, ConfigError> {
@@ -79,9 +85,11 @@ impl ValkeyCache {
                 value: redact(url),
                 reason: e.to_string(),
             })?;
+        let feed = FeedState::new(&client, DEFAULT_FEED_KEY.to_owned(), DEFAULT_FEED_RETENTION);
         Ok(Self {
             client,
             script: Script::from_lua(SCRIPT),
+            feed: std::sync::Arc::new(feed),
         })
     }
 
@@ -93,7 +101,30 @@ impl ValkeyCache {
     /// reconnect policy's first delay, with its jitter, before even trying: 50–150 ms on every cold start of the
     /// reader and syncer (BENCHMARKS.md). So the client fails fast, and this loop retries the first connection.
     pub async fn connect(&self, wait: Duration) {
-        let client = self.client.clone();
+        drive(&self.client, wait).await;
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The change feed of `config`'s cache prefix, keeping `S3KV_FEED_RETENTION` entries (without this, the
+    /// feed of the default prefix with the default retention).
+    pub fn with_feed(mut self, config: &crate::config::Config) -> Self {
+        let feed = FeedState::new(
+            &self.client,
+            config.key_map().feed_key(),
+            config.feed_retention,
+        );
+        self.feed = std::sync::Arc::new(feed);
+        self
+    }
+}
+
+/// [`ValkeyCache::connect`] for any client: the feed's blocking connection starts the same way.
+pub(super) async fn drive(client: &Client, wait: Duration) {
+    {
+        let client = client.clone();
         tokio::spawn(async move {
             let mut policy = reconnect_policy();
             // The task ends Ok when the client quits; Err when it could not connect the first time.
@@ -108,25 +139,20 @@ impl ValkeyCache {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
             }
         });
-        let connected = async {
-            // A failed attempt also wakes `wait_for_connect`; the short timeout covers the success broadcast
-            // landing between a failure and the next subscription.
-            while !self.client.is_connected() {
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(20), self.client.wait_for_connect())
-                        .await;
-            }
-        };
-        if tokio::time::timeout(wait, connected).await.is_err() {
-            tracing::warn!(
-                wait_ms = wait.as_millis() as u64,
-                "Valkey not reachable yet; reconnecting in the background"
-            );
-        }
     }
-
-    pub fn client(&self) -> &Client {
-        &self.client
+    let connected = async {
+        // A failed attempt also wakes `wait_for_connect`; the short timeout covers the success broadcast
+        // landing between a failure and the next subscription.
+        while !client.is_connected() {
+            let _ =
+                tokio::time::timeout(Duration::from_millis(20), client.wait_for_connect()).await;
+        }
+    };
+    if tokio::time::timeout(wait, connected).await.is_err() {
+        tracing::warn!(
+            wait_ms = wait.as_millis() as u64,
+            "Valkey not reachable yet; reconnecting in the background"
+        );
     }
 }
 
@@ -465,7 +491,7 @@ impl Cache for ValkeyCache {
     }
 }
 
-fn cache_error(error: Error) -> CacheError {
+pub(super) fn cache_error(error: Error) -> CacheError {
     // "OOM command not allowed when used memory > 'maxmemory'": the server is at its cap (noeviction).
     if error.details().starts_with("OOM") {
         return CacheError::Full(error.details().to_owned());

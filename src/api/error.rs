@@ -75,6 +75,12 @@ pub enum ApiError {
     Upstream(StoreError),
     #[error("the response would be {size} bytes once encoded, over what a Lambda function can return (6 MB); {advice}")]
     ResponseTooLarge { size: usize, advice: &'static str },
+    /// The change feed lives in Valkey only; S3 cannot stand in for it.
+    #[error("the change feed is unavailable, try again shortly: {0}")]
+    FeedUnavailable(crate::ports::CacheError),
+    /// The cursor is older than what the feed keeps: the client re-lists the items, then follows from `restart`.
+    #[error("the feed no longer holds the changes after this cursor (it keeps the newest S3KV_FEED_RETENTION); list the items again, then follow the feed from the cursor in this answer")]
+    CursorExpired { restart: crate::ports::Cursor },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -100,7 +106,10 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::NoRoute(_) | ApiError::NoSuchVersion { .. } => {
                 StatusCode::NOT_FOUND
             }
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::FeedUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::CursorExpired { .. } => StatusCode::GONE,
             ApiError::Upstream(_) | ApiError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -125,7 +134,8 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::NoRoute(_) | ApiError::NoSuchVersion { .. } => {
                 "not_found"
             }
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::FeedUnavailable(_) => "unavailable",
+            ApiError::CursorExpired { .. } => "cursor_expired",
             ApiError::Upstream(_) => "upstream_error",
             ApiError::ResponseTooLarge { .. } => "response_too_large",
             ApiError::Internal(_) => "internal",
@@ -144,6 +154,9 @@ impl ApiError {
         if let ApiError::InvalidJson { line, column, .. } = &self {
             body["line"] = json!(line);
             body["column"] = json!(column);
+        }
+        if let ApiError::CursorExpired { restart } = &self {
+            body["cursor"] = json!(restart.to_string());
         }
         // What the key may do, for programs: the message says it for people.
         if let Some((role, prefixes)) = self.forbidden_grant() {
@@ -175,6 +188,17 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => ApiError::Unavailable(error),
             StoreError::Conflict => ApiError::Conflict,
             other => ApiError::Upstream(other),
+        }
+    }
+}
+
+impl From<crate::watch::ChangesError> for ApiError {
+    fn from(error: crate::watch::ChangesError) -> Self {
+        use crate::watch::ChangesError;
+        match error {
+            ChangesError::Unavailable(error) => ApiError::FeedUnavailable(error),
+            ChangesError::Expired { restart } => ApiError::CursorExpired { restart },
+            ChangesError::Store(error) => error.into(),
         }
     }
 }
@@ -307,6 +331,18 @@ mod tests {
                 .into(),
                 502,
                 "upstream_error",
+            ),
+            (
+                ApiError::FeedUnavailable(crate::ports::CacheError::Unexpected("x".into())),
+                503,
+                "unavailable",
+            ),
+            (
+                ApiError::CursorExpired {
+                    restart: crate::ports::Cursor::new(5, 1),
+                },
+                410,
+                "cursor_expired",
             ),
         ];
         for (error, status, code) in cases {

@@ -32,17 +32,13 @@ pub(super) async fn versions<S: ObjectStore, C: Cache>(
 ) -> Result<ApiGatewayProxyResponse, ApiError> {
     let key = item_key(request, caller)?;
     let query = &request.query_string_parameters;
-    let limit = match query.first("limit") {
-        None => VERSIONS_LIMIT_DEFAULT,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=VERSIONS_LIMIT_MAX).contains(n))
-            .ok_or(ApiError::InvalidQuery {
-                name: "limit",
-                reason: "must be a whole number from 1 to 100",
-            })?,
-    };
+    let limit = super::number_param(
+        request,
+        "limit",
+        1..=VERSIONS_LIMIT_MAX as u64,
+        VERSIONS_LIMIT_DEFAULT as u64,
+        "must be a whole number from 1 to 100",
+    )? as usize;
     let bad_cursor = ApiError::InvalidQuery {
         name: "cursor",
         reason: "not a cursor this API returned; start again without one",

@@ -9,7 +9,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use crate::access::{Caller, Denied};
-use crate::ports::{Cache, ObjectStore};
+use crate::ports::{Cache, Feed, ObjectStore};
 use crate::read::{CacheStatus, Reader};
 use crate::write::{WriteError, Writer};
 
@@ -68,7 +68,11 @@ pub(super) async fn put<S: ObjectStore>(
 
 /// `GET /items/{key}` and `GET /public/{key}`; `cache` learns which cache status answered. A public read says
 /// when the item changed but not who changed it: key names are nobody's business outside the team.
-pub(super) async fn get<S: ObjectStore, C: Cache>(
+///
+/// With `?wait=<seconds>` and `If-None-Match`, the answer waits until the item is no longer the version the
+/// client has (200, or 404 once deleted), or the wait is over (304). Public reads may wait too: a browser
+/// watching a maintenance flag is what waiting is for.
+pub(super) async fn get<S: ObjectStore, C: Cache + Feed>(
     reader: &Reader<S, C>,
     caller: &Caller<'_>,
     request: &ApiGatewayProxyRequest,
@@ -86,6 +90,13 @@ pub(super) async fn get<S: ObjectStore, C: Cache>(
     let version = version(request)?;
     if public && version.is_some() {
         return Err(Denied::PublicHistory.into());
+    }
+    let wait = super::watch::wait_param(request, reader.max_wait(), true)?;
+    if wait.is_some() && (consistent || version.is_some()) {
+        return Err(ApiError::InvalidQuery {
+            name: "wait",
+            reason: "cannot be combined with consistent or version (a version never changes)",
+        });
     }
     let result = if let Some(version) = version {
         // A version never changes, and is read from S3 (the cache holds current items only).
@@ -107,6 +118,11 @@ pub(super) async fn get<S: ObjectStore, C: Cache>(
         }
     } else if consistent {
         reader.get_consistent(&key, deadline).await?
+    } else if let (Some(wait), Some(tags)) = (wait, &not_modified_if) {
+        let is_current = |etag: &crate::ports::Etag| tags.matches(etag);
+        Box::pin(reader.wait_for_change(&key, is_current, wait, deadline))
+            .await?
+            .result
     } else {
         reader.get(&key, deadline).await?
     };

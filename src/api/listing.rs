@@ -21,24 +21,14 @@ pub(super) async fn list<S: ObjectStore, C: Cache>(
     deadline: Instant,
 ) -> Result<ApiGatewayProxyResponse, ApiError> {
     let query = &request.query_string_parameters;
-    let prefix = query.first("prefix").unwrap_or_default();
-    if prefix.len() > crate::key::MAX_KEY_BYTES || !prefix.chars().all(crate::key::xml_safe) {
-        return Err(ApiError::InvalidQuery {
-            name: "prefix",
-            reason: "at most 512 bytes, no control characters, U+FFFE or U+FFFF",
-        });
-    }
-    let limit = match query.first("limit") {
-        None => LIST_LIMIT_DEFAULT,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=LIST_LIMIT_MAX).contains(n))
-            .ok_or(ApiError::InvalidQuery {
-                name: "limit",
-                reason: "a whole number from 1 to 1000",
-            })?,
-    };
+    let prefix = prefix_param(request)?;
+    let limit = super::number_param(
+        request,
+        "limit",
+        1..=LIST_LIMIT_MAX as u64,
+        LIST_LIMIT_DEFAULT as u64,
+        "a whole number from 1 to 1000",
+    )? as usize;
     let bad_cursor = ApiError::InvalidQuery {
         name: "cursor",
         reason: "not a cursor this API returned; start again without one",
@@ -99,11 +89,26 @@ pub(super) async fn list<S: ObjectStore, C: Cache>(
     ))
 }
 
+/// `?prefix=`: a key prefix, which may be empty.
+pub(super) fn prefix_param(request: &ApiGatewayProxyRequest) -> Result<&str, ApiError> {
+    let prefix = request
+        .query_string_parameters
+        .first("prefix")
+        .unwrap_or_default();
+    if prefix.len() > crate::key::MAX_KEY_BYTES || !prefix.chars().all(crate::key::xml_safe) {
+        return Err(ApiError::InvalidQuery {
+            name: "prefix",
+            reason: "at most 512 bytes, no control characters, U+FFFE or U+FFFF",
+        });
+    }
+    Ok(prefix)
+}
+
 /// What to ask S3 for, for a caller limited to some prefixes: the prefix asked for when it lies within one of
 /// them; the caller's one prefix under it when there is exactly one (a key for `flags/` listing everything lists
 /// `flags/`); else the prefix asked for, with the page filtered (`true`), so a page may hold fewer items than
 /// its limit, or none, and still have a cursor. `None` when the caller may read nothing under the prefix.
-fn scope<'a>(caller: &'a Caller<'_>, asked: &'a str) -> Option<(&'a str, bool)> {
+pub(super) fn scope<'a>(caller: &'a Caller<'_>, asked: &'a str) -> Option<(&'a str, bool)> {
     let granted = caller.prefixes();
     if granted.is_empty() || granted.iter().any(|p| asked.starts_with(p.as_str())) {
         return Some((asked, false));

@@ -14,6 +14,7 @@ mod error;
 mod history;
 mod items;
 mod listing;
+mod watch;
 
 use std::time::Instant;
 
@@ -27,7 +28,7 @@ use http::{HeaderMap, StatusCode};
 use crate::access::{Access, Caller};
 use crate::audit::Author;
 use crate::key::ItemKey;
-use crate::ports::{Cache, ObjectStore};
+use crate::ports::{Cache, Feed, ObjectStore};
 use crate::read::{CacheStatus, Reader};
 use crate::routes::{self, Function, Operation, Route};
 use crate::write::Writer;
@@ -70,8 +71,8 @@ pub async fn handle_write<S: ObjectStore>(
 }
 
 /// The reader's routes: `GET /items/{key}`, `GET /items`, `POST /batch-get`, `GET /public/{key}`,
-/// `GET /versions/{key}`.
-pub async fn handle_read<S: ObjectStore, C: Cache>(
+/// `GET /versions/{key}`, `GET /changes`.
+pub async fn handle_read<S: ObjectStore, C: Cache + Feed>(
     reader: &Reader<S, C>,
     access: &Access,
     request: &ApiGatewayProxyRequest,
@@ -81,7 +82,7 @@ pub async fn handle_read<S: ObjectStore, C: Cache>(
 }
 
 /// [`handle_read`], with the cache statuses the reader's entrypoint turns into metrics.
-pub async fn serve_read<S: ObjectStore, C: Cache>(
+pub async fn serve_read<S: ObjectStore, C: Cache + Feed>(
     reader: &Reader<S, C>,
     access: &Access,
     request: &ApiGatewayProxyRequest,
@@ -93,6 +94,7 @@ pub async fn serve_read<S: ObjectStore, C: Cache>(
         match route.operation {
             Operation::ListItems => listing::list(reader, &caller, request, deadline).await,
             Operation::ListVersions => history::versions(reader, &caller, request, deadline).await,
+            Operation::ListChanges => watch::changes(reader, &caller, request, deadline).await,
             Operation::BatchGet => {
                 batch::batch_get(reader, &caller, request, deadline, &mut cache).await
             }
@@ -203,6 +205,24 @@ fn request_body(request: &ApiGatewayProxyRequest, limit: usize) -> Result<Bytes,
         });
     }
     Ok(Bytes::from(decoded))
+}
+
+/// A whole-number query parameter within `range`, `default` when absent; `reason` says what is allowed.
+fn number_param(
+    request: &ApiGatewayProxyRequest,
+    name: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+    default: u64,
+    reason: &'static str,
+) -> Result<u64, ApiError> {
+    match request.query_string_parameters.first(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or(ApiError::InvalidQuery { name, reason }),
+    }
 }
 
 fn header_value(value: &str) -> Result<HeaderValue, ApiError> {

@@ -174,6 +174,25 @@ impl Cache for Flaky {
     }
 }
 
+impl Feed for Flaky {
+    async fn announce(&self, k: &str) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.announce(k).await
+    }
+    async fn tail(&self) -> Result<Cursor, CacheError> {
+        self.check()?;
+        self.inner.tail().await
+    }
+    async fn read(&self, after: Cursor, count: usize) -> Result<FeedPage, FeedError> {
+        self.check()?;
+        self.inner.read(after, count).await
+    }
+    async fn wait(&self, after: Cursor, timeout: std::time::Duration) -> Result<bool, CacheError> {
+        self.check()?;
+        self.inner.wait(after, timeout).await
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     /// Write value `v` (a small set, so identical bodies and ETags recur) to key `k`.

@@ -19,3 +19,4 @@ mod local;
 mod openapi;
 mod pipeline;
 mod reconcile;
+mod watch;

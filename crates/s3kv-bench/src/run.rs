@@ -63,8 +63,12 @@ pub(crate) async fn run() -> RunRecord {
     // Every other setting is the functions' default (S3KV_SYNC_CONCURRENCY 16, ...).
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
     let store = || S3Store::new(s3.clone(), BUCKET);
-    let reader_cache = ValkeyCache::new(&valkey.url, config.cache_timeout).expect("url");
-    let syncer_cache = ValkeyCache::new(&valkey.url, config.sync_cache_timeout).expect("url");
+    let reader_cache = ValkeyCache::new(&valkey.url, config.cache_timeout)
+        .expect("url")
+        .with_feed(&config);
+    let syncer_cache = ValkeyCache::new(&valkey.url, config.sync_cache_timeout)
+        .expect("url")
+        .with_feed(&config);
     reader_cache.connect(Duration::from_secs(5)).await;
     syncer_cache.connect(Duration::from_secs(5)).await;
     let syncer = Syncer::new(store(), syncer_cache.clone(), &config);

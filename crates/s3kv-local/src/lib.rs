@@ -278,8 +278,9 @@ impl LocalStack {
         };
         let config = Config::from_lookup(env)?;
         let store = S3Store::new(s3_client(s3_addr, &config), &config.bucket);
-        let reader_cache = ValkeyCache::new(&valkey_url, config.cache_timeout)?;
-        let syncer_cache = ValkeyCache::new(&valkey_url, config.sync_cache_timeout)?;
+        let reader_cache = ValkeyCache::new(&valkey_url, config.cache_timeout)?.with_feed(&config);
+        let syncer_cache =
+            ValkeyCache::new(&valkey_url, config.sync_cache_timeout)?.with_feed(&config);
         reader_cache.connect(Duration::from_secs(5)).await;
         syncer_cache.connect(Duration::from_secs(5)).await;
         // The cache may be fresh (a private valkey-server) or hold what an earlier run left: make it match the

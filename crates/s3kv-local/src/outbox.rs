@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify, Semaphore};
 
-use s3kv::ports::{Cache, Etag, ObjectStore};
+use s3kv::ports::{Cache, Etag, Feed, ObjectStore};
 use s3kv::s3_event::{self, EventName, ObjectChange};
 use s3kv::sequencer::Sequencer;
 use s3kv::sync::Syncer;
@@ -133,7 +133,7 @@ pub async fn run<S, C>(
     backlog: Arc<Backlog>,
 ) where
     S: ObjectStore + 'static,
-    C: Cache + 'static,
+    C: Cache + Feed + 'static,
 {
     let workers = Arc::new(Semaphore::new(WORKERS));
     while let Some(notification) = rx.recv().await {
@@ -149,7 +149,7 @@ pub async fn run<S, C>(
     }
 }
 
-async fn deliver<S: ObjectStore, C: Cache>(syncer: &Syncer<S, C>, n: &Notification) {
+async fn deliver<S: ObjectStore, C: Cache + Feed>(syncer: &Syncer<S, C>, n: &Notification) {
     let mut wait = Duration::from_millis(50);
     for attempt in 1.. {
         let record = s3_event::record(&ObjectChange {

@@ -207,7 +207,11 @@ impl Stack {
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config");
         let store = || S3Store::new(store_client.clone(), BUCKET);
         let valkey_url = config.require_valkey_url().unwrap().to_owned();
-        let cache = |timeout| ValkeyCache::new(&valkey_url, timeout).expect("valkey url");
+        let cache = |timeout| {
+            ValkeyCache::new(&valkey_url, timeout)
+                .expect("valkey url")
+                .with_feed(&config)
+        };
         let (reader_cache, syncer_cache) = (
             cache(config.cache_timeout),
             cache(config.sync_cache_timeout),
@@ -338,7 +342,8 @@ impl Stack {
             self.config.require_valkey_url().unwrap(),
             Duration::from_secs(2),
         )
-        .expect("valkey url");
+        .expect("valkey url")
+        .with_feed(&self.config);
         cache.connect(Duration::from_secs(5)).await;
         let store = S3Store::new(self.s3.client.clone(), BUCKET);
         s3kv::reconcile::Reconciler::new(store, cache, &self.config)

@@ -1,0 +1,237 @@
+//! Watching: waiting for one item to change, and following the changes under a prefix.
+//!
+//! Both rest on the [`Feed`]: the syncer announces a change after the cache holds it. A waiter takes the feed's
+//! end *before* it looks at the item, so every change is either visible when it looks or announced after that
+//! end, where the wait finds it. What an entry changed to is read when it is served (the cache's entry now, or
+//! S3 when the cache has none), so two announcements that reach the feed out of order still end in the truth.
+//!
+//! When the feed cannot be read (Valkey down), a waiter looks at the item once a second instead (the read path
+//! then answers from S3), so a wait keeps its promise at the price of some latency; the change feed itself has
+//! no substitute and says it is unavailable.
+
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use thiserror::Error;
+
+use crate::key::ItemKey;
+use crate::ports::{Cache, CacheError, Cursor, Etag, Feed, FeedError, ObjectStore, StoreError};
+use crate::read::{ReadResult, Reader};
+use crate::retry;
+
+/// How much of the feed one look for a waited-on key reads.
+const FEED_PAGE: usize = 1000;
+/// How often a waiter looks at the item itself when the feed cannot be read.
+const POLL: Duration = Duration::from_secs(1);
+/// A wait ends this long before the invocation's deadline, so the answer still gets out.
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// The item as a wait ends: `changed` when its version is no longer one the client has (or it is gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waited {
+    pub result: ReadResult,
+    pub changed: bool,
+}
+
+/// One changed item: its ETag now, `None` when it is deleted (or is no servable document).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemChange {
+    pub key: ItemKey,
+    pub etag: Option<Etag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Each changed item once, in the order of its latest change.
+    pub changes: Vec<ItemChange>,
+    /// Where the next request continues.
+    pub cursor: Cursor,
+}
+
+#[derive(Debug, Error)]
+pub enum ChangesError {
+    #[error("the change feed is unavailable: {0}")]
+    Unavailable(#[source] CacheError),
+    #[error("the feed no longer holds the changes after this cursor; re-list the items, then follow from {restart}")]
+    Expired { restart: Cursor },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<FeedError> for ChangesError {
+    fn from(error: FeedError) -> Self {
+        match error {
+            FeedError::Cache(error) => ChangesError::Unavailable(error),
+            FeedError::Expired { restart } => ChangesError::Expired { restart },
+        }
+    }
+}
+
+impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
+    /// Answers once the item's version is not one `is_current` accepts (it changed, or was deleted), or when
+    /// `wait` is over, whichever comes first. The first look is immediate, so a client that is behind learns so
+    /// at once.
+    pub async fn wait_for_change(
+        &self,
+        key: &ItemKey,
+        is_current: impl Fn(&Etag) -> bool + Send + Sync,
+        wait: Duration,
+        deadline: Instant,
+    ) -> Result<Waited, StoreError> {
+        let until =
+            (Instant::now() + wait).min(deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline));
+        let changed = |result: &ReadResult| {
+            result
+                .object
+                .as_ref()
+                .is_none_or(|object| !is_current(&object.etag))
+        };
+        let mut cursor = self.feed_end(key).await;
+        let mut result = self.get(key, deadline).await?;
+        loop {
+            if changed(&result) {
+                return Ok(Waited {
+                    result,
+                    changed: true,
+                });
+            }
+            let Some(left) = until
+                .checked_duration_since(Instant::now())
+                .filter(|l| !l.is_zero())
+            else {
+                return Ok(Waited {
+                    result,
+                    changed: false,
+                });
+            };
+            match cursor {
+                Some(after) => match self.cache.wait(after, left).await {
+                    Ok(false) => continue,
+                    Ok(true) => match self.cache.read(after, FEED_PAGE).await {
+                        Ok(page) => {
+                            cursor = Some(page.cursor);
+                            if !page.entries.iter().any(|e| e.key == key.as_str()) {
+                                continue;
+                            }
+                        }
+                        Err(FeedError::Expired { restart }) => cursor = Some(restart),
+                        Err(FeedError::Cache(error)) => {
+                            tracing::warn!(key = %key, %error, "change feed unreadable; polling the item");
+                            cursor = None;
+                        }
+                    },
+                    Err(error) => {
+                        tracing::warn!(key = %key, %error, "cannot wait on the change feed; polling the item");
+                        cursor = None;
+                    }
+                },
+                None => {
+                    tokio::time::sleep(left.min(POLL)).await;
+                    cursor = self.feed_end(key).await;
+                }
+            }
+            result = self.get(key, deadline).await?;
+        }
+    }
+
+    /// The changes after `after` (from now when `None`) among the items `covers` accepts, at most `limit` feed
+    /// entries per look; waits up to `wait` when there are none yet.
+    pub async fn changes(
+        &self,
+        after: Option<Cursor>,
+        limit: usize,
+        wait: Duration,
+        covers: impl Fn(&ItemKey) -> bool + Send + Sync,
+        deadline: Instant,
+    ) -> Result<Changes, ChangesError> {
+        let until =
+            (Instant::now() + wait).min(deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline));
+        let mut after = match after {
+            Some(cursor) => cursor,
+            None => self.cache.tail().await.map_err(ChangesError::Unavailable)?,
+        };
+        loop {
+            let page = self.cache.read(after, limit).await?;
+            let full = page.entries.len() >= limit;
+            after = page.cursor;
+            // The newest entry of each key: its state is read now, so older entries of it add nothing.
+            let mut keys: Vec<ItemKey> = Vec::new();
+            for entry in page.entries.iter().rev() {
+                let Ok(key) = ItemKey::parse(&entry.key) else {
+                    continue;
+                };
+                if covers(&key) && !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+            keys.reverse();
+            if !keys.is_empty() {
+                let changes = futures::stream::iter(keys)
+                    .map(|key| async move {
+                        let etag = self.current_etag(&key, deadline).await?;
+                        Ok::<_, StoreError>(ItemChange { key, etag })
+                    })
+                    .buffered(16)
+                    .try_collect()
+                    .await?;
+                return Ok(Changes {
+                    changes,
+                    cursor: after,
+                });
+            }
+            if full {
+                continue;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero()
+                || !self
+                    .cache
+                    .wait(after, left)
+                    .await
+                    .map_err(ChangesError::Unavailable)?
+            {
+                return Ok(Changes {
+                    changes: Vec::new(),
+                    cursor: after,
+                });
+            }
+        }
+    }
+
+    /// The feed's end for a waiter, or `None` (poll instead) when the cache cannot say in time.
+    async fn feed_end(&self, key: &ItemKey) -> Option<Cursor> {
+        match tokio::time::timeout(self.cache_timeout, self.cache.tail()).await {
+            Ok(Ok(cursor)) => Some(cursor),
+            Ok(Err(error)) => {
+                tracing::warn!(key = %key, %error, "change feed unreadable; polling the item");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(key = %key, "change feed slow to answer; polling the item");
+                None
+            }
+        }
+    }
+
+    /// The item's ETag as a read would answer it: the cache entry's header, or S3's when the cache has none.
+    async fn current_etag(
+        &self,
+        key: &ItemKey,
+        deadline: Instant,
+    ) -> Result<Option<Etag>, StoreError> {
+        let cache_key = self.keys.cache_key(key);
+        match tokio::time::timeout(self.cache_timeout, self.cache.snapshot(&cache_key)).await {
+            Ok(Ok(Some(snapshot))) if snapshot.tombstone.is_some() => return Ok(None),
+            Ok(Ok(Some(snapshot))) if snapshot.etag.is_some() => {
+                return Ok(snapshot.etag.as_deref().map(Etag::new))
+            }
+            _ => {}
+        }
+        let object_key = self.keys.object_key(key);
+        match retry::with_deadline(deadline, "s3 head", || self.store.head(&object_key)).await {
+            Ok(etag) => Ok(Some(etag)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
