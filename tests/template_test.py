@@ -324,3 +324,16 @@ def test_history_retention_is_two_parameters_on_a_versioned_bucket():
     assert TEMPLATE["Conditions"]["KeepNewestVersions"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "NoncurrentVersionsKept"}, "0"]}]
     }
+
+
+def test_the_reader_outlives_the_longest_wait_and_api_gateway_does_not_cut_it_off():
+    (max_wait,) = re.findall(r"pub const MAX_WAIT_SECS: u64 = (\d+);", CONFIG_RS)
+    (reader,) = [f for f in FUNCTIONS.values() if binary(f) == "reader"]
+    timeout = reader["Properties"].get("Timeout", TEMPLATE["Globals"]["Function"]["Timeout"])
+    # API Gateway ends a REST integration after 29 s; the wait must end, and answer, before the function's timeout.
+    assert int(max_wait) < timeout < 29
+    parameter = TEMPLATE["Parameters"]["MaxWaitSeconds"]
+    assert (parameter["MinValue"], parameter["MaxValue"]) == (0, int(max_wait))
+    assert env(reader)["S3KV_MAX_WAIT_SECS"] == {"Ref": "MaxWaitSeconds"}
+    (syncer,) = [f for f in FUNCTIONS.values() if binary(f) == "syncer"]
+    assert env(syncer)["S3KV_FEED_RETENTION"] == {"Ref": "FeedRetention"}

@@ -191,6 +191,23 @@ fn cases(who: Who) -> Vec<Case> {
             body: Some(json!({ "version": "0000000000000042" }).to_string()),
             expect: [403, 403, 404, 403, 403],
         },
+        // The change feed from its start: a read of the keys under the prefix, like a listing.
+        Case {
+            method: Method::GET,
+            resource: s3kv::routes::CHANGES,
+            key: None,
+            query: &[("prefix", "flags/"), ("after", "0-0")],
+            body: None,
+            expect: [403, 200, 200, 200, 403],
+        },
+        Case {
+            method: Method::GET,
+            resource: s3kv::routes::CHANGES,
+            key: None,
+            query: &[("prefix", "config/"), ("after", "0-0")],
+            body: None,
+            expect: [403, 200, 200, 403, 403],
+        },
         Case {
             method: Method::GET,
             resource: s3kv::routes::PUBLIC_ITEM,
@@ -309,6 +326,19 @@ fn check_read(who: Who, case: &Case, reply: &Reply, label: &str) {
             "{label}: {history}"
         );
         assert_eq!(history["versions"][0]["writer"], "s3", "{label}");
+    } else if case.resource == s3kv::routes::CHANGES {
+        let prefix = case.query[0].1;
+        let changes = reply.json()["changes"].clone();
+        let keys: Vec<&str> = changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["key"].as_str().unwrap())
+            .collect();
+        assert!(
+            keys.iter().all(|k| k.starts_with(prefix)),
+            "{label}: {keys:?}"
+        );
     } else if case.resource == s3kv::routes::LIST {
         let keys: Vec<String> = reply.json()["items"]
             .as_array()

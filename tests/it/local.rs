@@ -54,6 +54,7 @@ impl Local {
             read_keys: Vec::new(),
             write_keys: Vec::new(),
             public_prefix: None,
+            max_wait_secs: s3kv::config::MAX_WAIT_SECS,
             valkey_url,
         };
         let stack = LocalStack::start(options)

@@ -99,6 +99,8 @@ async fn the_api_behaves_as_openapi_yaml_says() {
         write_keys: Vec::new(),
         // The spec's public example reads a seeded item.
         public_prefix: Some("flags/".into()),
+        // The contract, not the waiting (tests/it/watch.rs): every generated wait answers at once.
+        max_wait_secs: 0,
         valkey_url: Some(valkey.url()),
     })
     .await

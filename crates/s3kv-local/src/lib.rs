@@ -98,6 +98,9 @@ pub struct Options {
     /// Items under this prefix may be read without a key, at /public/{key}
     #[arg(long, env = "S3KV_PUBLIC_PREFIX")]
     pub public_prefix: Option<String>,
+    /// The longest ?wait= in seconds, 0 to 25 (0 answers every wait at once)
+    #[arg(long, env = "S3KV_MAX_WAIT_SECS", default_value_t = s3kv::config::MAX_WAIT_SECS)]
+    pub max_wait_secs: u64,
     /// Use this Valkey [default: a private valkey-server]
     #[arg(long, env = "VALKEY_URL")]
     pub valkey_url: Option<String>,
@@ -270,6 +273,7 @@ impl LocalStack {
             "S3KV_PREFIX" => Some(options.prefix.clone()),
             "VALKEY_URL" => Some(valkey_url.clone()),
             "AWS_ENDPOINT_URL_S3" => Some(format!("http://{s3_addr}")),
+            "S3KV_MAX_WAIT_SECS" => Some(options.max_wait_secs.to_string()),
             // Browser apps under development call the local API from their own dev server's origin.
             "S3KV_CORS_ORIGIN" => std::env::var(name).ok().or_else(|| Some("*".to_owned())),
             // There is no CloudWatch here to read EMF lines; they would bury the log.
@@ -367,7 +371,7 @@ impl LocalStack {
             ));
         }
         format!(
-            "s3kv is running locally\n\n  API        http://{api}/items/{{key}}\n  S3         http://{s3}  bucket {bucket}  (access key {ACCESS_KEY}, secret {SECRET_KEY}, region {REGION})\n  Valkey     {valkey}\n\nAPI keys (x-api-key):\n{keys}\nThe CLI (scripts/s3kv, or s3kv once installed with cargo install --path crates/s3kv-cli):\n  export S3KV_ENDPOINT=http://{api} S3KV_API_KEY={key}\n  echo '{{\"enabled\": true}}' | scripts/s3kv put flags/maintenance\n  scripts/s3kv get flags/maintenance\n\nTry:\n  curl -X PUT -H 'x-api-key: {key}' -d '{{\"enabled\": true}}' http://{api}/items/flags/maintenance\n  echo '{{\"hello\": \"s3\"}}' > hello.json && AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_DEFAULT_REGION={REGION} aws --endpoint-url http://{s3} s3 cp hello.json s3://{bucket}/docs/hello.json\n  curl -H 'x-api-key: {key}' http://{api}/items/docs/hello\n\nCtrl-C stops everything; objects stay in the data directory.\n",
+            "s3kv is running locally\n\n  API        http://{api}/items/{{key}}\n  S3         http://{s3}  bucket {bucket}  (access key {ACCESS_KEY}, secret {SECRET_KEY}, region {REGION})\n  Valkey     {valkey}\n\nAPI keys (x-api-key):\n{keys}\nThe CLI (scripts/s3kv, or s3kv once installed with cargo install --path crates/s3kv-cli):\n  export S3KV_ENDPOINT=http://{api} S3KV_API_KEY={key}\n  echo '{{\"enabled\": true}}' | scripts/s3kv put flags/maintenance\n  scripts/s3kv get flags/maintenance\n\nTry:\n  curl -X PUT -H 'x-api-key: {key}' -d '{{\"enabled\": true}}' http://{api}/items/flags/maintenance\n  echo '{{\"hello\": \"s3\"}}' > hello.json && AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_DEFAULT_REGION={REGION} aws --endpoint-url http://{s3} s3 cp hello.json s3://{bucket}/docs/hello.json\n  curl -H 'x-api-key: {key}' http://{api}/items/docs/hello\n\nWatch (in another terminal, then write again):\n  curl -H 'x-api-key: {key}' 'http://{api}/changes?wait=25'\n\nCtrl-C stops everything; objects stay in the data directory.\n",
             valkey = self.valkey_url,
         )
     }

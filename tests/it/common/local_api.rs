@@ -56,6 +56,7 @@ impl LocalApi {
             read_keys: Vec::new(),
             write_keys: Vec::new(),
             public_prefix: None,
+            max_wait_secs: s3kv::config::MAX_WAIT_SECS,
             valkey_url: Some(valkey.url()),
         };
         keys(&mut options);
