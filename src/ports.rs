@@ -376,6 +376,15 @@ pub enum FeedError {
     Expired { restart: Cursor },
 }
 
+impl Retryable for FeedError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, FeedError::Cache(error) if error.is_retryable())
+    }
+    fn deadline_reached() -> Self {
+        FeedError::Cache(CacheError::deadline_reached())
+    }
+}
+
 /// The change feed: the syncer appends every change it applied, readers follow it or wait on it. A notification
 /// channel with bounded retention (a Valkey stream trimmed to its newest entries); S3 stays the truth.
 pub trait Feed: Send + Sync {

@@ -8,6 +8,9 @@
 //!   exactly what reconcile looked at. The worst a race can do is remove a live entry, and the next read refills
 //!   it from S3.
 //!
+//! A repair that changes what reads answer (a stale entry replaced or removed) is announced on the change feed,
+//! as a sync would be.
+//!
 //! Tombstones are respected: a tombstone for an object that is gone is left alone; a tombstone for an object that
 //! exists (its create was missed) is replaced by the object.
 //!
@@ -29,7 +32,7 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::document;
 use crate::key::{KeyMap, ObjectKind};
-use crate::ports::{Cache, CacheError, Etag, ObjectStore, StoreError};
+use crate::ports::{Cache, CacheError, Etag, Feed, ObjectStore, StoreError};
 use crate::retry;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -125,7 +128,7 @@ pub struct Reconciler<S, C> {
     page_size: usize,
 }
 
-impl<S: ObjectStore, C: Cache> Reconciler<S, C> {
+impl<S: ObjectStore, C: Cache + Feed> Reconciler<S, C> {
     pub fn new(store: S, cache: C, config: &Config) -> Self {
         Self {
             store,
@@ -296,6 +299,8 @@ impl<S: ObjectStore, C: Cache> Reconciler<S, C> {
             if !self.remove(cache_key, snapshot, deadline).await? {
                 return Ok(Outcome::Raced);
             }
+            // Readers saw the stale version until now: a change their watchers missed.
+            self.announce(cache_key).await;
         }
         let read = retry::with_deadline(deadline, "s3 get", || {
             self.store
@@ -353,10 +358,23 @@ impl<S: ObjectStore, C: Cache> Reconciler<S, C> {
             Err(e) => return Err(format!("{object_key}: {e}")),
         }
         Ok(if self.remove(cache_key, &snapshot, deadline).await? {
+            self.announce(cache_key).await;
             Outcome::Removed
         } else {
             Outcome::Raced
         })
+    }
+
+    /// Tells watchers of a repair that changed what reads answer. Filling an entry that was missing changes
+    /// nothing a reader sees (a miss reads the same object from S3), so a fresh cache's fill announces nothing and
+    /// cannot flood the feed. Best effort: a watcher that misses it sees the repair at its wait's end.
+    async fn announce(&self, cache_key: &str) {
+        let Some(key) = self.keys.item_from_cache_key(cache_key) else {
+            return;
+        };
+        if let Err(error) = self.cache.announce(key.as_str()).await {
+            tracing::warn!(key = %key, %error, "repair not announced to watchers");
+        }
     }
 
     async fn snapshot(

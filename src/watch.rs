@@ -25,6 +25,8 @@ const FEED_PAGE: usize = 1000;
 const POLL: Duration = Duration::from_secs(1);
 /// A wait ends this long before the invocation's deadline, so the answer still gets out.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+/// How long a feed read is retried before the request gives up on the feed (it has no stand-in but polling).
+const FEED_RETRIES: Duration = Duration::from_secs(2);
 
 /// The item as a wait ends: `changed` when its version is no longer one the client has (or it is gone).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +69,11 @@ impl From<FeedError> for ChangesError {
     }
 }
 
+/// Retries of a feed call end here: soon, and before the request's own deadline.
+fn feed_deadline(deadline: Instant) -> Instant {
+    (Instant::now() + FEED_RETRIES).min(deadline)
+}
+
 impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
     /// Answers once the item's version is not one `is_current` accepts (it changed, or was deleted), or when
     /// `wait` is over, whichever comes first. The first look is immediate, so a client that is behind learns so
@@ -86,7 +93,7 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
                 .as_ref()
                 .is_none_or(|object| !is_current(&object.etag))
         };
-        let mut cursor = self.feed_end(key).await;
+        let mut cursor = self.feed_end(key, deadline).await;
         let mut result = self.get(key, deadline).await?;
         loop {
             if changed(&result) {
@@ -107,19 +114,25 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
             match cursor {
                 Some(after) => match self.cache.wait(after, left).await {
                     Ok(false) => continue,
-                    Ok(true) => match self.cache.read(after, FEED_PAGE).await {
-                        Ok(page) => {
-                            cursor = Some(page.cursor);
-                            if !page.entries.iter().any(|e| e.key == key.as_str()) {
-                                continue;
+                    Ok(true) => {
+                        match retry::with_deadline(feed_deadline(deadline), "feed read", || {
+                            self.cache.read(after, FEED_PAGE)
+                        })
+                        .await
+                        {
+                            Ok(page) => {
+                                cursor = Some(page.cursor);
+                                if !page.entries.iter().any(|e| e.key == key.as_str()) {
+                                    continue;
+                                }
+                            }
+                            Err(FeedError::Expired { restart }) => cursor = Some(restart),
+                            Err(FeedError::Cache(error)) => {
+                                tracing::warn!(key = %key, %error, "change feed unreadable; polling the item");
+                                cursor = None;
                             }
                         }
-                        Err(FeedError::Expired { restart }) => cursor = Some(restart),
-                        Err(FeedError::Cache(error)) => {
-                            tracing::warn!(key = %key, %error, "change feed unreadable; polling the item");
-                            cursor = None;
-                        }
-                    },
+                    }
                     Err(error) => {
                         tracing::warn!(key = %key, %error, "cannot wait on the change feed; polling the item");
                         cursor = None;
@@ -127,7 +140,7 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
                 },
                 None => {
                     tokio::time::sleep(left.min(POLL)).await;
-                    cursor = self.feed_end(key).await;
+                    cursor = self.feed_end(key, deadline).await;
                 }
             }
             result = self.get(key, deadline).await?;
@@ -148,10 +161,17 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
             (Instant::now() + wait).min(deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline));
         let mut after = match after {
             Some(cursor) => cursor,
-            None => self.cache.tail().await.map_err(ChangesError::Unavailable)?,
+            None => {
+                retry::with_deadline(feed_deadline(deadline), "feed tail", || self.cache.tail())
+                    .await
+                    .map_err(ChangesError::Unavailable)?
+            }
         };
         loop {
-            let page = self.cache.read(after, limit).await?;
+            let page = retry::with_deadline(feed_deadline(deadline), "feed read", || {
+                self.cache.read(after, limit)
+            })
+            .await?;
             let full = page.entries.len() >= limit;
             after = page.cursor;
             // The newest entry of each key: its state is read now, so older entries of it add nothing.
@@ -198,16 +218,13 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
         }
     }
 
-    /// The feed's end for a waiter, or `None` (poll instead) when the cache cannot say in time.
-    async fn feed_end(&self, key: &ItemKey) -> Option<Cursor> {
-        match tokio::time::timeout(self.cache_timeout, self.cache.tail()).await {
-            Ok(Ok(cursor)) => Some(cursor),
-            Ok(Err(error)) => {
+    /// The feed's end for a waiter, or `None` (poll instead) when the cache cannot say.
+    async fn feed_end(&self, key: &ItemKey, deadline: Instant) -> Option<Cursor> {
+        let tail = retry::with_deadline(feed_deadline(deadline), "feed tail", || self.cache.tail());
+        match tail.await {
+            Ok(cursor) => Some(cursor),
+            Err(error) => {
                 tracing::warn!(key = %key, %error, "change feed unreadable; polling the item");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(key = %key, "change feed slow to answer; polling the item");
                 None
             }
         }

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fred::clients::WithOptions;
 use fred::prelude::*;
 use fred::types::config::Options;
 use tokio::sync::watch;
@@ -28,6 +29,8 @@ use super::valkey::{cache_error, drive, ValkeyCache};
 const KEY_FIELD: &str = "k";
 /// How long one blocking read waits before the hub checks whether anyone still waits.
 const BLOCK: Duration = Duration::from_secs(5);
+/// How long a feed read may take before it fails.
+const FEED_TIMEOUT: Duration = Duration::from_secs(1);
 /// Entries one blocking read returns at most; the hub only needs the newest id, so any number works.
 const BLOCK_COUNT: u64 = 100;
 
@@ -137,6 +140,15 @@ async fn tail<C: StreamsInterface + Sync>(client: &C, key: &str) -> Result<Curso
         .unwrap_or(Cursor::START))
 }
 
+/// The reader's cache timeout (50 ms by default) is for the fast path, where S3 stands in; the feed has no
+/// stand-in, so its reads may take longer before they fail.
+fn feed_client(client: &Client) -> WithOptions<Client> {
+    client.with_options(&Options {
+        timeout: Some(FEED_TIMEOUT),
+        ..Options::default()
+    })
+}
+
 /// An entry id field of XINFO STREAM.
 fn stream_id(info: &HashMap<String, Value>, field: &str) -> Cursor {
     info.get(field)
@@ -163,30 +175,21 @@ impl Feed for ValkeyCache {
     }
 
     async fn tail(&self) -> Result<Cursor, CacheError> {
-        tail(self.client(), &self.feed.key).await
+        tail(&feed_client(self.client()), &self.feed.key).await
     }
 
-    /// XINFO STREAM and XRANGE in one pipeline (one key, one node, one round trip). XINFO's `entries-added` and
-    /// `recorded-first-entry-id` (Valkey, and Redis 7+) say whether a cursor is older than what is kept.
+    /// XRANGE, then XINFO STREAM, whose `entries-added` and `recorded-first-entry-id` (Valkey, and Redis 7+) say
+    /// whether the cursor is older than what is kept. In this order a trim between the two can only make the
+    /// answer a needless 410, never a page with a silent gap.
     async fn read(&self, after: Cursor, count: usize) -> Result<FeedPage, FeedError> {
         let key = self.feed.key.as_str();
-        let pipeline = self.client().pipeline();
-        let () = pipeline
-            .xinfo_stream(key, false, None)
+        let client = feed_client(self.client());
+        let entries: Vec<(String, HashMap<String, String>)> = client
+            .xrange_values(key, format!("({after}"), "+", Some(count.max(1) as u64))
             .await
             .map_err(cache_error)?;
-        let () = pipeline
-            .xrange(key, format!("({after}"), "+", Some(count.max(1) as u64))
-            .await
-            .map_err(cache_error)?;
-        let mut answers = pipeline.try_all::<Value>().await.into_iter();
-        let (Some(info), Some(entries)) = (answers.next(), answers.next()) else {
-            return Err(
-                CacheError::Unexpected("a feed read got fewer than two answers".into()).into(),
-            );
-        };
-        let info: HashMap<String, Value> = match info {
-            Ok(info) => info.convert().map_err(cache_error)?,
+        let info: HashMap<String, Value> = match client.xinfo_stream(key, false, None).await {
+            Ok(info) => info,
             // No stream: nothing was ever announced, or the cache lost it; a cursor from before the loss cannot
             // be trusted to have seen everything.
             Err(error) if error.details().contains("no such key") => {
@@ -210,8 +213,6 @@ impl Feed for ValkeyCache {
         if (trimmed && after < stream_id(&info, "recorded-first-entry-id")) || after > last {
             return Err(FeedError::Expired { restart: last });
         }
-        let entries: Vec<(String, HashMap<String, String>)> =
-            entries.and_then(|v| v.convert()).map_err(cache_error)?;
         let mut page = FeedPage {
             entries: Vec::with_capacity(entries.len()),
             cursor: after,

@@ -33,6 +33,7 @@ const API_SAMPLES: &[(&str, i64)] = &[
     ("apigw-get.json", 200),
     ("apigw-delete.json", 204),
     ("apigw-versions.json", 200),
+    ("apigw-changes.json", 200),
     ("apigw-put-malformed.json", 400),
 ];
 
@@ -84,6 +85,15 @@ async fn api_samples_run_through_the_writer_and_reader() {
                 assert_eq!(Some(response.body), written, "GET returns what PUT stored")
             }
             "apigw-put-malformed.json" => assert_eq!(response.json()["error"], "invalid_json"),
+            "apigw-changes.json" => {
+                // From now: nothing yet, and the cursor to follow from.
+                let feed = response.json();
+                assert_eq!(feed["changes"], serde_json::json!([]), "{feed}");
+                assert!(
+                    feed["cursor"].as_str().is_some_and(|c| c.contains('-')),
+                    "{feed}"
+                );
+            }
             "apigw-versions.json" => {
                 // The PUT, then the DELETE's marker, newest first.
                 let versions = response.json()["versions"].clone();

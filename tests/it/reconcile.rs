@@ -89,8 +89,31 @@ async fn missed_updates_and_deletes_are_repaired_and_tombstones_kept() {
         .unwrap();
     assert_eq!(stack.get("recreated").await.header("x-cache"), Some("HIT"));
 
+    let before = stack.route(&common::changes_request(None)).await.json();
     let report = stack.reconcile().await.unwrap();
     assert_eq!(report.loaded, 2, "stale and unsynced: {report:?}");
+    // Watchers hear of the repairs that changed what reads answer, and only of those: the unsynced item was a miss
+    // read from S3 before, and is the same after.
+    let cursor = before["cursor"].as_str().unwrap();
+    let repaired = stack
+        .route(&common::changes_request(Some(cursor)))
+        .await
+        .json();
+    let stale_etag = stack
+        .get("stale")
+        .await
+        .header("etag")
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    assert_eq!(
+        repaired["changes"],
+        serde_json::json!([
+            {"key": "stale", "etag": stale_etag, "deleted": false},
+            {"key": "orphan", "etag": null, "deleted": true},
+        ]),
+        "{repaired}"
+    );
     assert_eq!(
         (report.removed, report.skipped_invalid, report.failed),
         (1, 1, 0),

@@ -321,14 +321,7 @@ async fn a_feed_consumer_misses_none_of_a_thousand_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_older_than_the_feed_answers_410_with_a_restart_cursor() {
     let stack = common::Stack::start_with(&[("S3KV_FEED_RETENTION", "10")]).await;
-    let changes = |after: &str| {
-        let mut request = common::request(Method::GET, "", None);
-        request.resource = Some(s3kv::routes::CHANGES.to_owned());
-        request.path_parameters.clear();
-        request.query_string_parameters =
-            HashMap::from([("after".to_owned(), vec![after.to_owned()])]).into();
-        request
-    };
+    let changes = |after: &str| common::changes_request(Some(after));
     let first = stack.route(&changes("0-0")).await;
     assert_eq!(first.status, 200, "{}", first.body);
     let start = first.json()["cursor"].as_str().unwrap().to_owned();

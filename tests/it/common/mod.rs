@@ -394,6 +394,19 @@ pub fn request(method: Method, encoded_key: &str, body: Option<&str>) -> ApiGate
     request
 }
 
+/// `GET /changes`, after `after` (from now when `None`), without waiting.
+pub fn changes_request(after: Option<&str>) -> ApiGatewayProxyRequest {
+    let mut request = ApiGatewayProxyRequest::default();
+    request.http_method = Method::GET;
+    request.resource = Some(s3kv::routes::CHANGES.into());
+    request.path = Some("/changes".into());
+    let query: HashMap<String, Vec<String>> = after
+        .map(|a| HashMap::from([("after".to_owned(), vec![a.to_owned()])]))
+        .unwrap_or_default();
+    request.query_string_parameters = query.into();
+    request
+}
+
 /// A response in the terms a client checks.
 #[derive(Debug)]
 pub struct Response {
