@@ -352,3 +352,40 @@ async fn a_cursor_older_than_the_feed_answers_410_with_a_restart_cursor() {
     let bad = stack.route(&changes("yesterday")).await;
     assert_eq!(bad.status, 400, "{}", bad.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_valkey_is_down_a_waiter_still_wakes_and_the_feed_says_it_is_unavailable() {
+    let stack = Arc::new(common::Stack::start_with(&[("S3KV_CACHE_TIMEOUT_MS", "100")]).await);
+    let first = stack.put("flags/outage", "1").await;
+    assert!(first.status < 300, "{}", first.body);
+    let etag = first.header("etag").unwrap().to_owned();
+    stack.valkey.stop();
+
+    let unavailable = stack.route(&common::changes_request(None)).await;
+    assert_eq!(unavailable.status, 503, "{}", unavailable.body);
+    assert_eq!(unavailable.json()["error"], "unavailable");
+
+    let waiter = {
+        let stack = stack.clone();
+        tokio::spawn(async move {
+            let mut request = common::request(Method::GET, "flags/outage", None);
+            request.query_string_parameters =
+                HashMap::from([("wait".to_owned(), vec!["20".to_owned()])]).into();
+            request
+                .headers
+                .insert("if-none-match", etag.parse().unwrap());
+            stack.route(&request).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiter.is_finished(),
+        "the waiter answered before the change"
+    );
+    // The writer needs no cache; the waiter, without its feed, looks at S3.
+    let second = stack.put("flags/outage", "2").await;
+    assert!(second.status < 300, "{}", second.body);
+    let reply = waiter.await.unwrap();
+    assert_eq!((reply.status, reply.body.as_str()), (200, "2"));
+    assert_eq!(reply.header("x-cache"), Some("BYPASS"));
+}
