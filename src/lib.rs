@@ -9,6 +9,8 @@
 //!                                            │        │  ▲ miss / Valkey down: read S3
 //!                          S3 notification   │        ▼  │
 //!   s3_event::handle ──▶ sync::Syncer ───────┴──▶ Valkey (one string per item, ordered by sequencer)
+//!                                    │
+//!                                    └──▶ change feed (one Valkey stream) ──▶ watch: ?wait= and GET /changes
 //! ```
 //!
 //! The crate is layered so that the rules live in one place and the edges stay thin:
@@ -20,17 +22,20 @@
 //!   check all read), [`access`] (which API key may use which route on which items: grants from the
 //!   configuration, checked before any I/O), [`audit`] (who wrote an item, as stored with it and answered on
 //!   reads).
-//! * **Ports**: [`ports`] declares the two small traits the use cases need, [`ports::ObjectStore`] and
-//!   [`ports::Cache`], with error types that say whether a failure is worth retrying.
+//! * **Ports**: [`ports`] declares the small traits the use cases need, [`ports::ObjectStore`],
+//!   [`ports::Cache`] and [`ports::Feed`] (the change feed), with error types that say whether a failure is worth
+//!   retrying.
 //! * **Use cases** (pure over the ports): [`write`](mod@write), [`read`], [`sync`], [`reconcile`]. They hold the semantics:
 //!   create vs replace, cache-first reads with a safe fill, ordered and idempotent cache updates, and repairing
 //!   the cache from the bucket without ever racing a sync into a rollback. An item's history is the bucket's
 //!   versions: [`read::Reader::versions`] lists them, [`write::Writer::restore`] writes an old one again.
+//!   [`watch`] waits for an item to change and follows the change feed the syncer appends to.
 //! * **Event edges**: [`api`] dispatches API Gateway proxy requests by the route table to use-case calls and
 //!   turns every error into an HTTP status (the HTTP contract lives there and only there, split by concern);
 //!   [`s3_event`] turns S3 notification records into sync operations, and can also build records in AWS's
 //!   format for local delivery and tests.
-//! * **Adapters**: [`adapters::s3`] (aws-sdk-s3) and [`adapters::valkey`] (fred + one Lua script).
+//! * **Adapters**: [`adapters::s3`] (aws-sdk-s3) and [`adapters::valkey`] (fred + one Lua script; the change
+//!   feed is a stream beside the items, read by one blocking XREAD per process).
 //! * **Metrics**: [`metrics`] writes CloudWatch Embedded Metric Format lines (cache hits, misses and bypasses;
 //!   records applied, skipped and failed; propagation lag from `eventTime` to the cache write). An edge concern:
 //!   the entrypoints write them from what the handlers report; the use cases never see them.

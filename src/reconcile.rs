@@ -47,6 +47,9 @@ pub struct ReconcileReport {
     pub skipped_invalid: usize,
     /// Entries that changed while reconcile looked at them (a sync got there first): left alone.
     pub raced: usize,
+    /// Items the full cache refused to take (it answers OOM at its storage cap): left to S3, which reads answer
+    /// from, until the cache has room. Counted, not failed: retrying cannot free memory.
+    pub cache_full: usize,
     pub failed: usize,
     /// Whether this run reached the end of the bucket and scanned the cache for orphans; `false` when it stopped
     /// at its deadline and left a note for the next run.
@@ -95,6 +98,7 @@ fn tally(
             Ok(Outcome::Removed) => report.removed += 1,
             Ok(Outcome::Invalid) => report.skipped_invalid += 1,
             Ok(Outcome::Raced) => report.raced += 1,
+            Ok(Outcome::NotCached) => report.cache_full += 1,
             Err(error) => {
                 report.failed += 1;
                 errors.push(error);
@@ -116,6 +120,7 @@ enum Outcome {
     Removed,
     Invalid,
     Raced,
+    NotCached,
 }
 
 pub struct Reconciler<S, C> {
@@ -319,11 +324,15 @@ impl<S: ObjectStore, C: Cache + Feed> Reconciler<S, C> {
         if document::validate(&object.body).is_err() {
             return Ok(Outcome::Invalid);
         }
-        let filled = retry::with_deadline(deadline, "cache fill", || {
+        let filled = match retry::with_deadline(deadline, "cache fill", || {
             self.cache.fill(cache_key, &object)
         })
         .await
-        .map_err(|e| format!("{cache_key}: {e}"))?;
+        {
+            Ok(filled) => filled,
+            Err(CacheError::Full(_)) => return Ok(Outcome::NotCached),
+            Err(e) => return Err(format!("{cache_key}: {e}")),
+        };
         Ok(if filled {
             Outcome::Loaded
         } else {

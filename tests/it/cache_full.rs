@@ -117,3 +117,32 @@ async fn a_delete_into_a_full_cache_drops_the_entry_so_the_item_reads_as_gone() 
     let read = stack.get("gone").await;
     assert_eq!(read.status, 404, "{}", read.body);
 }
+
+#[tokio::test]
+async fn a_reconcile_into_a_full_cache_counts_the_refused_fills_and_does_not_fail() {
+    let stack = stack_with_noeviction().await;
+    // Uploaded without notifications: only reconcile would load them.
+    for key in ["a", "b", "c"] {
+        stack
+            .s3
+            .upload(&format!("items/missed/{key}.json"), b"{\"missed\": true}")
+            .await;
+    }
+    set_maxmemory(&stack, 1).await;
+    let report = stack
+        .reconcile()
+        .await
+        .expect("a full cache is counted, not a failed run");
+    assert_eq!(
+        (
+            report.checked,
+            report.cache_full,
+            report.loaded,
+            report.failed
+        ),
+        (3, 3, 0, 0),
+        "{report:?}"
+    );
+    let read = stack.get("missed/b").await;
+    assert_eq!((read.status, read.header("x-cache")), (200, Some("MISS")));
+}
