@@ -296,8 +296,13 @@ pub trait Cache: Send + Sync {
         ttl: std::time::Duration,
     ) -> impl Future<Output = Result<(), CacheError>> + Send;
 
-    /// Every cache key starting with `prefix` (SCAN; never KEYS).
-    fn keys(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send;
+    /// The cache keys starting with `prefix` that `keep` accepts (SCAN; never KEYS). Filtered while scanning,
+    /// so a scan of a million entries for a few orphans holds the few, not the million.
+    fn keys(
+        &self,
+        prefix: &str,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+    ) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send;
 
     /// The entry's metadata without its body, or `None` when there is no entry.
     fn snapshot(

@@ -240,15 +240,12 @@ impl<S: ObjectStore, C: Cache + Feed> Reconciler<S, C> {
         }
 
         // 2. Every cache entry whose object was not listed.
-        let cached = retry::with_deadline(deadline, "cache scan", || {
-            self.cache.keys(&self.cache_prefix)
+        let unlisted = |cache_key: &str| !listed.contains(&hash(cache_key));
+        let orphans = retry::with_deadline(deadline, "cache scan", || {
+            self.cache.keys(&self.cache_prefix, &unlisted)
         })
         .await
         .map_err(ReconcileError::Scan)?;
-        let orphans: Vec<_> = cached
-            .into_iter()
-            .filter(|k| !listed.contains(&hash(k)))
-            .collect();
         let orphan_outcomes: Vec<_> = stream::iter(&orphans)
             .map(|cache_key| self.check_absent(cache_key, resumed_after.as_deref(), deadline))
             .buffer_unordered(self.concurrency.max(1))

@@ -90,7 +90,7 @@ impl Cache for Down {
     async fn set_note(&self, _: &str, _: Option<&str>, _: Duration) -> Result<(), CacheError> {
         down()
     }
-    async fn keys(&self, _: &str) -> Result<Vec<String>, CacheError> {
+    async fn keys(&self, _: &str, _: &(dyn Fn(&str) -> bool + Sync)) -> Result<Vec<String>, CacheError> {
         down()
     }
     async fn snapshot(&self, _: &str) -> Result<Option<Snapshot>, CacheError> {

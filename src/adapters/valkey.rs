@@ -442,22 +442,24 @@ impl Cache for ValkeyCache {
     }
 
     /// SCAN on every primary (KEYS is unavailable on ElastiCache Serverless).
-    async fn keys(&self, prefix: &str) -> Result<Vec<String>, CacheError> {
-        use futures::TryStreamExt;
+    async fn keys(
+        &self,
+        prefix: &str,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<String>, CacheError> {
+        use futures::{StreamExt, TryStreamExt};
         let pattern = format!("{}*", escape_glob(prefix));
-        let keys: Vec<Key> = if self.client.is_clustered() {
+        let scan = if self.client.is_clustered() {
             self.client
                 .scan_cluster_buffered(pattern, Some(500), None)
-                .try_collect()
-                .await
+                .boxed()
         } else {
-            self.client
-                .scan_buffered(pattern, Some(500), None)
-                .try_collect()
-                .await
-        }
-        .map_err(cache_error)?;
-        Ok(keys.into_iter().filter_map(|k| k.into_string()).collect())
+            self.client.scan_buffered(pattern, Some(500), None).boxed()
+        };
+        scan.map_err(cache_error)
+            .try_filter_map(|key| async move { Ok(key.into_string().filter(|k| keep(k))) })
+            .try_collect()
+            .await
     }
 
     async fn snapshot(&self, cache_key: &str) -> Result<Option<Snapshot>, CacheError> {

@@ -254,8 +254,12 @@ async fn remove_if_unchanged_never_loses_a_change_made_since_the_snapshot() {
         (None, Some("ef")),
         "fills carry no sequencer"
     );
-    let keys = cache.keys("").await.unwrap();
-    assert_eq!(keys.len(), 2, "{keys:?}");
+    let mut keys = cache.keys("", &|_| true).await.unwrap();
+    keys.sort();
+    assert_eq!(keys, ["f", "t"]);
+    // Filtered while scanning: only what the caller keeps comes back.
+    let kept = cache.keys("", &|k| k != "t").await.unwrap();
+    assert_eq!(kept, ["f"]);
 }
 
 #[tokio::test]

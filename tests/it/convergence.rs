@@ -143,9 +143,13 @@ impl Cache for Flaky {
         self.check()?;
         self.inner.fill(k, o).await
     }
-    async fn keys(&self, p: &str) -> Result<Vec<String>, CacheError> {
+    async fn keys(
+        &self,
+        p: &str,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<String>, CacheError> {
         self.check()?;
-        self.inner.keys(p).await
+        self.inner.keys(p, keep).await
     }
     async fn snapshot(&self, k: &str) -> Result<Option<Snapshot>, CacheError> {
         self.check()?;
