@@ -77,6 +77,10 @@ pub struct Config {
     pub max_wait: Duration,
 }
 
+/// `S3KV_CACHE_PREFIX` and `S3KV_FEED_RETENTION` when unset.
+pub const DEFAULT_CACHE_PREFIX: &str = "s3kv:";
+pub const DEFAULT_FEED_RETENTION: u64 = 10_000;
+
 /// API Gateway ends an integration after 29 s; a wait must end, and answer, before that.
 pub const MAX_WAIT_SECS: u64 = 25;
 
@@ -100,7 +104,8 @@ impl Config {
                 "use at most 500 bytes and no leading '/'",
             ));
         }
-        let cache_prefix = get("S3KV_CACHE_PREFIX").unwrap_or_else(|| "s3kv:".to_owned());
+        let cache_prefix =
+            get("S3KV_CACHE_PREFIX").unwrap_or_else(|| DEFAULT_CACHE_PREFIX.to_owned());
         let valkey_url = get("VALKEY_URL");
         if let Some(url) = &valkey_url {
             let scheme = url.split("://").next().unwrap_or_default();
@@ -163,7 +168,7 @@ impl Config {
             api_keys: get("S3KV_API_KEYS"),
             extra_api_keys: get("S3KV_EXTRA_API_KEYS"),
             public_prefix: get("S3KV_PUBLIC_PREFIX"),
-            feed_retention: positive("S3KV_FEED_RETENTION", 10_000)? as usize,
+            feed_retention: positive("S3KV_FEED_RETENTION", DEFAULT_FEED_RETENTION)? as usize,
             max_wait: Duration::from_secs(match get("S3KV_MAX_WAIT_SECS") {
                 None => MAX_WAIT_SECS,
                 Some(v) => v

@@ -330,6 +330,11 @@ pub struct Cursor {
 impl Cursor {
     /// Before every entry.
     pub const START: Cursor = Cursor { ms: 0, seq: 0 };
+    /// The largest id there is: nothing comes after it.
+    pub const MAX: Cursor = Cursor {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
 
     pub fn new(ms: u64, seq: u64) -> Self {
         Self { ms, seq }
@@ -369,6 +374,8 @@ pub struct FeedPage {
     pub entries: Vec<FeedEntry>,
     /// Where the next read continues: the last entry's cursor, or the cursor read after when there was none.
     pub cursor: Cursor,
+    /// Stream entries read, including any without an item key: as many as asked for means more may follow.
+    pub scanned: usize,
 }
 
 #[derive(Debug, Error)]

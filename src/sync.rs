@@ -218,9 +218,12 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
             .await
             {
                 Ok(()) => {}
-                // A full cache refuses the entry too; watchers of this item learn of it by their wait's end.
-                Err(CacheError::Full(error)) => {
-                    tracing::warn!(key = %key, %error, "cache full: change not announced to watchers")
+                // The cache holds the change; only the announcement is lost, and a waiter on the item still sees
+                // it when its wait ends. Failing the record would not help: a full cache refuses the entry again,
+                // and a refused command (no permission, the feed's key taken by another type) is refused again.
+                // Only an unreachable Valkey is worth the redelivery, which then announces the stale record.
+                Err(error @ (CacheError::Full(_) | CacheError::Unexpected(_))) => {
+                    tracing::warn!(key = %key, %error, "change not announced to watchers")
                 }
                 Err(error) => return Err(error.into()),
             }

@@ -23,6 +23,10 @@ use crate::retry;
 const FEED_PAGE: usize = 1000;
 /// How often a waiter looks at the item itself when the feed cannot be read.
 const POLL: Duration = Duration::from_secs(1);
+/// How long an answer with no wait may skip other items' entries before it answers "nothing yet".
+const SCAN_BUDGET: Duration = Duration::from_secs(1);
+/// A feed read that found nothing although the feed said it had news waits this long before the next.
+const NO_PROGRESS_PAUSE: Duration = Duration::from_millis(50);
 /// A wait ends this long before the invocation's deadline, so the answer still gets out.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 /// How long a feed read is retried before the request gives up on the feed (it has no stand-in but polling).
@@ -69,15 +73,21 @@ impl From<FeedError> for ChangesError {
     }
 }
 
-/// Retries of a feed call end here: soon, and before the request's own deadline.
+/// Retries of a feed read end here: soon, and before the request's own deadline.
 fn feed_deadline(deadline: Instant) -> Instant {
     (Instant::now() + FEED_RETRIES).min(deadline)
+}
+
+/// When a wait that started now must end: after `wait`, and in time to answer before `deadline`.
+fn wait_until(wait: Duration, deadline: Instant) -> Instant {
+    (Instant::now() + wait).min(deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline))
 }
 
 impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
     /// Answers once the item's version is not one `is_current` accepts (it changed, or was deleted), or when
     /// `wait` is over, whichever comes first. The first look is immediate, so a client that is behind learns so
-    /// at once.
+    /// at once; the last look is made when the wait ends, so a change the feed never announced (a full cache, a
+    /// failed append) is still answered then.
     pub async fn wait_for_change(
         &self,
         key: &ItemKey,
@@ -85,15 +95,14 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
         wait: Duration,
         deadline: Instant,
     ) -> Result<Waited, StoreError> {
-        let until =
-            (Instant::now() + wait).min(deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline));
+        let until = wait_until(wait, deadline);
         let changed = |result: &ReadResult| {
             result
                 .object
                 .as_ref()
                 .is_none_or(|object| !is_current(&object.etag))
         };
-        let mut cursor = self.feed_end(key, deadline).await;
+        let mut cursor = self.feed_end(key, until).await;
         let mut result = self.get(key, deadline).await?;
         loop {
             if changed(&result) {
@@ -113,26 +122,21 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
             };
             match cursor {
                 Some(after) => match self.cache.wait(after, left).await {
-                    Ok(false) => continue,
-                    Ok(true) => {
-                        match retry::with_deadline(feed_deadline(deadline), "feed read", || {
-                            self.cache.read(after, FEED_PAGE)
-                        })
-                        .await
-                        {
-                            Ok(page) => {
-                                cursor = Some(page.cursor);
-                                if !page.entries.iter().any(|e| e.key == key.as_str()) {
-                                    continue;
-                                }
-                            }
-                            Err(FeedError::Expired { restart }) => cursor = Some(restart),
-                            Err(FeedError::Cache(error)) => {
-                                tracing::warn!(key = %key, %error, "change feed unreadable; polling the item");
-                                cursor = None;
+                    // The wait is over: one last look.
+                    Ok(false) => {}
+                    Ok(true) => match self.read_feed(after, FEED_PAGE, deadline).await {
+                        Ok(page) => {
+                            cursor = Some(page.cursor);
+                            if !page.entries.iter().any(|e| e.key == key.as_str()) {
+                                continue;
                             }
                         }
-                    }
+                        Err(FeedError::Expired { restart }) => cursor = Some(restart),
+                        Err(FeedError::Cache(error)) => {
+                            tracing::warn!(key = %key, %error, "change feed unreadable; polling the item");
+                            cursor = None;
+                        }
+                    },
                     Err(error) => {
                         tracing::warn!(key = %key, %error, "cannot wait on the change feed; polling the item");
                         cursor = None;
@@ -140,15 +144,17 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
                 },
                 None => {
                     tokio::time::sleep(left.min(POLL)).await;
-                    cursor = self.feed_end(key, deadline).await;
+                    cursor = self.feed_end(key, until).await;
                 }
             }
             result = self.get(key, deadline).await?;
         }
     }
 
-    /// The changes after `after` (from now when `None`) among the items `covers` accepts, at most `limit` feed
-    /// entries per look; waits up to `wait` when there are none yet.
+    /// The changes after `after` (from now when `None`) among the items `covers` accepts: at most `limit` items,
+    /// in the order of their first change after the cursor. Waits up to `wait` when there are none yet. Feed
+    /// entries of other items are skipped a page at a time, for at most the wait (or a second): an answer with
+    /// no changes and a later cursor means "nothing for you up to here", and the client asks again.
     pub async fn changes(
         &self,
         after: Option<Cursor>,
@@ -157,8 +163,8 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
         covers: impl Fn(&ItemKey) -> bool + Send + Sync,
         deadline: Instant,
     ) -> Result<Changes, ChangesError> {
-        let until =
-            (Instant::now() + wait).min(deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline));
+        let until = wait_until(wait, deadline);
+        let scan_until = wait_until(wait.max(SCAN_BUDGET), deadline);
         let mut after = match after {
             Some(cursor) => cursor,
             None => {
@@ -168,23 +174,27 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
             }
         };
         loop {
-            let page = retry::with_deadline(feed_deadline(deadline), "feed read", || {
-                self.cache.read(after, limit)
-            })
-            .await?;
-            let full = page.entries.len() >= limit;
-            after = page.cursor;
-            // The newest entry of each key: its state is read now, so older entries of it add nothing.
+            let page = self.read_feed(after, FEED_PAGE, deadline).await?;
+            let more = page.scanned >= FEED_PAGE;
             let mut keys: Vec<ItemKey> = Vec::new();
-            for entry in page.entries.iter().rev() {
+            let mut seen = std::collections::HashSet::new();
+            let mut cursor = page.cursor;
+            for entry in &page.entries {
                 let Ok(key) = ItemKey::parse(&entry.key) else {
                     continue;
                 };
-                if covers(&key) && !keys.contains(&key) {
-                    keys.push(key);
+                if !covers(&key) || seen.contains(&key) {
+                    continue;
                 }
+                if keys.len() == limit {
+                    // The rest of the page is the next answer's: continue just before this entry.
+                    cursor = keys_end(&page.entries, entry.cursor, after);
+                    break;
+                }
+                seen.insert(key.clone());
+                keys.push(key);
             }
-            keys.reverse();
+            after = cursor;
             if !keys.is_empty() {
                 let changes = futures::stream::iter(keys)
                     .map(|key| async move {
@@ -199,38 +209,64 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
                     cursor: after,
                 });
             }
-            if full {
+            let now = Instant::now();
+            if more && now < scan_until {
                 continue;
             }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero()
-                || !self
-                    .cache
-                    .wait(after, left)
-                    .await
-                    .map_err(ChangesError::Unavailable)?
-            {
-                return Ok(Changes {
-                    changes: Vec::new(),
-                    cursor: after,
-                });
+            let left = until.saturating_duration_since(now);
+            let empty = Changes {
+                changes: Vec::new(),
+                cursor: after,
+            };
+            if more || left.is_zero() {
+                return Ok(empty);
+            }
+            match self.cache.wait(after, left).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(empty),
+                // The hub's blocking read failed; the feed itself may be readable. The client asks again.
+                Err(error) => {
+                    tracing::warn!(%error, "cannot wait on the change feed; answering what there is");
+                    return Ok(empty);
+                }
             }
         }
     }
 
-    /// The feed's end for a waiter, or `None` (poll instead) when the cache cannot say.
-    async fn feed_end(&self, key: &ItemKey, deadline: Instant) -> Option<Cursor> {
-        let tail = retry::with_deadline(feed_deadline(deadline), "feed tail", || self.cache.tail());
-        match tail.await {
-            Ok(cursor) => Some(cursor),
-            Err(error) => {
+    /// One feed read, retried briefly. A read that made no progress although the feed said it had news (its
+    /// stream was lost and created again) pauses a moment, so a waiter never spins on it.
+    async fn read_feed(
+        &self,
+        after: Cursor,
+        count: usize,
+        deadline: Instant,
+    ) -> Result<crate::ports::FeedPage, FeedError> {
+        let page = retry::with_deadline(feed_deadline(deadline), "feed read", || {
+            self.cache.read(after, count)
+        })
+        .await?;
+        if page.scanned == 0 {
+            tokio::time::sleep(NO_PROGRESS_PAUSE).await;
+        }
+        Ok(page)
+    }
+
+    /// The feed's end for a waiter, or `None` (poll instead) when the cache cannot say: one attempt, never past
+    /// the wait's end, so a waiter with Valkey down looks at the item about once a [`POLL`].
+    async fn feed_end(&self, key: &ItemKey, until: Instant) -> Option<Cursor> {
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, self.cache.tail()).await {
+            Ok(Ok(cursor)) => Some(cursor),
+            Ok(Err(error)) => {
                 tracing::warn!(key = %key, %error, "change feed unreadable; polling the item");
                 None
             }
+            Err(_) => None,
         }
     }
 
-    /// The item's ETag as a read would answer it: the cache entry's header, or S3's when the cache has none.
+    /// The item's ETag as a read answers it: the cache entry's header, else a read (which also fills the cache),
+    /// so an object that is not a servable document is reported gone, as GET reports it.
     async fn current_etag(
         &self,
         key: &ItemKey,
@@ -244,11 +280,17 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
             }
             _ => {}
         }
-        let object_key = self.keys.object_key(key);
-        match retry::with_deadline(deadline, "s3 head", || self.store.head(&object_key)).await {
-            Ok(etag) => Ok(Some(etag)),
-            Err(StoreError::NotFound) => Ok(None),
-            Err(error) => Err(error),
-        }
+        Ok(self.get(key, deadline).await?.object.map(|o| o.etag))
     }
+}
+
+/// The cursor just before the entry at `next`: the entries of a page have increasing cursors, so the one before
+/// it (or `start`, where the page began) is where the next answer begins.
+fn keys_end(entries: &[crate::ports::FeedEntry], next: Cursor, start: Cursor) -> Cursor {
+    entries
+        .iter()
+        .map(|e| e.cursor)
+        .take_while(|c| *c < next)
+        .last()
+        .unwrap_or(start)
 }

@@ -21,7 +21,9 @@ CONFIG_RS = (ROOT / "src" / "config.rs").read_text()
 KEY_RS = (ROOT / "src" / "key.rs").read_text()
 
 # Variables the code reads, from the one place it reads them.
-CODE_VARS = set(re.findall(r'get\("([A-Z0-9_]+)"\)', CONFIG_RS)) | set(re.findall(r'"([A-Z0-9_]+)",\s*\d', CONFIG_RS))
+CODE_VARS = set(re.findall(r'get\("([A-Z0-9_]+)"\)', CONFIG_RS)) | set(
+    re.findall(r'"([A-Z0-9_]+)",\s*(?:\d|DEFAULT_)', CONFIG_RS)
+)
 REQUIRED = {
     "writer": {"S3KV_BUCKET"},
     "syncer": {"S3KV_BUCKET", "VALKEY_URL"},
@@ -142,7 +144,7 @@ def test_cache_functions_are_in_the_vpc_and_authenticate_with_iam():
 
 
 def test_the_cache_user_may_touch_exactly_the_keys_the_code_writes():
-    (default_prefix,) = re.findall(r'get\("S3KV_CACHE_PREFIX"\)\.unwrap_or_else\(\|\| "([^"]*)"', CONFIG_RS)
+    (default_prefix,) = re.findall(r'pub const DEFAULT_CACHE_PREFIX: &str = "([^"]*)";', CONFIG_RS)
     access = RESOURCES["CacheUser"]["Properties"]["AccessString"]
     assert f"~{default_prefix}*" in access.split()
     assert all("S3KV_CACHE_PREFIX" not in env(f) for f in FUNCTIONS.values()), "a custom prefix needs a new ACL"
@@ -335,5 +337,5 @@ def test_the_reader_outlives_the_longest_wait_and_api_gateway_does_not_cut_it_of
     parameter = TEMPLATE["Parameters"]["MaxWaitSeconds"]
     assert (parameter["MinValue"], parameter["MaxValue"]) == (0, int(max_wait))
     assert env(reader)["S3KV_MAX_WAIT_SECS"] == {"Ref": "MaxWaitSeconds"}
-    (syncer,) = [f for f in FUNCTIONS.values() if binary(f) == "syncer"]
-    assert env(syncer)["S3KV_FEED_RETENTION"] == {"Ref": "FeedRetention"}
+    # Every function that appends to the feed (the syncer, and reconcile's repairs) trims it to the same length.
+    assert GLOBAL_ENV["S3KV_FEED_RETENTION"] == {"Ref": "FeedRetention"}

@@ -18,9 +18,6 @@ use crate::ports::{Applied, Cache, CacheChange, CacheError, CacheLookup, Etag, O
 use crate::sequencer::Sequencer;
 
 const SCRIPT: &str = include_str!("cache.lua");
-/// The feed of the default cache prefix (`KeyMap::feed_key` of `s3kv:`), and the default retention.
-const DEFAULT_FEED_KEY: &str = "s3kv:\u{1}feed";
-pub const DEFAULT_FEED_RETENTION: usize = 10_000;
 
 #[derive(Clone)]
 pub struct ValkeyCache {
@@ -85,7 +82,12 @@ impl ValkeyCache {
                 value: redact(url),
                 reason: e.to_string(),
             })?;
-        let feed = FeedState::new(&client, DEFAULT_FEED_KEY.to_owned(), DEFAULT_FEED_RETENTION);
+        // The feed of the default cache prefix; `with_feed` sets a configuration's.
+        let feed = FeedState::new(
+            &client,
+            crate::key::KeyMap::new("", crate::config::DEFAULT_CACHE_PREFIX).feed_key(),
+            crate::config::DEFAULT_FEED_RETENTION as usize,
+        );
         Ok(Self {
             client,
             script: Script::from_lua(SCRIPT),
@@ -502,7 +504,10 @@ pub(super) fn cache_error(error: Error) -> CacheError {
         ErrorKind::InvalidArgument | ErrorKind::InvalidCommand | ErrorKind::Parse => {
             CacheError::Unexpected(error.to_string())
         }
-        _ if not_a_string(&error) || error.details().contains("S3KV_SCRIPT_ERR") => {
+        _ if not_a_string(&error)
+            || error.details().contains("S3KV_SCRIPT_ERR")
+            || error.details().starts_with("NOPERM") =>
+        {
             CacheError::Unexpected(error.to_string())
         }
         _ => CacheError::Unavailable(Box::new(error)),

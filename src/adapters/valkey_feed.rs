@@ -31,7 +31,7 @@ const KEY_FIELD: &str = "k";
 const BLOCK: Duration = Duration::from_secs(5);
 /// How long a feed read may take before it fails.
 const FEED_TIMEOUT: Duration = Duration::from_secs(1);
-/// Entries one blocking read returns at most; the hub only needs the newest id, so any number works.
+/// Entries one blocking read returns at most; a full batch makes the hub jump to the stream's end.
 const BLOCK_COUNT: u64 = 100;
 
 pub(crate) struct FeedState {
@@ -53,10 +53,20 @@ enum Seen {
 
 impl FeedState {
     pub(crate) fn new(client: &Client, key: String, retention: usize) -> Self {
+        // The main client's settings (URL, TLS, IAM credentials, reconnect policy), but a command timeout above
+        // the block: fred's periodic re-AUTH queues behind the blocked read and must not time out there.
+        let mut performance = client.perf_config();
+        performance.default_command_timeout = BLOCK + Duration::from_secs(2);
+        let blocking = Client::new(
+            client.client_config(),
+            Some(performance),
+            Some(client.connection_config().clone()),
+            client.client_reconnect_policy(),
+        );
         Self {
             key,
             retention: retention.max(1),
-            blocking: client.clone_new(),
+            blocking,
             connected: AtomicBool::new(false),
             hub: Mutex::new(None),
         }
@@ -97,23 +107,34 @@ async fn run_hub(state: Arc<FeedState>, sender: Arc<watch::Sender<Seen>>) {
         }
         let seen = match last {
             None => tail(&blocking, &state.key).await,
-            Some(after) => blocking
-                .xread_map::<String, String, String, String, _, _>(
-                    Some(BLOCK_COUNT),
-                    Some(BLOCK.as_millis() as u64),
-                    state.key.as_str(),
-                    after.to_string(),
-                )
-                .await
-                .map(|streams| {
-                    streams
-                        .into_values()
-                        .flatten()
-                        .filter_map(|(id, _)| Cursor::parse(&id))
-                        .max()
-                        .map_or(after, |newest| newest.max(after))
-                })
-                .map_err(cache_error),
+            Some(after) => {
+                let read = blocking
+                    .xread_map::<String, String, String, String, _, _>(
+                        Some(BLOCK_COUNT),
+                        Some(BLOCK.as_millis() as u64),
+                        state.key.as_str(),
+                        after.to_string(),
+                    )
+                    .await
+                    .map_err(cache_error);
+                match read {
+                    // Nothing new, or a full batch (a backlog after a freeze): the stream's end, read afresh, is
+                    // where to go on. It may even be behind `after` when the stream was lost and created again,
+                    // and a hub ahead of the stream would wake waiters for entries that never come.
+                    Ok(streams) => {
+                        let ids: Vec<Cursor> = streams
+                            .into_values()
+                            .flatten()
+                            .filter_map(|(id, _)| Cursor::parse(&id))
+                            .collect();
+                        match ids.iter().max() {
+                            Some(newest) if ids.len() < BLOCK_COUNT as usize => Ok(*newest),
+                            _ => tail(&blocking, &state.key).await,
+                        }
+                    }
+                    Err(error) => Err(error),
+                }
+            }
         };
         match seen {
             Ok(cursor) => {
@@ -184,20 +205,22 @@ impl Feed for ValkeyCache {
     async fn read(&self, after: Cursor, count: usize) -> Result<FeedPage, FeedError> {
         let key = self.feed.key.as_str();
         let client = feed_client(self.client());
-        let entries: Vec<(String, HashMap<String, String>)> = client
-            .xrange_values(key, format!("({after}"), "+", Some(count.max(1) as u64))
-            .await
-            .map_err(cache_error)?;
+        // Valkey refuses an exclusive range after the largest id; no stream can have entries after it anyway.
+        let entries: Vec<(String, HashMap<String, String>)> = if after == Cursor::MAX {
+            Vec::new()
+        } else {
+            client
+                .xrange_values(key, format!("({after}"), "+", Some(count.max(1) as u64))
+                .await
+                .map_err(cache_error)?
+        };
         let info: HashMap<String, Value> = match client.xinfo_stream(key, false, None).await {
             Ok(info) => info,
             // No stream: nothing was ever announced, or the cache lost it; a cursor from before the loss cannot
             // be trusted to have seen everything.
             Err(error) if error.details().contains("no such key") => {
                 return match after {
-                    Cursor::START => Ok(FeedPage {
-                        entries: Vec::new(),
-                        cursor: after,
-                    }),
+                    Cursor::START => Ok(FeedPage::default()),
                     _ => Err(FeedError::Expired {
                         restart: Cursor::START,
                     }),
@@ -208,14 +231,18 @@ impl Feed for ValkeyCache {
         let last = stream_id(&info, "last-generated-id");
         let count = |field: &str| info.get(field).and_then(Value::as_u64).unwrap_or(0);
         // Trimming moves the first entry and leaves entries-added above the length (max-deleted-entry-id counts
-        // XDEL only). A cursor before the first entry may have missed trimmed ones: conservatively expired.
+        // XDEL only): a cursor before the first entry may have missed trimmed entries. Untrimmed, every cursor this
+        // feed hands out is START or an entry's id, so one before the first entry is from a stream that was lost
+        // and created again. Either way: expired, conservatively.
         let trimmed = count("entries-added") > count("length");
-        if (trimmed && after < stream_id(&info, "recorded-first-entry-id")) || after > last {
+        let first = stream_id(&info, "recorded-first-entry-id");
+        if (after < first && (trimmed || after != Cursor::START)) || after > last {
             return Err(FeedError::Expired { restart: last });
         }
         let mut page = FeedPage {
             entries: Vec::with_capacity(entries.len()),
             cursor: after,
+            scanned: entries.len(),
         };
         for (id, mut fields) in entries {
             let Some(cursor) = Cursor::parse(&id) else {
@@ -232,12 +259,18 @@ impl Feed for ValkeyCache {
     async fn wait(&self, after: Cursor, timeout: Duration) -> Result<bool, CacheError> {
         let until = tokio::time::Instant::now() + timeout;
         let mut news = self.feed.subscribe();
+        // A failure the hub saw before this waiter came may be over (its next read is under way): only a failure
+        // reported while this one waits counts.
+        let mut fresh = false;
         loop {
             match &*news.borrow_and_update() {
                 Seen::At(cursor) if *cursor > after => return Ok(true),
-                Seen::Failed(error) => return Err(CacheError::Unavailable(error.clone().into())),
-                Seen::At(_) | Seen::Starting => {}
+                Seen::Failed(error) if fresh => {
+                    return Err(CacheError::Unavailable(error.clone().into()))
+                }
+                Seen::At(_) | Seen::Starting | Seen::Failed(_) => {}
             }
+            fresh = true;
             match tokio::time::timeout_at(until, news.changed()).await {
                 Err(_) => return Ok(false),
                 // The hub ended (it only does once nobody listens, so not while this waits): start another.

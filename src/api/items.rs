@@ -92,6 +92,10 @@ pub(super) async fn get<S: ObjectStore, C: Cache + Feed>(
         return Err(Denied::PublicHistory.into());
     }
     let wait = super::watch::wait_param(request, reader.max_wait(), true)?;
+    let deadline = match (wait, &not_modified_if) {
+        (Some(_), Some(_)) => deadline,
+        _ => super::quick(deadline),
+    };
     if wait.is_some() && (consistent || version.is_some()) {
         return Err(ApiError::InvalidQuery {
             name: "wait",

@@ -91,18 +91,29 @@ pub async fn serve_read<S: ObjectStore, C: Cache + Feed>(
     let mut cache = Vec::new();
     let result = async {
         let (route, caller) = authorized(access, request, Function::Reader)?;
+        // The reader's timeout leaves room for the longest wait; a request that does not wait gets the budget
+        // of the other functions, so a slow S3 is still a 503 well before API Gateway's 504.
+        let quick = quick(deadline);
         match route.operation {
-            Operation::ListItems => listing::list(reader, &caller, request, deadline).await,
-            Operation::ListVersions => history::versions(reader, &caller, request, deadline).await,
+            Operation::ListItems => listing::list(reader, &caller, request, quick).await,
+            Operation::ListVersions => history::versions(reader, &caller, request, quick).await,
             Operation::ListChanges => watch::changes(reader, &caller, request, deadline).await,
             Operation::BatchGet => {
-                batch::batch_get(reader, &caller, request, deadline, &mut cache).await
+                batch::batch_get(reader, &caller, request, quick, &mut cache).await
             }
             _ => items::get(reader, &caller, request, deadline, &mut cache).await,
         }
     };
     let response = result.await.unwrap_or_else(ApiError::into_response);
     Served { response, cache }
+}
+
+/// How long a request that does not wait may take, at most.
+const QUICK_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `deadline`, or sooner: [`QUICK_BUDGET`] from now.
+fn quick(deadline: Instant) -> Instant {
+    deadline.min(Instant::now() + QUICK_BUDGET)
 }
 
 /// The route `function` serves for this request, from the route table, and its caller if the caller's key

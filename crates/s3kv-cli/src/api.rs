@@ -17,6 +17,8 @@ pub enum ApiError {
         status: u16,
         code: Option<String>,
         message: String,
+        /// A 410 `cursor_expired`'s cursor: where the change feed can be followed from again.
+        restart: Option<String>,
     },
     #[error("cannot reach {endpoint}: {source}")]
     Unreachable {
@@ -33,6 +35,19 @@ impl ApiError {
         match self {
             ApiError::Status { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// Worth asking again after a pause, for a command that runs until stopped: no answer at all, the API's
+    /// "slow down" and "try again shortly", and a gateway error without s3kv's code (a Lambda that timed out or
+    /// crashed). Anything else (a bad key, no access) would fail the same way forever.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Unreachable { .. } => true,
+            ApiError::Status { status, code, .. } => {
+                matches!(status, 429 | 503 | 504) || (*status >= 500 && code.is_none())
+            }
+            ApiError::Unexpected(_) => false,
         }
     }
 }
@@ -63,6 +78,31 @@ pub struct Listed {
 struct ListPage {
     items: Vec<Listed>,
     cursor: Option<String>,
+}
+
+/// What a wait on an item ended with.
+#[derive(Debug, Clone)]
+pub enum Watched {
+    /// A version other than the one the client has.
+    Changed(Item),
+    /// The wait ran out first (304).
+    Unchanged,
+    Deleted,
+}
+
+/// One entry of the change feed: the item's ETag now, `None` once it is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Change {
+    pub key: String,
+    pub etag: Option<String>,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChangePage {
+    pub changes: Vec<Change>,
+    /// Opaque; where the next request continues.
+    pub cursor: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +147,15 @@ pub enum Condition<'a> {
     Matches(&'a str),
 }
 
+/// The longest `?wait=` the API honours, in seconds.
+pub const MAX_WAIT_SECS: u64 = 25;
+
+/// A waiting request's answer comes up to `wait` after it is sent; the client's usual timeout (30 s) must not cut
+/// a 25 s wait short, nor wait forever on a connection that died.
+fn wait_timeout(wait: u64) -> Duration {
+    Duration::from_secs(wait + 10)
+}
+
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
@@ -146,6 +195,16 @@ impl Api {
     /// allows 10 writes a second by default) and 503, with growing, jittered pauses (or `Retry-After`), eight
     /// attempts in all. Writes are safe to repeat: the body is the same, and a condition is evaluated afresh.
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
+        self.send_tries(request, 8).await
+    }
+
+    /// Sends up to `attempts` times (see [`Api::send`]). A watch makes one: it retries for as long as it runs,
+    /// with its own backoff, and says so on each retry rather than going quiet for half a minute in here.
+    async fn send_tries(
+        &self,
+        request: reqwest::RequestBuilder,
+        attempts: u32,
+    ) -> Result<reqwest::Response, ApiError> {
         let request = match &self.api_key {
             Some(key) => request.header("x-api-key", key),
             None => request,
@@ -163,7 +222,7 @@ impl Api {
                 endpoint: self.endpoint.clone(),
                 source,
             })?;
-            if !matches!(response.status().as_u16(), 429 | 503) || attempt == 8 {
+            if !matches!(response.status().as_u16(), 429 | 503) || attempt >= attempts {
                 break response;
             }
             let asked = response
@@ -193,6 +252,7 @@ impl Api {
             status,
             code: body["error"].as_str().map(str::to_owned),
             message,
+            restart: body["cursor"].as_str().map(str::to_owned),
         })
     }
 
@@ -205,6 +265,13 @@ impl Api {
 
     fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ApiError> {
         serde_json::from_str(text).map_err(|e| ApiError::Unexpected(format!("{e}: {text}")))
+    }
+
+    /// An item's current state for a watch: as [`Api::get`] through the cache, tried once (see
+    /// [`Api::send_tries`]).
+    pub async fn look(&self, key: &ItemKey) -> Result<Item, ApiError> {
+        let request = self.http.get(self.url("items", Some(key)));
+        Self::item(self.send_tries(request, 1).await?).await
     }
 
     /// Through the cache, or `consistent` (straight from S3), or one `version`.
@@ -220,7 +287,10 @@ impl Api {
         } else if consistent {
             request = request.query(&[("consistent", "true")]);
         }
-        let response = self.send(request).await?;
+        Self::item(self.send(request).await?).await
+    }
+
+    async fn item(response: reqwest::Response) -> Result<Item, ApiError> {
         let header = |name: &str| {
             response
                 .headers()
@@ -235,6 +305,52 @@ impl Api {
             etag: etag.trim_matches('"').to_owned(),
             writer,
         })
+    }
+
+    /// Waits up to `wait` seconds (1 to 25) for the item to be other than the version `etag`, through the cache
+    /// as a plain read is.
+    pub async fn wait_for_change(
+        &self,
+        key: &ItemKey,
+        etag: &str,
+        wait: u64,
+    ) -> Result<Watched, ApiError> {
+        let request = self
+            .http
+            .get(self.url("items", Some(key)))
+            .query(&[("wait", wait.to_string())])
+            .header("if-none-match", format!("\"{}\"", etag.trim_matches('"')))
+            .timeout(wait_timeout(wait));
+        match self.send_tries(request, 1).await {
+            Ok(response) if response.status() == 304 => Ok(Watched::Unchanged),
+            Ok(response) => Ok(Watched::Changed(Self::item(response).await?)),
+            Err(ApiError::Status {
+                status: 404,
+                code: Some(code),
+                ..
+            }) if code == "not_found" => Ok(Watched::Deleted),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One look at the change feed under `prefix`: from now without `after` (the answer's cursor is where to
+    /// start), else what changed after it, waiting up to `wait` seconds (0 to 25) when nothing has yet.
+    pub async fn changes(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        wait: u64,
+    ) -> Result<ChangePage, ApiError> {
+        let mut query = vec![("prefix", prefix.to_owned()), ("wait", wait.to_string())];
+        if let Some(after) = after {
+            query.push(("after", after.to_owned()));
+        }
+        let request = self
+            .http
+            .get(self.url("changes", None))
+            .query(&query)
+            .timeout(wait_timeout(wait));
+        Self::json(&Self::text(self.send_tries(request, 1).await?).await?)
     }
 
     /// PUT; `true` when it created the item.

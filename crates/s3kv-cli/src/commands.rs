@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use s3kv::key::ItemKey;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::api::{Api, ApiError, Condition};
+use crate::api::{Api, ApiError, Condition, Item, Watched, MAX_WAIT_SECS};
 use crate::{profile, Cli, Command, Failure, Output, DEFAULT_ENDPOINT};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
@@ -86,6 +87,25 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Watch {
+            key,
+            prefix,
+            after,
+            cursor_file,
+            once,
+        } => match (key, prefix) {
+            (Some(key), _) => watch_item(&api, out, &key, once).await,
+            (None, Some(prefix)) => {
+                let follow = Follow {
+                    prefix: &prefix,
+                    after,
+                    cursor_file: cursor_file.as_deref(),
+                    once,
+                };
+                watch_prefix(&api, out, follow).await
+            }
+            (None, None) => Err(Failure::Usage("watch KEY, or watch --prefix PREFIX".into())),
+        },
         Command::Configure { .. } | Command::Completions { .. } => unreachable!("handled above"),
     }
 }
@@ -605,4 +625,368 @@ async fn history(api: &Api, out: Output, key: &str, limit: Option<usize>) -> Res
         }
     }
     Ok(())
+}
+
+/// Failures that may pass (see [`ApiError::is_transient`]) are asked again after 1 s, doubling to 30 s, and back
+/// to 1 s after an answer: a watch outlives an outage without hammering the API, and notices its end within
+/// half a minute.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MOST: Duration = Duration::from_secs(30);
+
+    fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    /// The pause, said on stderr, when `error` may pass; the error itself when it would only repeat.
+    async fn retry(&mut self, out: Output, error: ApiError) -> Result<(), Failure> {
+        if !error.is_transient() {
+            return Err(error.into());
+        }
+        let secs = self.next.as_secs();
+        note(
+            out,
+            &format!("s3kv: {error}; retrying in {secs}s"),
+            json!({ "warning": error.to_string(), "retryIn": secs }),
+        );
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(Self::MOST);
+        Ok(())
+    }
+}
+
+/// The API answers every wait at once when its operator turned waiting off (S3KV_MAX_WAIT_SECS=0): a look that
+/// found nothing is then repeated about once a second, not as fast as the network allows.
+async fn pace(started: Instant) {
+    if let Some(left) = Duration::from_secs(1).checked_sub(started.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
+}
+
+/// What a watch says besides the changes goes to stderr, so stdout stays one kind of line.
+fn note(out: Output, text: &str, value: serde_json::Value) {
+    match out {
+        Output::Text => eprintln!("{text}"),
+        Output::Json => eprintln!("{value}"),
+    }
+}
+
+/// One line on stdout, at once (stdout is line-buffered even into a pipe); `false` once nobody reads it any
+/// more (`s3kv watch ... | head -n 1`), which ends the watch quietly rather than with a panic.
+fn emit(line: &str) -> Result<bool, Failure> {
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Failure::Other(format!("writing to stdout: {e}"))),
+    }
+}
+
+/// The value byte for byte but for the whitespace between its tokens: a stored document may be pretty-printed,
+/// and a watch prints one line per change for `while read` and `jq`. JSON strings hold no raw line breaks, so
+/// only whitespace outside strings goes.
+fn one_line(json: &str) -> String {
+    let mut line = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            line.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            in_string = c == '"';
+            line.push(c);
+        }
+    }
+    line
+}
+
+/// `get --output json`'s shape, with the value as stored (a `json!` value would reorder its keys and round its
+/// numbers).
+#[derive(serde::Serialize)]
+struct ItemLine<'a> {
+    key: &'a str,
+    etag: &'a str,
+    writer: Option<&'a str>,
+    value: &'a RawValue,
+}
+
+fn state_line(key: &ItemKey, item: Option<&Item>) -> Result<String, Failure> {
+    let Some(item) = item else {
+        // Not `json!`, which sorts the fields: the key first, as on every other line.
+        return Ok(format!(
+            "{{\"key\":{},\"deleted\":true}}",
+            serde_json::Value::from(key.as_str())
+        ));
+    };
+    let not_json = |e: serde_json::Error| {
+        Failure::Other(format!(
+            "the API sent a value for {key} that is not JSON: {e}"
+        ))
+    };
+    // Checked as sent: squeezing out whitespace could make something that is not JSON ("1 2") look like it.
+    serde_json::from_str::<&RawValue>(&item.body).map_err(not_json)?;
+    let value = RawValue::from_string(one_line(&item.body)).map_err(not_json)?;
+    let line = ItemLine {
+        key: key.as_str(),
+        etag: &item.etag,
+        writer: item.writer.as_deref(),
+        value: &value,
+    };
+    serde_json::to_string(&line).map_err(|e| Failure::Other(e.to_string()))
+}
+
+/// `watch KEY`: the item's state now, then each state it changes to, every line JSON whatever `--output` says
+/// (a stream of values is only usable with the key and ETag on each). The first line tells a script what the
+/// watch started from, and that it is watching.
+async fn watch_item(api: &Api, out: Output, raw_key: &str, once: bool) -> Result<(), Failure> {
+    let key = item_key(raw_key)?;
+    let mut backoff = Backoff::new();
+    let mut state = loop {
+        match api.look(&key).await {
+            Ok(item) => break Some(item),
+            Err(e) if e.status() == Some(404) => break None,
+            Err(e) => backoff.retry(out, e).await?,
+        }
+    };
+    let mut printed = 0;
+    loop {
+        if !emit(&state_line(&key, state.as_ref())?)? {
+            return Ok(());
+        }
+        printed += 1;
+        // The state it started from, then the first change.
+        if once && printed == 2 {
+            return Ok(());
+        }
+        state = match &state {
+            Some(item) => changed_from(api, out, &key, &item.etag).await?,
+            None => back(api, out, &key).await.map(Some)?,
+        };
+    }
+}
+
+/// Waits on the item itself (`?wait=` with its ETag) until it is another version (`Some`) or deleted (`None`).
+async fn changed_from(
+    api: &Api,
+    out: Output,
+    key: &ItemKey,
+    etag: &str,
+) -> Result<Option<Item>, Failure> {
+    let mut backoff = Backoff::new();
+    loop {
+        let started = Instant::now();
+        match api.wait_for_change(key, etag, MAX_WAIT_SECS).await {
+            Ok(Watched::Changed(item)) => return Ok(Some(item)),
+            Ok(Watched::Deleted) => return Ok(None),
+            Ok(Watched::Unchanged) => {
+                backoff.reset();
+                pace(started).await;
+            }
+            Err(e) => backoff.retry(out, e).await?,
+        }
+    }
+}
+
+/// A deleted item has no ETag to wait on: the change feed under its key says when it may be back. The feed's
+/// place is taken before the item is looked at, so a write that lands between the two is in the feed after
+/// that place, and not missed.
+async fn back(api: &Api, out: Output, key: &ItemKey) -> Result<Item, Failure> {
+    let mut backoff = Backoff::new();
+    let mut cursor = None;
+    let mut look = true;
+    loop {
+        match back_step(api, key, &mut cursor, &mut look).await {
+            Ok(Some(item)) => return Ok(item),
+            Ok(None) => backoff.reset(),
+            Err(e) => backoff.retry(out, e).await?,
+        }
+    }
+}
+
+/// One request of [`back`]: the feed's place when it has none, a look at the item when `look` says the feed
+/// announced it, else one wait on the feed. Kept in `cursor` and `look`, so a failed request is simply repeated.
+async fn back_step(
+    api: &Api,
+    key: &ItemKey,
+    cursor: &mut Option<String>,
+    look: &mut bool,
+) -> Result<Option<Item>, ApiError> {
+    let after = match cursor {
+        Some(after) => after.clone(),
+        None => cursor
+            .insert(api.changes(key.as_str(), None, 0).await?.cursor)
+            .clone(),
+    };
+    if *look {
+        match api.look(key).await {
+            Ok(item) => return Ok(Some(item)),
+            Err(e) if e.status() == Some(404) => *look = false,
+            Err(e) => return Err(e),
+        }
+    }
+    let started = Instant::now();
+    match api.changes(key.as_str(), Some(&after), MAX_WAIT_SECS).await {
+        Ok(page) => {
+            // The prefix also covers longer keys ("flag" covers "flags/x"): only this one's entries count.
+            *look = page
+                .changes
+                .iter()
+                .any(|c| c.key == key.as_str() && !c.deleted);
+            if page.changes.is_empty() {
+                pace(started).await;
+            }
+            *cursor = Some(page.cursor);
+            Ok(None)
+        }
+        Err(ApiError::Status {
+            status: 410,
+            restart: Some(restart),
+            ..
+        }) => {
+            // Too far behind for the feed to say what happened meanwhile: the item itself says.
+            *cursor = Some(restart);
+            *look = true;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `watch --prefix`'s settings.
+struct Follow<'a> {
+    prefix: &'a str,
+    after: Option<String>,
+    cursor_file: Option<&'a Path>,
+    once: bool,
+}
+
+fn read_cursor(path: &Path) -> Result<Option<String>, Failure> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|c| !c.is_empty())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Failure::Usage(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Whole or not at all (a new file, then a rename): a watch stopped mid-write must not leave half a cursor.
+fn write_cursor(path: &Path, cursor: &str) -> Result<(), Failure> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    std::fs::write(&partial, format!("{cursor}\n"))
+        .and_then(|()| std::fs::rename(&partial, path))
+        .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))
+}
+
+/// `watch --prefix`: the change feed from now (or `--after`, or the cursor file), each changed item as one line
+/// on stdout, so the stream pipes as is. The cursor goes to stderr and the cursor file only once the batch it
+/// closes is printed: resuming from it never skips a change that was not printed.
+async fn watch_prefix(api: &Api, out: Output, follow: Follow<'_>) -> Result<(), Failure> {
+    let Follow {
+        prefix,
+        after,
+        cursor_file,
+        once,
+    } = follow;
+    let saved = match (&after, cursor_file) {
+        (None, Some(path)) => read_cursor(path)?,
+        _ => None,
+    };
+    let mut backoff = Backoff::new();
+    let mut cursor = match after.or(saved) {
+        Some(cursor) => cursor,
+        None => loop {
+            match api.changes(prefix, None, 0).await {
+                Ok(page) => break page.cursor,
+                Err(e) => backoff.retry(out, e).await?,
+            }
+        },
+    };
+    let tell = |cursor: &str| -> Result<(), Failure> {
+        note(
+            out,
+            &format!("cursor: {cursor}"),
+            json!({ "cursor": cursor }),
+        );
+        cursor_file.map_or(Ok(()), |path| write_cursor(path, cursor))
+    };
+    tell(&cursor)?;
+    loop {
+        let started = Instant::now();
+        match api.changes(prefix, Some(&cursor), MAX_WAIT_SECS).await {
+            Ok(page) if page.changes.is_empty() => {
+                backoff.reset();
+                // Nothing here, though the feed may have moved on elsewhere: a later start need not reread that.
+                if let (Some(path), true) = (cursor_file, page.cursor != cursor) {
+                    write_cursor(path, &page.cursor)?;
+                }
+                cursor = page.cursor;
+                pace(started).await;
+            }
+            Ok(page) => {
+                backoff.reset();
+                for change in &page.changes {
+                    let line =
+                        serde_json::to_string(change).map_err(|e| Failure::Other(e.to_string()))?;
+                    if !emit(&line)? {
+                        return Ok(());
+                    }
+                }
+                cursor = page.cursor;
+                tell(&cursor)?;
+                if once {
+                    return Ok(());
+                }
+            }
+            Err(ApiError::Status {
+                status: 410,
+                restart: Some(restart),
+                message,
+                ..
+            }) => {
+                let (under, ls) = match prefix {
+                    "" => (String::new(), "s3kv ls".to_owned()),
+                    prefix => (format!(" under {prefix}"), format!("s3kv ls {prefix}")),
+                };
+                note(
+                    out,
+                    &format!(
+                        "s3kv: the feed no longer holds the changes after the cursor, so changes{under} were missed: list the items again ({ls}) to catch up; following on from the oldest change it holds"
+                    ),
+                    json!({ "warning": "cursor_expired", "message": message, "cursor": restart }),
+                );
+                cursor = restart;
+                tell(&cursor)?;
+            }
+            Err(e) => backoff.retry(out, e).await?,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn one_line_drops_only_the_whitespace_between_tokens() {
+        let pretty = "{\n  \"a b\": [1, 2],\r\n\t\"q\": \"say \\\"hi\\\" \\\\\",  \"n\": 1.50 }\n";
+        assert_eq!(
+            one_line(pretty),
+            r#"{"a b":[1,2],"q":"say \"hi\" \\","n":1.50}"#
+        );
+        assert_eq!(one_line(r#""  \\""#), r#""  \\""#);
+    }
 }

@@ -125,6 +125,31 @@ pub enum Command {
         #[arg(long)]
         if_match: Option<String>,
     },
+    /// Print changes as they happen, one JSON line each, until stopped: an item's values (KEY), or what changes
+    /// under a prefix (--prefix)
+    ///
+    /// KEY: its current state first, then each new version as {"key","etag","writer","value"}, or
+    /// {"key","deleted":true}; a deleted item is watched until it comes back. --prefix: each changed item as
+    /// {"key","etag","deleted"} (its state now, not its value); the cursor to resume from (--after) goes to
+    /// stderr as "cursor: C" after each batch, and to --cursor-file. Waits ride out outages (retried with backoff).
+    // `conflicts_with = "key"` below, not `requires = "prefix"`: clap lets any member of a required group satisfy
+    // a `requires` on another (clap#4707), so `watch KEY --after C` would run with --after ignored.
+    #[command(group(clap::ArgGroup::new("watched").required(true).args(["key", "prefix"])))]
+    Watch {
+        key: Option<String>,
+        /// Every item under this prefix ("" for all) instead of one item
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Resume after this cursor (printed by an earlier watch) instead of starting from now
+        #[arg(long, conflicts_with = "key")]
+        after: Option<String>,
+        /// Resume from the cursor in this file if it exists (unless --after), and keep it there after each batch
+        #[arg(long, conflicts_with = "key", value_name = "FILE")]
+        cursor_file: Option<std::path::PathBuf>,
+        /// Exit after the first change (with --prefix: the first batch of changes)
+        #[arg(long)]
+        once: bool,
+    },
     /// Save an endpoint and its API key (read from stdin) as a profile (--profile)
     Configure {
         /// The API's base URL

@@ -35,6 +35,7 @@ impl Local {
             }],
             write_keys: Vec::new(),
             public_prefix: None,
+            max_wait_secs: s3kv::config::MAX_WAIT_SECS,
             valkey_url: Some(valkey.url()),
         };
         let stack = LocalStack::start(options)
@@ -533,4 +534,267 @@ async fn a_thousand_files_import_and_export_back_exactly() {
         .s3kv(&["get", "bulk/00/new"])
         .await
         .fails(3, "no item");
+}
+
+/// A `s3kv watch` running in the background, read a line at a time: what it printed so far is how a test knows
+/// it is watching before it writes.
+struct Watch {
+    child: tokio::process::Child,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    /// What it said on stderr besides cursors (warnings), so far.
+    said: Vec<String>,
+    args: Vec<String>,
+}
+
+/// Only against a hang: a watch that missed a change would wait forever, not fail.
+const HANG: Duration = Duration::from_secs(120);
+
+impl Local {
+    fn watch(&self, args: &[&str]) -> Watch {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3kv"))
+            .arg("watch")
+            .args(args)
+            .current_dir(&self.dir)
+            .env("S3KV_ENDPOINT", self.endpoint())
+            .env("S3KV_API_KEY", KEY)
+            .env("S3KV_CONFIG_DIR", self.dir.join("config"))
+            .env_remove("S3KV_PROFILE")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run s3kv watch");
+        use tokio::io::AsyncBufReadExt;
+        Watch {
+            stdout: tokio::io::BufReader::new(child.stdout.take().unwrap()).lines(),
+            stderr: tokio::io::BufReader::new(child.stderr.take().unwrap()).lines(),
+            child,
+            said: Vec::new(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+}
+
+impl Watch {
+    /// The next line on stdout, as JSON.
+    async fn line(&mut self) -> serde_json::Value {
+        let line = tokio::time::timeout(HANG, self.stdout.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("s3kv watch {:?} printed nothing", self.args))
+            .unwrap()
+            .unwrap_or_else(|| panic!("s3kv watch {:?} ended", self.args));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    /// The cursor of the next `cursor: C` line on stderr (after any warnings).
+    async fn cursor(&mut self) -> String {
+        loop {
+            let line = tokio::time::timeout(HANG, self.stderr.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("s3kv watch {:?} told no cursor", self.args))
+                .unwrap()
+                .unwrap_or_else(|| panic!("s3kv watch {:?} ended", self.args));
+            assert!(!line.contains("panicked"), "{line}");
+            match line.strip_prefix("cursor: ") {
+                Some(cursor) => return cursor.to_owned(),
+                None => self.said.push(line),
+            }
+        }
+    }
+
+    /// Waits for it to exit by itself (`--once`): its exit code and the rest of stdout, one JSON value a line.
+    async fn ends(mut self) -> (i32, Vec<serde_json::Value>) {
+        let status = tokio::time::timeout(HANG, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("s3kv watch {:?} did not end", self.args))
+            .unwrap();
+        let mut rest = Vec::new();
+        while let Some(line) = self.stdout.next_line().await.unwrap() {
+            rest.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")));
+        }
+        (status.code().unwrap_or(-1), rest)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_prints_an_item_each_time_it_changes_deleted_and_back() {
+    let local = Local::start("watch-item").await;
+    local
+        .s3kv_with(&["put", "flags/maintenance"], Some(r#"{"on": false}"#), &[])
+        .await
+        .ok();
+    local.settle().await;
+
+    // --once: the state it starts from, then blocks until a write changes it, prints that and exits 0.
+    let mut once = local.watch(&["flags/maintenance", "--once"]);
+    let first = once.line().await;
+    assert_eq!(first["key"], "flags/maintenance");
+    assert_eq!(first["value"], serde_json::json!({"on": false}));
+    let first_etag = first["etag"].as_str().unwrap().to_owned();
+    // Pretty-printed on the way in, one line on the way out: every change is one line of stdout.
+    local
+        .s3kv_with(
+            &["put", "flags/maintenance"],
+            Some("{\n  \"on\": true,\n  \"why\": \"a b\"\n}\n"),
+            &[],
+        )
+        .await
+        .ok();
+    let (code, rest) = once.ends().await;
+    assert_eq!(code, 0);
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0]["key"], "flags/maintenance");
+    assert_eq!(
+        rest[0]["value"],
+        serde_json::json!({"on": true, "why": "a b"})
+    );
+    assert_ne!(rest[0]["etag"], first_etag.as_str());
+    assert!(
+        rest[0]["writer"]
+            .as_str()
+            .unwrap()
+            .starts_with("key=local0"),
+        "{}",
+        rest[0]
+    );
+    local.settle().await;
+
+    // Without --once it goes on: a delete, then the item back again.
+    let mut watch = local.watch(&["flags/maintenance"]);
+    assert_eq!(watch.line().await["value"]["on"], true);
+    local.s3kv(&["rm", "flags/maintenance"]).await.ok();
+    assert_eq!(
+        watch.line().await,
+        serde_json::json!({"key": "flags/maintenance", "deleted": true})
+    );
+    // Keys the prefix KEY also covers are not this item.
+    local
+        .s3kv_with(&["put", "flags/maintenance-window"], Some("1"), &[])
+        .await
+        .ok();
+    local
+        .s3kv_with(
+            &["put", "flags/maintenance"],
+            Some(r#"{"on": "again"}"#),
+            &[],
+        )
+        .await
+        .ok();
+    let back = watch.line().await;
+    assert_eq!(back["key"], "flags/maintenance");
+    assert_eq!(back["value"], serde_json::json!({"on": "again"}));
+    watch.child.kill().await.unwrap();
+
+    // An item that does not exist yet: watched until it does.
+    let mut absent = local.watch(&["flags/new", "--once"]);
+    assert_eq!(
+        absent.line().await,
+        serde_json::json!({"key": "flags/new", "deleted": true})
+    );
+    local
+        .s3kv_with(&["put", "flags/new"], Some("[1]"), &[])
+        .await
+        .ok();
+    let (code, rest) = absent.ends().await;
+    assert_eq!(code, 0);
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0]["value"], serde_json::json!([1]));
+
+    // Refused before anything is sent: an invalid key, and the feed's options on one item.
+    local.s3kv(&["watch", "a//b"]).await.fails(2, "invalid key");
+    local
+        .s3kv(&["watch", "flags/new", "--after", "x"])
+        .await
+        .fails(2, "cannot be used with");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_prefix_prints_what_changes_under_it_and_resumes_from_its_cursor() {
+    let local = Local::start("watch-prefix").await;
+
+    // From now: a write outside the prefix first, then one under it; only that one is printed.
+    let mut once = local.watch(&["--prefix", "flags/", "--once"]);
+    let start = once.cursor().await;
+    local
+        .s3kv_with(&["put", "config/ui"], Some("{}"), &[])
+        .await
+        .ok();
+    local
+        .s3kv_with(&["put", "flags/beta"], Some("true"), &[])
+        .await
+        .ok();
+    let printed = once.cursor().await;
+    let (code, lines) = once.ends().await;
+    assert_eq!(code, 0);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["key"], "flags/beta");
+    assert_eq!(lines[0]["deleted"], false);
+    assert!(lines[0]["etag"].as_str().is_some_and(|e| !e.is_empty()));
+    assert_ne!(printed, start);
+    local.settle().await;
+
+    // --after the first cursor, over every prefix: both writes, at once.
+    let resumed = local.watch(&["--prefix", "", "--after", &start, "--once"]);
+    let (code, lines) = resumed.ends().await;
+    assert_eq!(code, 0);
+    let mut keys: Vec<&str> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["config/ui", "flags/beta"]);
+
+    // --cursor-file: kept after each batch, and where the next run goes on from; a delete is a change too.
+    let file = local.dir.join("flags.cursor");
+    let file_arg = file.display().to_string();
+    let mut first = local.watch(&["--prefix", "flags/", "--cursor-file", &file_arg, "--once"]);
+    first.cursor().await;
+    local
+        .s3kv_with(&["put", "flags/gamma"], Some("1"), &[])
+        .await
+        .ok();
+    let last = first.cursor().await;
+    let (code, lines) = first.ends().await;
+    assert_eq!((code, lines.len()), (0, 1), "{lines:?}");
+    assert_eq!(lines[0]["key"], "flags/gamma");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), last);
+    local.s3kv(&["rm", "flags/beta"]).await.ok();
+    local.settle().await;
+    let next = local.watch(&["--prefix", "flags/", "--cursor-file", &file_arg, "--once"]);
+    let (code, lines) = next.ends().await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        lines,
+        [serde_json::json!({"key": "flags/beta", "etag": null, "deleted": true})]
+    );
+
+    // A cursor the feed no longer holds (here: one beyond its end): a warning that changes were missed, then on
+    // from the cursor the API gives back.
+    let mut expired = local.watch(&[
+        "--prefix",
+        "flags/",
+        "--after",
+        "99999999999999-0",
+        "--once",
+    ]);
+    assert_eq!(expired.cursor().await, "99999999999999-0");
+    let restart = expired.cursor().await;
+    assert_ne!(restart, "99999999999999-0");
+    assert!(
+        expired.said.iter().any(|l| l.contains("were missed")),
+        "{:?}",
+        expired.said
+    );
+    local
+        .s3kv_with(&["put", "flags/delta"], Some("2"), &[])
+        .await
+        .ok();
+    let (code, lines) = expired.ends().await;
+    assert_eq!((code, lines.len()), (0, 1), "{lines:?}");
+    assert_eq!(lines[0]["key"], "flags/delta");
+
+    // A cursor the API never gave: its 400, exit 1, not retried forever.
+    local
+        .s3kv(&["watch", "--prefix", "flags/", "--after", "nonsense"])
+        .await
+        .fails(1, "not a cursor");
 }
