@@ -19,6 +19,7 @@ use std::time::Duration;
 use fred::clients::WithOptions;
 use fred::prelude::*;
 use fred::types::config::Options;
+use fred::types::streams::XReadResponse;
 use tokio::sync::watch;
 
 use crate::ports::{CacheError, Cursor, Feed, FeedEntry, FeedError, FeedPage};
@@ -108,14 +109,20 @@ async fn run_hub(state: Arc<FeedState>, sender: Arc<watch::Sender<Seen>>) {
         let seen = match last {
             None => tail(&blocking, &state.key).await,
             Some(after) => {
+                // A block that ends with nothing new answers nil, which is no map: read a value, and take nil
+                // as nothing new.
                 let read = blocking
-                    .xread_map::<String, String, String, String, _, _>(
+                    .xread::<Value, _, _>(
                         Some(BLOCK_COUNT),
                         Some(BLOCK.as_millis() as u64),
                         state.key.as_str(),
                         after.to_string(),
                     )
                     .await
+                    .and_then(|answer| match answer {
+                        Value::Null => Ok(XReadResponse::new()),
+                        answer => answer.into_xread_response::<String, String, String, String>(),
+                    })
                     .map_err(cache_error);
                 match read {
                     // Nothing new, or a full batch (a backlog after a freeze): the stream's end, read afresh, is

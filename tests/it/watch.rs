@@ -407,3 +407,29 @@ async fn while_valkey_is_down_a_waiter_still_wakes_and_the_feed_says_it_is_unava
     assert_eq!((reply.status, reply.body.as_str()), (200, "2"));
     assert_eq!(reply.header("x-cache"), Some("BYPASS"));
 }
+
+/// A blocking read that ends with nothing new (Valkey answers nil) is "nothing yet", not a failure: a wait on a
+/// quiet feed outlasts several blocks and ends in `false`, and a change after that still wakes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_on_a_quiet_feed_outlasts_the_blocking_reads_and_still_wakes() {
+    use s3kv::ports::Feed;
+    let valkey = tokio::task::spawn_blocking(common::Valkey::start)
+        .await
+        .unwrap();
+    let cache = s3kv::adapters::valkey::ValkeyCache::new(&valkey.url(), Duration::from_millis(200))
+        .unwrap();
+    cache.connect(Duration::from_secs(5)).await;
+    cache.announce("flags/a").await.expect("announce");
+    let end = cache.tail().await.expect("tail");
+    // Longer than one blocking read (5 s): the hub's nil answer must not turn into an error.
+    let quiet = cache.wait(end, Duration::from_secs(7)).await;
+    assert!(matches!(quiet, Ok(false)), "{quiet:?}");
+    let waiter = {
+        let cache = cache.clone();
+        tokio::spawn(async move { cache.wait(end, Duration::from_secs(20)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(6_000)).await;
+    assert!(!waiter.is_finished(), "woke with nothing new");
+    cache.announce("flags/a").await.expect("announce");
+    assert!(matches!(waiter.await.unwrap(), Ok(true)));
+}

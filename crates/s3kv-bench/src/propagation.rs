@@ -26,7 +26,16 @@ pub(crate) type HttpClient = hyper_util::client::legacy::Client<
 pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) cache: Option<String>,
+    /// The `ETag` header, quoted as sent.
+    pub(crate) etag: Option<String>,
     pub(crate) body: Bytes,
+}
+
+/// A client for s3kv-local's API, without Nagle's algorithm (as any HTTP client that cares about latency).
+pub(crate) fn http_client() -> HttpClient {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector)
 }
 
 pub(crate) async fn call(
@@ -35,19 +44,37 @@ pub(crate) async fn call(
     url: &str,
     body: Option<&str>,
 ) -> Reply {
-    let request = http::Request::builder()
+    request(client, method, url, body, &[]).await
+}
+
+/// [`call`] with extra request headers.
+pub(crate) async fn request(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut builder = http::Request::builder()
         .method(method)
         .uri(url)
-        .header("x-api-key", "bench-key")
+        .header("x-api-key", "bench-key");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
         .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
         .expect("request");
     let response = client.request(request).await.expect("HTTP request");
     let status = response.status().as_u16();
-    let cache = response
-        .headers()
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (cache, etag) = (header("x-cache"), header("etag"));
     let body = response
         .into_body()
         .collect()
@@ -57,6 +84,7 @@ pub(crate) async fn call(
     Reply {
         status,
         cache,
+        etag,
         body,
     }
 }
@@ -138,12 +166,19 @@ fn port_of(url: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("no port in {url:?}"))
 }
 
+/// The propagation section and, on the same s3kv-local and valkey-server, the watch section ([`crate::watch`]),
+/// whichever `S3KV_BENCH_ONLY` selects: the watch's wake latency is compared with this run's propagation.
 pub(crate) async fn propagation(settings: &Settings, tmp: &Path, m: &mut Metrics) {
-    eprintln!("propagation through s3kv-local");
     let valkey = start_valkey();
     let (mut local, api, s3_endpoint) = start_s3kv_local(tmp, &valkey).await;
-    let sec = "Propagation through s3kv-local (sequential writes)";
-    propagate(settings, &api, &s3_endpoint, sec, "prop", m).await;
+    if settings.runs("propagation") {
+        eprintln!("propagation through s3kv-local");
+        let sec = "Propagation through s3kv-local (sequential writes)";
+        propagate(settings, &api, &s3_endpoint, sec, "prop", m).await;
+    }
+    if settings.runs("watch") {
+        crate::watch::watch(settings, &api, &valkey, m).await;
+    }
     if let Some(status) = local.exited() {
         panic!("s3kv-local exited with {status}: {}", local.output());
     }
@@ -158,10 +193,7 @@ pub(crate) async fn propagate(
     m: &mut Metrics,
 ) {
     let target = at_most;
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: HttpClient =
-        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+    let client = http_client();
     let s3 = s3_client(s3_endpoint);
     const KEYS: usize = 100;
     let url = |kind: &str, k: usize| format!("{api}/items/{kind}/k{k:03}");

@@ -35,6 +35,7 @@ pub(crate) async fn run() -> RunRecord {
     let needs = [
         ("functions", &["reader", "writer", "syncer"][..]),
         ("propagation", &["s3kv-local"]),
+        ("watch", &["s3kv-local"]),
     ];
     for (section, names) in needs {
         if settings.runs(section) {
@@ -115,7 +116,7 @@ pub(crate) async fn run() -> RunRecord {
             s3_server.server.output()
         );
     }
-    if bench.settings.runs("propagation") {
+    if bench.settings.runs("propagation") || bench.settings.runs("watch") {
         propagation(&bench.settings, &tmp, &mut m).await;
     }
     if bench.settings.runs("import") {

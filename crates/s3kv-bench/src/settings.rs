@@ -9,10 +9,16 @@ pub(crate) struct Settings {
     pub(crate) rounds: usize,
     pub(crate) sync_rounds: usize,
     pub(crate) propagation_writes: usize,
+    /// `S3KV_BENCH_WATCH_WRITES`: writes a waiter waits for, one at a time (the wake latency).
+    pub(crate) watch_writes: usize,
+    /// `S3KV_BENCH_WATCH_IDLE_MS`: how long waiters wait on an item that does not change while Valkey's commands
+    /// are counted (at most 23 s: a wait lasts 25).
+    pub(crate) watch_idle: Duration,
     pub(crate) cold_starts: usize,
     pub(crate) invocations: usize,
-    /// `S3KV_BENCH_ONLY`: comma-separated sections to run (read, functions, sync, propagation; and reconcile, which
-    /// only runs when named); default all but reconcile.
+    /// `S3KV_BENCH_ONLY`: comma-separated sections to run (read, functions, sync, propagation, watch, import; and
+    /// reconcile, which only runs when named); default all but reconcile. Watch runs on propagation's s3kv-local and
+    /// compares its wake latency with propagation's when both run (`S3KV_BENCH_ONLY=propagation,watch`).
     pub(crate) only: Option<Vec<String>>,
     /// `S3KV_BENCH_READ_VARIANTS`: which read variants to run (raw_get, raw_entry, reader, reader_quiet, s3); default all.
     pub(crate) read_variants: Option<Vec<String>>,
@@ -36,6 +42,10 @@ impl Settings {
             rounds: n("S3KV_BENCH_ROUNDS", 2),
             sync_rounds: n("S3KV_BENCH_SYNC_ROUNDS", 15),
             propagation_writes: n("S3KV_BENCH_PROPAGATION_WRITES", 1000),
+            watch_writes: n("S3KV_BENCH_WATCH_WRITES", 200),
+            watch_idle: Duration::from_millis(
+                n("S3KV_BENCH_WATCH_IDLE_MS", 10_000).min(23_000) as u64
+            ),
             cold_starts: n("S3KV_BENCH_COLD_STARTS", 10),
             invocations: n("S3KV_BENCH_INVOCATIONS", 2000),
             only: list("S3KV_BENCH_ONLY"),
