@@ -32,13 +32,6 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 /// How long a feed read is retried before the request gives up on the feed (it has no stand-in but polling).
 const FEED_RETRIES: Duration = Duration::from_secs(2);
 
-/// The item as a wait ends: `changed` when its version is no longer one the client has (or it is gone).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Waited {
-    pub result: ReadResult,
-    pub changed: bool,
-}
-
 /// One changed item: its ETag now, `None` when it is deleted (or is no servable document).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemChange {
@@ -84,7 +77,7 @@ fn wait_until(wait: Duration, deadline: Instant) -> Instant {
 }
 
 impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
-    /// Answers once the item's version is not one `is_current` accepts (it changed, or was deleted), or when
+    /// The item once its version is not one `is_current` accepts (it changed, or was deleted), or when
     /// `wait` is over, whichever comes first. The first look is immediate, so a client that is behind learns so
     /// at once; the last look is made when the wait ends, so a change the feed never announced (a full cache, a
     /// failed append) is still answered then.
@@ -94,7 +87,7 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
         is_current: impl Fn(&Etag) -> bool + Send + Sync,
         wait: Duration,
         deadline: Instant,
-    ) -> Result<Waited, StoreError> {
+    ) -> Result<ReadResult, StoreError> {
         let until = wait_until(wait, deadline);
         let changed = |result: &ReadResult| {
             result
@@ -106,19 +99,13 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
         let mut result = self.get(key, deadline).await?;
         loop {
             if changed(&result) {
-                return Ok(Waited {
-                    result,
-                    changed: true,
-                });
+                return Ok(result);
             }
             let Some(left) = until
                 .checked_duration_since(Instant::now())
                 .filter(|l| !l.is_zero())
             else {
-                return Ok(Waited {
-                    result,
-                    changed: false,
-                });
+                return Ok(result);
             };
             match cursor {
                 Some(after) => match self.cache.wait(after, left).await {

@@ -124,9 +124,7 @@ pub(super) async fn get<S: ObjectStore, C: Cache + Feed>(
         reader.get_consistent(&key, deadline).await?
     } else if let (Some(wait), Some(tags)) = (wait, &not_modified_if) {
         let is_current = |etag: &crate::ports::Etag| tags.matches(etag);
-        Box::pin(reader.wait_for_change(&key, is_current, wait, deadline))
-            .await?
-            .result
+        Box::pin(reader.wait_for_change(&key, is_current, wait, deadline)).await?
     } else {
         reader.get(&key, deadline).await?
     };
