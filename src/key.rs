@@ -20,6 +20,9 @@ pub fn xml_safe(c: char) -> bool {
     !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}'
 }
 const SUFFIX: &str = ".json";
+/// Schema objects: under the item prefix, never ending in [`SUFFIX`] (see [`KeyMap::schema_root`]).
+const SCHEMA_DIR: &str = ".s3kv/schemas/";
+const SCHEMA_SUFFIX: &str = ".schema";
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum KeyError {
@@ -82,6 +85,60 @@ impl fmt::Display for ItemKey {
     }
 }
 
+/// A prefix of item keys, as a schema is attached to (`flags/`, `config/ui`): the key rules, except that the last
+/// segment may be empty (a trailing `/`) or part of a name. A prefix no valid key can start with (`a//`) is
+/// refused, so every prefix governs something.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    pub fn parse(raw: &str) -> Result<Self, KeyError> {
+        if raw.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        if raw.len() > MAX_KEY_BYTES {
+            return Err(KeyError::TooLong { len: raw.len() });
+        }
+        if let Some((position, _)) = raw.char_indices().find(|(_, c)| !xml_safe(*c)) {
+            return Err(KeyError::ControlChar { position });
+        }
+        if raw.starts_with('/') {
+            return Err(KeyError::LeadingSlash);
+        }
+        let mut segments: Vec<&str> = raw.split('/').collect();
+        segments.pop();
+        if let Some(segment) = segments
+            .into_iter()
+            .find(|s| s.is_empty() || *s == "." || *s == "..")
+        {
+            return Err(KeyError::BadSegment {
+                segment: segment.to_owned(),
+            });
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// Parses a prefix from a REST path parameter (percent-encoded; a trailing `/` may come as `%2F`).
+    pub fn from_path_param(encoded: &str) -> Result<Self, KeyError> {
+        Self::parse(&percent::decode(encoded, Encoding::Path)?)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `key` starts with this prefix.
+    pub fn covers(&self, key: &str) -> bool {
+        key.starts_with(&self.0)
+    }
+}
+
+impl fmt::Display for KeyPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What an S3 object key means to s3kv.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -135,6 +192,41 @@ impl KeyMap {
     /// cache key, as no item key may hold one.
     pub fn feed_key(&self) -> String {
         format!("{}\u{1}feed", self.cache_prefix)
+    }
+
+    /// Where the schemas live: beside the items, under the same prefix (so the functions' S3 permissions cover
+    /// them and the bucket versions them), but outside the item key space, because no item's object key ends in
+    /// anything but `.json`.
+    pub fn schema_root(&self) -> String {
+        format!("{}{SCHEMA_DIR}", self.object_prefix)
+    }
+
+    /// One flat object per schema: the prefix with `%` and `/` percent-encoded, so `a` and `a/` are two names
+    /// and no prefix becomes a folder of another (which a filesystem-backed S3 could not store).
+    ///
+    /// ```
+    /// use s3kv::key::{KeyMap, KeyPrefix};
+    ///
+    /// let map = KeyMap::new("items/", "s3kv:");
+    /// let prefix = KeyPrefix::parse("flags/").unwrap();
+    /// assert_eq!(map.schema_object_key(&prefix), "items/.s3kv/schemas/flags%2F.schema");
+    /// assert_eq!(map.schema_prefix("items/.s3kv/schemas/flags%2F.schema"), Some(prefix));
+    /// ```
+    pub fn schema_object_key(&self, prefix: &KeyPrefix) -> String {
+        let flat = prefix.0.replace('%', "%25").replace('/', "%2F");
+        format!("{}{flat}{SCHEMA_SUFFIX}", self.schema_root())
+    }
+
+    /// The prefix a schema object is for, if `object_key` is one.
+    pub fn schema_prefix(&self, object_key: &str) -> Option<KeyPrefix> {
+        let flat = object_key
+            .strip_prefix(&self.object_prefix)?
+            .strip_prefix(SCHEMA_DIR)?
+            .strip_suffix(SCHEMA_SUFFIX)?;
+        if flat.contains('/') {
+            return None;
+        }
+        KeyPrefix::parse(&percent::decode(flat, Encoding::Path).ok()?).ok()
     }
 
     /// The item a cache key belongs to, if it is one of ours.
@@ -258,6 +350,51 @@ mod tests {
             map.classify("items/.json"),
             ObjectKind::Invalid(KeyError::Empty)
         ));
+    }
+
+    #[test]
+    fn prefixes_follow_the_key_rules_but_may_end_anywhere() {
+        for p in ["flags/", "flags", "a/b/", "a/.", "café/✓ x"] {
+            assert_eq!(KeyPrefix::parse(p).unwrap().as_str(), p);
+        }
+        assert_eq!(KeyPrefix::parse(""), Err(KeyError::Empty));
+        assert_eq!(KeyPrefix::parse("/a"), Err(KeyError::LeadingSlash));
+        assert!(matches!(
+            KeyPrefix::parse("a//"),
+            Err(KeyError::BadSegment { .. })
+        ));
+        assert!(matches!(
+            KeyPrefix::parse("a/../b"),
+            Err(KeyError::BadSegment { .. })
+        ));
+        assert_eq!(
+            KeyPrefix::from_path_param("flags%2F").unwrap().as_str(),
+            "flags/"
+        );
+    }
+
+    #[test]
+    fn schema_objects_are_outside_the_item_key_space_and_round_trip() {
+        for object_prefix in ["", "items/"] {
+            let map = KeyMap::new(object_prefix, "s3kv:");
+            for p in ["flags/", "flags", "100%/x", "a/b.json"] {
+                let prefix = KeyPrefix::parse(p).unwrap();
+                let object_key = map.schema_object_key(&prefix);
+                assert_eq!(
+                    map.classify(&object_key),
+                    ObjectKind::Foreign,
+                    "{object_key}"
+                );
+                assert_eq!(map.schema_prefix(&object_key), Some(prefix));
+            }
+            let item = map.object_key(&ItemKey::parse(".s3kv/schemas/flags").unwrap());
+            assert_eq!(map.schema_prefix(&item), None);
+        }
+        let map = KeyMap::new("", "s3kv:");
+        assert_ne!(
+            map.schema_object_key(&KeyPrefix::parse("a").unwrap()),
+            map.schema_object_key(&KeyPrefix::parse("a/").unwrap())
+        );
     }
 
     #[test]

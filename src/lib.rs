@@ -21,7 +21,8 @@
 //!   [`routes`] (the HTTP API's route table, which the API, s3kv-local's gateway, the tests and the template
 //!   check all read), [`access`] (which API key may use which route on which items: grants from the
 //!   configuration, checked before any I/O), [`audit`] (who wrote an item, as stored with it and answered on
-//!   reads).
+//!   reads), [`schema`] (JSON Schemas per key prefix, compiled once per instance and refreshed by ETag: the
+//!   writer refuses a document that breaks its prefix's schema, the syncer and reconcile count uploads that do).
 //! * **Ports**: [`ports`] declares the small traits the use cases need, [`ports::ObjectStore`],
 //!   [`ports::Cache`] and [`ports::Feed`] (the change feed), with error types that say whether a failure is worth
 //!   retrying.
@@ -75,6 +76,7 @@ pub mod reconcile;
 pub mod retry;
 pub mod routes;
 pub mod s3_event;
+pub mod schema;
 pub mod sequencer;
 pub mod sync;
 pub mod telemetry;

@@ -157,6 +157,11 @@ pub fn for_sync(
         ("Superseded", Unit::Count, count(report.superseded)),
         ("SkippedInvalid", Unit::Count, count(report.skipped)),
         ("CacheFull", Unit::Count, count(report.cache_full)),
+        (
+            "SchemaViolations",
+            Unit::Count,
+            count(report.schema_violations),
+        ),
         ("FailedRecords", Unit::Count, count(report.failed)),
         (
             "SyncFailures",

@@ -20,6 +20,10 @@
 //! notes the last key it compared in the cache, and the next run resumes after it (S3's `StartAfter`). The orphan
 //! scan runs once the walk reaches the end; entries listed in an earlier invocation are not in this one's hashes,
 //! and for those the orphan check asks S3 (HEAD) instead: more requests, never a wrong removal.
+//!
+//! A document it loads that breaks its prefix's schema is loaded all the same (S3 is the truth) and counted and
+//! logged, as the syncer does. Documents the cache already holds are not read, so not checked: `s3kv validate`
+//! checks everything stored.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -31,9 +35,10 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::document;
-use crate::key::{KeyMap, ObjectKind};
+use crate::key::{ItemKey, KeyMap, ObjectKind};
 use crate::ports::{Cache, CacheError, Etag, Feed, ObjectStore, StoreError};
 use crate::retry;
+use crate::schema::{SchemaSet, Schemas};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {
@@ -50,6 +55,8 @@ pub struct ReconcileReport {
     /// Items the full cache refused to take (it answers OOM at its storage cap): left to S3, which reads answer
     /// from, until the cache has room. Counted, not failed: retrying cannot free memory.
     pub cache_full: usize,
+    /// Loaded documents that break their prefix's schema (also in `loaded`).
+    pub schema_violations: usize,
     pub failed: usize,
     /// Whether this run reached the end of the bucket and scanned the cache for orphans; `false` when it stopped
     /// at its deadline and left a note for the next run.
@@ -95,6 +102,10 @@ fn tally(
         match outcome {
             Ok(Outcome::Unchanged) => {}
             Ok(Outcome::Loaded) => report.loaded += 1,
+            Ok(Outcome::LoadedInvalid) => {
+                report.loaded += 1;
+                report.schema_violations += 1;
+            }
             Ok(Outcome::Removed) => report.removed += 1,
             Ok(Outcome::Invalid) => report.skipped_invalid += 1,
             Ok(Outcome::Raced) => report.raced += 1,
@@ -114,9 +125,19 @@ fn finish(report: ReconcileReport, errors: Vec<String>) -> Result<ReconcileRepor
     }
 }
 
+/// One listed item, as [`Reconciler::check_present`] compares it.
+struct Listed<'a> {
+    object_key: &'a str,
+    key: &'a ItemKey,
+    cache_key: &'a str,
+    etag: &'a Etag,
+}
+
 enum Outcome {
     Unchanged,
     Loaded,
+    /// Loaded, and it breaks its schema (logged where it was found).
+    LoadedInvalid,
     Removed,
     Invalid,
     Raced,
@@ -127,6 +148,7 @@ pub struct Reconciler<S, C> {
     store: S,
     cache: C,
     keys: KeyMap,
+    schemas: Schemas,
     cache_prefix: String,
     max_object_bytes: u64,
     concurrency: usize,
@@ -139,6 +161,7 @@ impl<S: ObjectStore, C: Cache + Feed> Reconciler<S, C> {
             store,
             cache,
             keys: config.key_map(),
+            schemas: Schemas::new(config.key_map()),
             cache_prefix: config.cache_prefix.clone(),
             max_object_bytes: config.max_object_bytes,
             concurrency: config.sync_concurrency,
@@ -188,6 +211,13 @@ impl<S: ObjectStore, C: Cache + Feed> Reconciler<S, C> {
         };
         let mut errors = Vec::new();
         let mut listed: HashSet<u64> = HashSet::new();
+        let schemas = &match self.schemas.current(&self.store, deadline).await {
+            Ok(set) => set,
+            Err(error) => {
+                tracing::warn!(%error, "schemas unavailable: loaded documents are not checked");
+                SchemaSet::default()
+            }
+        };
 
         // 1. Every item in the bucket, compared with its cache entry, a page at a time.
         let prefix = self.keys.object_prefix();
@@ -208,19 +238,28 @@ impl<S: ObjectStore, C: Cache + Feed> Reconciler<S, C> {
             .map_err(ReconcileError::List)?;
             first = false;
             let last_key = page.objects.last().map(|o| o.key.clone());
-            let items: Vec<(String, String, Etag)> = page
+            let items: Vec<(String, ItemKey, String, Etag)> = page
                 .objects
                 .into_iter()
                 .filter_map(|o| match self.keys.classify(&o.key) {
-                    ObjectKind::Item(key) => Some((o.key, self.keys.cache_key(&key), o.etag)),
+                    ObjectKind::Item(key) => {
+                        let cache_key = self.keys.cache_key(&key);
+                        Some((o.key, key, cache_key, o.etag))
+                    }
                     _ => None,
                 })
                 .collect();
             report.checked += items.len();
-            listed.extend(items.iter().map(|(_, cache_key, _)| hash(cache_key)));
+            listed.extend(items.iter().map(|(_, _, cache_key, _)| hash(cache_key)));
             let outcomes: Vec<_> = stream::iter(&items)
-                .map(|(object_key, cache_key, etag)| {
-                    self.check_present(object_key, cache_key, etag, deadline)
+                .map(|(object_key, key, cache_key, etag)| {
+                    let item = Listed {
+                        object_key,
+                        key,
+                        cache_key,
+                        etag,
+                    };
+                    self.check_present(item, schemas, deadline)
                 })
                 .buffer_unordered(self.concurrency.max(1))
                 .collect()
@@ -270,11 +309,16 @@ impl<S: ObjectStore, C: Cache + Feed> Reconciler<S, C> {
     /// An item the bucket holds: load it unless the cache already has this version.
     async fn check_present(
         &self,
-        object_key: &str,
-        cache_key: &str,
-        etag: &Etag,
+        item: Listed<'_>,
+        schemas: &SchemaSet,
         deadline: Instant,
     ) -> Result<Outcome, String> {
+        let Listed {
+            object_key,
+            key,
+            cache_key,
+            etag,
+        } = item;
         // Some S3-compatible servers list no ETags; then only a read can tell which version is current.
         let mut etag = Some(etag.clone()).filter(|e| !e.as_str().is_empty());
         let snapshot = self.snapshot(cache_key, deadline).await?;
@@ -330,10 +374,15 @@ impl<S: ObjectStore, C: Cache + Feed> Reconciler<S, C> {
             Err(CacheError::Full(_)) => return Ok(Outcome::NotCached),
             Err(e) => return Err(format!("{cache_key}: {e}")),
         };
-        Ok(if filled {
-            Outcome::Loaded
-        } else {
-            Outcome::Raced
+        if !filled {
+            return Ok(Outcome::Raced);
+        }
+        Ok(match schemas.violations(key.as_str(), &object.body) {
+            Some(v) => {
+                tracing::warn!(%object_key, schema = %v.schema, violations = v.count, "loaded a document that breaks its schema (uploaded around the API); fix it or its schema");
+                Outcome::LoadedInvalid
+            }
+            None => Outcome::Loaded,
         })
     }
 

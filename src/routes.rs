@@ -18,6 +18,9 @@ pub const VERSIONS: &str = "/versions/{key+}";
 pub const RESTORE: &str = "/restore/{key+}";
 /// The change feed: which items changed after a cursor, waiting for the next change when there is none yet.
 pub const CHANGES: &str = "/changes";
+/// JSON Schemas per key prefix: the list, and one prefix's schema (the `{key+}` value is the prefix).
+pub const SCHEMAS: &str = "/schemas";
+pub const SCHEMA: &str = "/schemas/{key+}";
 /// The item routes' path parameter.
 pub const KEY_PARAM: &str = "key";
 
@@ -41,6 +44,10 @@ pub enum Operation {
     ListVersions,
     RestoreItem,
     ListChanges,
+    ListSchemas,
+    GetSchema,
+    PutSchema,
+    DeleteSchema,
 }
 
 impl Operation {
@@ -56,6 +63,10 @@ impl Operation {
             Operation::ListVersions => "listVersions",
             Operation::RestoreItem => "restoreItem",
             Operation::ListChanges => "listChanges",
+            Operation::ListSchemas => "listSchemas",
+            Operation::GetSchema => "getSchema",
+            Operation::PutSchema => "putSchema",
+            Operation::DeleteSchema => "deleteSchema",
         }
     }
 }
@@ -114,6 +125,17 @@ pub const ROUTES: &[Route] = &[
     Route::new(Reader, VERSIONS, Method::GET, Operation::ListVersions, Read),
     Route::new(Writer, RESTORE, Method::POST, Operation::RestoreItem, Write),
     Route::new(Reader, CHANGES, Method::GET, Operation::ListChanges, Read),
+    // Schemas decide what may be written, so only write keys see or change them.
+    Route::new(Writer, SCHEMAS, Method::GET, Operation::ListSchemas, Write),
+    Route::new(Writer, SCHEMA, Method::GET, Operation::GetSchema, Write),
+    Route::new(Writer, SCHEMA, Method::PUT, Operation::PutSchema, Write),
+    Route::new(
+        Writer,
+        SCHEMA,
+        Method::DELETE,
+        Operation::DeleteSchema,
+        Write,
+    ),
 ];
 
 /// The route of a request as API Gateway hands it over (`resource` and method).
@@ -150,6 +172,16 @@ pub fn paths() -> String {
     paths.join(", ")
 }
 
+/// The URL path of a prefix's schema. A trailing `/` is sent as `%2F`: proxies and gateways may drop or merge a
+/// literal trailing slash, and the function decodes either.
+pub fn schema_path(prefix: &crate::key::KeyPrefix) -> String {
+    let raw = prefix.as_str();
+    match raw.strip_suffix('/') {
+        Some(head) => format!("/schemas/{}%2F", crate::percent::encode_path(head)),
+        None => format!("/schemas/{}", crate::percent::encode_path(raw)),
+    }
+}
+
 /// The resource a request path belongs to, and the raw (still percent-encoded) `{key+}` value: API Gateway's
 /// routing, for s3kv-local. Exact resources win over the greedy one.
 pub fn match_path(path: &str) -> Option<(&'static str, Option<&str>)> {
@@ -181,6 +213,19 @@ mod tests {
         assert_eq!(match_path("/restore/a"), Some((RESTORE, Some("a"))));
         assert_eq!(match_path("/changes"), Some((CHANGES, None)));
         assert_eq!(match_path("/changes/x"), None);
+        assert_eq!(match_path("/schemas"), Some((SCHEMAS, None)));
+        let prefix = crate::key::KeyPrefix::parse("a b/c/").unwrap();
+        assert_eq!(schema_path(&prefix), "/schemas/a%20b/c%2F");
+        let path = schema_path(&prefix);
+        let (_, encoded) = match_path(&path).unwrap();
+        assert_eq!(
+            crate::key::KeyPrefix::from_path_param(encoded.unwrap()).unwrap(),
+            prefix
+        );
+        assert_eq!(
+            match_path("/schemas/flags%2F"),
+            Some((SCHEMA, Some("flags%2F")))
+        );
         assert_eq!(match_path("/other"), None);
     }
 
@@ -203,9 +248,10 @@ mod tests {
         assert_eq!(allow(ITEM, Function::Reader), "GET");
         assert_eq!(allow(BATCH_GET, Function::Reader), "POST");
         assert_eq!(allow(RESTORE, Function::Writer), "POST");
+        assert_eq!(allow(SCHEMA, Function::Writer), "GET, PUT, DELETE");
         assert_eq!(
             paths(),
-            "/items/{key}, /items, /batch-get, /public/{key}, /versions/{key}, /restore/{key}, /changes"
+            "/items/{key}, /items, /batch-get, /public/{key}, /versions/{key}, /restore/{key}, /changes, /schemas, /schemas/{key}"
         );
     }
 }

@@ -4,6 +4,10 @@
 //! (each change carries its sequencer and the Lua script keeps the newest), not by the order we process them in.
 //! A record that cannot be applied because S3 or Valkey is down fails the whole invocation after the others are
 //! done, so Lambda redelivers the event; re-applying the records that did succeed changes nothing.
+//!
+//! A document that breaks its prefix's schema ([`crate::schema`]) reached S3 around the writer (an upload): S3 is
+//! the truth, so it is cached and served all the same, and counted (`SchemaViolations`) and logged so someone
+//! fixes it.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +21,7 @@ use crate::document;
 use crate::key::{KeyMap, ObjectKind};
 use crate::ports::{Applied, Cache, CacheChange, CacheError, Etag, Feed, ObjectStore, StoreError};
 use crate::retry;
+use crate::schema::{SchemaSet, Schemas, Violations};
 use crate::sequencer::Sequencer;
 
 /// One S3 change, already decoded from its notification record.
@@ -45,6 +50,8 @@ pub enum Change {
 pub enum Outcome {
     /// The cache now reflects this record.
     Applied,
+    /// The cache now reflects this record, a document that breaks the schema of its prefix.
+    AppliedInvalid(Violations),
     /// The cache already held this record or a newer one (duplicate or late delivery).
     Stale,
     /// S3 holds a newer version (or none) than the record describes; the record for that change does the work.
@@ -79,6 +86,8 @@ pub struct SyncReport {
     pub skipped: usize,
     /// Changes the full cache refused ([`Outcome::NotCached`]).
     pub cache_full: usize,
+    /// Applied documents that break their prefix's schema ([`Outcome::AppliedInvalid`]); also in `applied`.
+    pub schema_violations: usize,
     pub failed: usize,
     /// For each applied record with an `eventTime`: milliseconds from that time to the cache write.
     #[serde(skip)]
@@ -90,6 +99,10 @@ impl SyncReport {
         self.records += 1;
         match outcome {
             Ok(Outcome::Applied) => self.applied += 1,
+            Ok(Outcome::AppliedInvalid(_)) => {
+                self.applied += 1;
+                self.schema_violations += 1;
+            }
             Ok(Outcome::Stale) => self.stale += 1,
             Ok(Outcome::Superseded) => self.superseded += 1,
             Ok(Outcome::Ignored) => self.ignored += 1,
@@ -113,6 +126,7 @@ pub struct Syncer<S, C> {
     store: S,
     cache: C,
     keys: KeyMap,
+    schemas: Schemas,
     max_object_bytes: u64,
     tombstone_ttl: Duration,
     concurrency: usize,
@@ -124,6 +138,7 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
             store,
             cache,
             keys: config.key_map(),
+            schemas: Schemas::new(config.key_map()),
             max_object_bytes: config.max_object_bytes,
             tombstone_ttl: config.tombstone_ttl,
             concurrency: config.sync_concurrency,
@@ -137,18 +152,25 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
         deadline: Instant,
     ) -> Result<SyncReport, SyncError> {
         let mut lags = Vec::new();
+        let schemas = &self.schemas_for(&records, deadline).await;
         let outcomes: Vec<Result<Outcome, RecordError>> = stream::iter(records)
             .map(|record| async move {
                 let record = match record {
                     Ok(record) => record,
                     Err(reason) => return (Ok(Outcome::Skipped(reason)), None),
                 };
-                let outcome = self.apply(&record, deadline).await;
+                let outcome = self.apply(&record, schemas, deadline).await;
                 let lag = record
                     .event_time
-                    .filter(|_| matches!(outcome, Ok(Outcome::Applied)))
+                    .filter(|_| {
+                        matches!(outcome, Ok(Outcome::Applied | Outcome::AppliedInvalid(_)))
+                    })
                     .and_then(|t| t.elapsed().ok());
                 match &outcome {
+                    Ok(Outcome::AppliedInvalid(violations)) => {
+                        let first = violations.listed.first().map(|v| format!("{}: {}", v.path, v.message));
+                        tracing::warn!(object_key = %record.object_key, schema = %violations.schema, violations = violations.count, first = first.as_deref().unwrap_or(""), "cached a document that breaks its schema (uploaded around the API); fix it or its schema")
+                    }
                     Ok(Outcome::Skipped(reason)) => {
                         tracing::warn!(object_key = %record.object_key, sequencer = %record.sequencer, %reason, "record skipped")
                     }
@@ -187,9 +209,33 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
         }
     }
 
-    pub async fn apply(
+    /// The schemas to check this event's documents against, if any record stores one. Without them (S3 failed
+    /// to list them) the documents are still cached, unchecked: the count is a warning, the cache is the job.
+    async fn schemas_for(
+        &self,
+        records: &[Result<SyncRecord, String>],
+        deadline: Instant,
+    ) -> SchemaSet {
+        let stores_an_item = records.iter().flatten().any(|r| {
+            r.change != Change::Removed
+                && matches!(self.keys.classify(&r.object_key), ObjectKind::Item(_))
+        });
+        if !stores_an_item {
+            return SchemaSet::default();
+        }
+        match self.schemas.current(&self.store, deadline).await {
+            Ok(set) => set,
+            Err(error) => {
+                tracing::warn!(%error, "schemas unavailable: this event's documents are cached unchecked");
+                SchemaSet::default()
+            }
+        }
+    }
+
+    async fn apply(
         &self,
         record: &SyncRecord,
+        schemas: &SchemaSet,
         deadline: Instant,
     ) -> Result<Outcome, RecordError> {
         let key = match self.keys.classify(&record.object_key) {
@@ -200,7 +246,10 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
             }
         };
         let cache_key = self.keys.cache_key(&key);
-        let outcome = match self.apply_item(record, &cache_key, deadline).await {
+        let outcome = match self
+            .apply_item(record, key.as_str(), &cache_key, schemas, deadline)
+            .await
+        {
             Err(RecordError::Cache(CacheError::Full(_))) => {
                 retry::with_deadline(deadline, "cache evict", || self.cache.evict(&cache_key))
                     .await?;
@@ -234,7 +283,9 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
     async fn apply_item(
         &self,
         record: &SyncRecord,
+        key: &str,
         cache_key: &str,
+        schemas: &SchemaSet,
         deadline: Instant,
     ) -> Result<Outcome, RecordError> {
         // Both kinds read S3's current state. A create reads its own version (If-Match: a 412 or 404 means a newer
@@ -250,12 +301,14 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
                 .get(&record.object_key, if_match, self.max_object_bytes)
         })
         .await;
+        let mut broken = None;
         let change = match read {
             Ok(mut object) => match document::validate(&object.body) {
                 Ok(()) => {
                     if object.provenance.writer.as_deref() == Some(audit::UPLOAD) {
                         object.provenance.writer = Some(audit::upload(record.principal.as_deref()));
                     }
+                    broken = schemas.violations(key, &object.body);
                     CacheChange::Put(object)
                 }
                 Err(error) => {
@@ -285,7 +338,10 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
                 .apply_change(cache_key, record, &change, deadline)
                 .await?
             {
-                Applied::Applied => Outcome::Applied,
+                Applied::Applied => match broken {
+                    Some(violations) => Outcome::AppliedInvalid(violations),
+                    None => Outcome::Applied,
+                },
                 Applied::Stale => Outcome::Stale,
             },
         )

@@ -11,9 +11,10 @@ use thiserror::Error;
 use crate::audit::Author;
 use crate::config::Config;
 use crate::document::{self, DocumentError};
-use crate::key::{ItemKey, KeyMap};
-use crate::ports::{Etag, ObjectStore, PutMode, StoreError};
+use crate::key::{ItemKey, KeyMap, KeyPrefix};
+use crate::ports::{Etag, Object, ObjectStore, PutMode, StoreError};
 use crate::retry;
+use crate::schema::{Schema, SchemaError, SchemaSet, Schemas};
 
 #[derive(Debug, Error)]
 pub enum WriteError {
@@ -30,6 +31,9 @@ pub enum WriteError {
     /// The client's precondition does not hold for the item as S3 holds it now.
     #[error("{0}")]
     PreconditionFailed(Unmet),
+    /// The body breaks its prefix's schema, or a schema cannot be stored or used.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -65,6 +69,7 @@ pub enum Unmet {
 pub struct Writer<S> {
     store: S,
     keys: KeyMap,
+    schemas: Schemas,
     max_body_bytes: usize,
     max_object_bytes: u64,
 }
@@ -74,6 +79,7 @@ impl<S: ObjectStore> Writer<S> {
         Self {
             store,
             keys: config.key_map(),
+            schemas: Schemas::new(config.key_map()),
             max_body_bytes: config.max_body_bytes,
             max_object_bytes: config.max_object_bytes,
         }
@@ -93,15 +99,35 @@ impl<S: ObjectStore> Writer<S> {
         author: &Author,
         deadline: Instant,
     ) -> Result<Written, WriteError> {
+        self.check(key, &body, deadline).await?;
+        self.store_checked(
+            &self.keys.object_key(key),
+            body,
+            precondition,
+            author,
+            deadline,
+        )
+        .await
+    }
+
+    /// Everything a write checks, without writing (`?dryRun=true`): the size, that the body is JSON, and the
+    /// schema that governs the key, if any (its prefix is returned). The schemas are listed afresh, so a schema
+    /// changed a moment ago already applies.
+    pub async fn check(
+        &self,
+        key: &ItemKey,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<Option<String>, WriteError> {
         if body.len() > self.max_body_bytes {
             return Err(WriteError::TooLarge {
                 size: body.len(),
                 limit: self.max_body_bytes,
             });
         }
-        document::validate(&body)?;
-        self.store_checked(key, body, precondition, author, deadline)
-            .await
+        document::validate(body)?;
+        let schemas = self.schemas.current(&self.store, deadline).await?;
+        Ok(schemas.check(key.as_str(), body)?.map(str::to_owned))
     }
 
     /// Makes an old version the item again: its bytes become a new current version (so the change reaches the
@@ -134,27 +160,83 @@ impl<S: ObjectStore> Writer<S> {
         if document::validate(&old.body).is_err() {
             return Err(WriteError::NotRestorable(version.to_owned()));
         }
+        // The old version met the schema of its day; it must meet today's to become the item again.
+        let schemas = self.schemas.current(&self.store, deadline).await?;
+        schemas.check(key.as_str(), &old.body)?;
         let author = Author {
             restored_from: Some(version.to_owned()),
             ..author.clone()
         };
-        self.store_checked(key, old.body, precondition, &author, deadline)
+        self.store_checked(&object_key, old.body, precondition, &author, deadline)
             .await
     }
 
-    /// Stores a validated body under the precondition.
-    async fn store_checked(
+    /// Stores the schema for `prefix` once it compiles; it governs the next write in every instance.
+    pub async fn put_schema(
         &self,
-        key: &ItemKey,
+        prefix: &KeyPrefix,
         body: Bytes,
         precondition: &Precondition,
         author: &Author,
         deadline: Instant,
     ) -> Result<Written, WriteError> {
-        let object_key = self.keys.object_key(key);
+        Schema::compile(&body)?;
+        let object_key = self.keys.schema_object_key(prefix);
+        self.store_checked(&object_key, body, precondition, author, deadline)
+            .await
+    }
+
+    /// The schema document for `prefix`, as stored.
+    pub async fn get_schema(
+        &self,
+        prefix: &KeyPrefix,
+        deadline: Instant,
+    ) -> Result<Object, WriteError> {
+        let object_key = self.keys.schema_object_key(prefix);
+        let limit = crate::schema::MAX_SCHEMA_BYTES as u64;
+        match retry::with_deadline(deadline, "s3 get schema", || {
+            self.store.get(&object_key, None, limit)
+        })
+        .await
+        {
+            Err(StoreError::NotFound) => Err(SchemaError::NotFound(prefix.to_string()).into()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Removes the schema for `prefix`: keys under it are governed by the next shorter prefix's schema, if any.
+    pub async fn delete_schema(
+        &self,
+        prefix: &KeyPrefix,
+        precondition: &Precondition,
+        deadline: Instant,
+    ) -> Result<(), WriteError> {
+        let object_key = self.keys.schema_object_key(prefix);
+        match self
+            .delete_object(&object_key, precondition, deadline)
+            .await
+        {
+            Err(WriteError::NotFound) => Err(SchemaError::NotFound(prefix.to_string()).into()),
+            other => other,
+        }
+    }
+
+    /// Every schema, as the bucket holds it now.
+    pub async fn schemas(&self, deadline: Instant) -> Result<SchemaSet, WriteError> {
+        Ok(self.schemas.current(&self.store, deadline).await?)
+    }
+
+    /// Stores a validated body under the precondition.
+    async fn store_checked(
+        &self,
+        object_key: &str,
+        body: Bytes,
+        precondition: &Precondition,
+        author: &Author,
+        deadline: Instant,
+    ) -> Result<Written, WriteError> {
         let put = |mode: PutMode| {
             let body = body.clone();
-            let object_key = &object_key;
             retry::with_deadline(deadline, "s3 put", move || {
                 self.store
                     .put(object_key, body.clone(), mode.clone(), author)
@@ -196,8 +278,17 @@ impl<S: ObjectStore> Writer<S> {
         precondition: &Precondition,
         deadline: Instant,
     ) -> Result<(), WriteError> {
-        let object_key = self.keys.object_key(key);
-        match retry::with_deadline(deadline, "s3 head", || self.store.head(&object_key)).await {
+        self.delete_object(&self.keys.object_key(key), precondition, deadline)
+            .await
+    }
+
+    async fn delete_object(
+        &self,
+        object_key: &str,
+        precondition: &Precondition,
+        deadline: Instant,
+    ) -> Result<(), WriteError> {
+        match retry::with_deadline(deadline, "s3 head", || self.store.head(object_key)).await {
             Ok(_) if *precondition == Precondition::Absent => {
                 return Err(WriteError::PreconditionFailed(Unmet::Exists))
             }
@@ -213,7 +304,7 @@ impl<S: ObjectStore> Writer<S> {
             _ => None,
         };
         match retry::with_deadline(deadline, "s3 delete", || {
-            self.store.delete(&object_key, if_match)
+            self.store.delete(object_key, if_match)
         })
         .await
         {

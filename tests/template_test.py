@@ -170,12 +170,12 @@ def test_alarms_and_dashboard_use_metrics_the_code_emits():
     namespace = GLOBAL_ENV["S3KV_METRICS_NAMESPACE"]
     alarms = [r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     ours = [a for a in alarms if a.get("Namespace") == namespace]
-    assert {a["MetricName"] for a in ours} == {"SyncFailures", "PropagationLag"}
+    assert {a["MetricName"] for a in ours} == {"SyncFailures", "PropagationLag", "SchemaViolations"}
     for alarm in ours:
         assert alarm["Dimensions"] == [{"Name": "Function", "Value": "syncer"}]
     (dashboard,) = [r for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Dashboard"]
     body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"][0]
-    used = set(re.findall(r'"(Cache[A-Za-z]+|PropagationLag|Applied|Stale|Superseded|SkippedInvalid|CacheFull|FailedRecords|SyncFailures)"', body))
+    used = set(re.findall(r'"(Cache[A-Za-z]+|PropagationLag|Applied|Stale|Superseded|SkippedInvalid|CacheFull|SchemaViolations|FailedRecords|SyncFailures)"', body))
     assert used <= emitted, used - emitted
 
 

@@ -10,6 +10,7 @@ use crate::access::Denied;
 use crate::document::DocumentError;
 use crate::key::KeyError;
 use crate::ports::StoreError;
+use crate::schema::{SchemaError, Violations};
 use crate::write::{Unmet, WriteError};
 
 use super::json_response;
@@ -81,6 +82,16 @@ pub enum ApiError {
     /// The cursor is older than what the feed keeps: the client re-lists the items, then follows from `restart`.
     #[error("the feed no longer holds the changes after this cursor (it keeps the newest S3KV_FEED_RETENTION); list the items again, then follow the feed from the cursor in this answer")]
     CursorExpired { restart: crate::ports::Cursor },
+    /// The document breaks the schema of its prefix; the body lists every violation.
+    #[error("the document breaks the schema for prefix {:?} ({} violation{}); GET /schemas/{} shows the schema", .0.schema, .0.count, if .0.count == 1 { "" } else { "s" }, .0.schema)]
+    SchemaViolation(Violations),
+    #[error("{0}")]
+    InvalidSchema(String),
+    /// A schema in the bucket that does not compile: writes under it are refused until it is fixed.
+    #[error("the schema for prefix {prefix:?} in the bucket is not a valid JSON Schema ({reason}); replace it with PUT /schemas/{prefix} or delete it")]
+    StoredSchemaInvalid { prefix: String, reason: String },
+    #[error("no schema for prefix {0:?}; GET /schemas lists them")]
+    NoSuchSchema(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -98,20 +109,26 @@ impl ApiError {
             | ApiError::InvalidBatch
             | ApiError::InvalidRestore
             | ApiError::InvalidBatchKey { .. } => StatusCode::BAD_REQUEST,
+            ApiError::SchemaViolation(_) | ApiError::InvalidSchema(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotFound(_) | ApiError::NoRoute(_) | ApiError::NoSuchVersion { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NotFound(_)
+            | ApiError::NoRoute(_)
+            | ApiError::NoSuchVersion { .. }
+            | ApiError::NoSuchSchema(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::FeedUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::CursorExpired { .. } => StatusCode::GONE,
             ApiError::Upstream(_) | ApiError::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::StoredSchemaInvalid { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -131,9 +148,13 @@ impl ApiError {
             ApiError::Conflict => "conflict",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::NotFound(_) | ApiError::NoRoute(_) | ApiError::NoSuchVersion { .. } => {
-                "not_found"
-            }
+            ApiError::NotFound(_)
+            | ApiError::NoRoute(_)
+            | ApiError::NoSuchVersion { .. }
+            | ApiError::NoSuchSchema(_) => "not_found",
+            ApiError::SchemaViolation(_) => "schema_violation",
+            ApiError::InvalidSchema(_) => "invalid_schema",
+            ApiError::StoredSchemaInvalid { .. } => "invalid_stored_schema",
             ApiError::Unavailable(_) | ApiError::FeedUnavailable(_) => "unavailable",
             ApiError::CursorExpired { .. } => "cursor_expired",
             ApiError::Upstream(_) => "upstream_error",
@@ -157,6 +178,14 @@ impl ApiError {
         }
         if let ApiError::CursorExpired { restart } = &self {
             body["cursor"] = json!(restart.to_string());
+        }
+        if let ApiError::SchemaViolation(violations) = &self {
+            body["schema"] = json!(violations.schema);
+            body["violations"] = json!(violations.listed);
+            body["violationCount"] = json!(violations.count);
+        }
+        if let ApiError::StoredSchemaInvalid { prefix, .. } = &self {
+            body["schema"] = json!(prefix);
         }
         // What the key may do, for programs: the message says it for people.
         if let Some((role, prefixes)) = self.forbidden_grant() {
@@ -234,7 +263,29 @@ impl From<WriteError> for ApiError {
                 }
             }
             WriteError::PreconditionFailed(unmet) => ApiError::PreconditionFailed(unmet),
+            WriteError::Schema(e) => e.into(),
             WriteError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<SchemaError> for ApiError {
+    fn from(error: SchemaError) -> Self {
+        match error {
+            SchemaError::NotJson(e) => e.into(),
+            SchemaError::TooLarge { size } => ApiError::BodyTooLarge {
+                size,
+                limit: crate::schema::MAX_SCHEMA_BYTES,
+            },
+            SchemaError::Invalid(reason) => {
+                ApiError::InvalidSchema(format!("not a valid JSON Schema: {reason}"))
+            }
+            SchemaError::Stored { prefix, reason } => {
+                ApiError::StoredSchemaInvalid { prefix, reason }
+            }
+            SchemaError::Violated(violations) => ApiError::SchemaViolation(violations),
+            SchemaError::NotFound(prefix) => ApiError::NoSuchSchema(prefix),
+            SchemaError::Store(e) => e.into(),
         }
     }
 }
@@ -343,6 +394,36 @@ mod tests {
                 },
                 410,
                 "cursor_expired",
+            ),
+            (
+                SchemaError::Violated(Violations {
+                    schema: "flags/".into(),
+                    listed: vec![],
+                    count: 0,
+                })
+                .into(),
+                422,
+                "schema_violation",
+            ),
+            (
+                SchemaError::Invalid("x".into()).into(),
+                422,
+                "invalid_schema",
+            ),
+            (
+                SchemaError::Stored {
+                    prefix: "a".into(),
+                    reason: "x".into(),
+                }
+                .into(),
+                500,
+                "invalid_stored_schema",
+            ),
+            (SchemaError::NotFound("a".into()).into(), 404, "not_found"),
+            (
+                SchemaError::TooLarge { size: 1 << 20 }.into(),
+                413,
+                "body_too_large",
             ),
         ];
         for (error, status, code) in cases {

@@ -6,7 +6,6 @@ use std::time::Instant;
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use http::header::ETAG;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -17,7 +16,7 @@ use crate::read::Reader;
 use crate::write::{WriteError, Writer};
 
 use super::conditions::write_precondition;
-use super::{author, header_value, item_key, json_response, request_body, ApiError};
+use super::{author, item_key, json_response, request_body, ApiError};
 
 /// Most versions one page holds, and the default: each costs a HEAD for its writer.
 pub const VERSIONS_LIMIT_MAX: usize = 100;
@@ -128,16 +127,10 @@ pub(super) async fn restore<S: ObjectStore>(
         other => other?,
     };
     tracing::info!(key = %key, version = %version, writer = %author.header(), "item restored");
-    let status = if written.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let mut headers = HeaderMap::new();
-    headers.insert(ETAG, header_value(&written.etag.quoted())?);
-    let body =
-        json!({ "key": key.as_str(), "etag": written.etag.as_str(), "restoredFrom": version });
-    Ok(json_response(status, headers, body.to_string()))
+    super::written_response(
+        &written,
+        json!({ "key": key.as_str(), "etag": written.etag.as_str(), "restoredFrom": version }),
+    )
 }
 
 /// What S3 could have handed out as a version id: short, visible ASCII (S3's are 32 URL-safe characters).

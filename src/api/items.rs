@@ -15,7 +15,8 @@ use crate::write::{WriteError, Writer};
 
 use super::conditions::{read_precondition, write_precondition};
 use super::{
-    author, empty_response, header_value, item_key, json_response, request_body, ApiError,
+    author, empty_response, header_value, item_key, json_response, request_body, written_response,
+    ApiError,
 };
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -49,21 +50,32 @@ pub(super) async fn put<S: ObjectStore>(
     deadline: Instant,
 ) -> Result<ApiGatewayProxyResponse, ApiError> {
     let key = item_key(request, caller)?;
+    let dry_run = dry_run(request)?;
     let precondition = write_precondition(request)?;
     let body = request_body(request, writer.max_body_bytes())?;
+    if dry_run {
+        // The body's checks only: a precondition is about the item at write time, which a dry run never reaches.
+        let schema = writer.check(&key, &body, deadline).await?;
+        let body = json!({ "key": key.as_str(), "valid": true, "schema": schema });
+        return Ok(json_response(
+            StatusCode::OK,
+            HeaderMap::new(),
+            body.to_string(),
+        ));
+    }
     let author = author(caller, request);
     let written = writer
         .put(&key, body, &precondition, &author, deadline)
         .await?;
-    let status = if written.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let mut headers = HeaderMap::new();
-    headers.insert(ETAG, header_value(&written.etag.quoted())?);
-    let body = json!({ "key": key.as_str(), "etag": written.etag.as_str() });
-    Ok(json_response(status, headers, body.to_string()))
+    written_response(
+        &written,
+        json!({ "key": key.as_str(), "etag": written.etag.as_str() }),
+    )
+}
+
+/// `?dryRun=true`: check the body (size, JSON, the schema of its prefix) and write nothing.
+fn dry_run(request: &ApiGatewayProxyRequest) -> Result<bool, ApiError> {
+    bool_param(request, "dryRun")
 }
 
 /// `GET /items/{key}` and `GET /public/{key}`; `cache` learns which cache status answered. A public read says
@@ -190,11 +202,15 @@ fn version(request: &ApiGatewayProxyRequest) -> Result<Option<&str>, ApiError> {
 
 /// `?consistent=true`: read S3 directly, for read-after-write.
 fn consistent(request: &ApiGatewayProxyRequest) -> Result<bool, ApiError> {
-    match request.query_string_parameters.first("consistent") {
+    bool_param(request, "consistent")
+}
+
+fn bool_param(request: &ApiGatewayProxyRequest, name: &'static str) -> Result<bool, ApiError> {
+    match request.query_string_parameters.first(name) {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
         Some(_) => Err(ApiError::InvalidQuery {
-            name: "consistent",
+            name,
             reason: "must be true or false",
         }),
     }

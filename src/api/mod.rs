@@ -14,6 +14,7 @@ mod error;
 mod history;
 mod items;
 mod listing;
+mod schemas;
 mod watch;
 
 use std::time::Instant;
@@ -31,7 +32,7 @@ use crate::key::ItemKey;
 use crate::ports::{Cache, Feed, ObjectStore};
 use crate::read::{CacheStatus, Reader};
 use crate::routes::{self, Function, Operation, Route};
-use crate::write::Writer;
+use crate::write::{Writer, Written};
 
 pub use cors::{Cors, CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS};
 pub use error::ApiError;
@@ -51,7 +52,7 @@ pub struct Served {
     pub cache: Vec<CacheStatus>,
 }
 
-/// `PUT`/`POST`/`DELETE /items/{key}`, `POST /restore/{key}`. Handlers borrow the request: the caller (the Lambda runtime) owns the
+/// `PUT`/`POST`/`DELETE /items/{key}`, `POST /restore/{key}`, and the `/schemas` routes. Handlers borrow the request: the caller (the Lambda runtime) owns the
 /// event, and a read needs nothing from it by value.
 pub async fn handle_write<S: ObjectStore>(
     writer: &Writer<S>,
@@ -64,6 +65,10 @@ pub async fn handle_write<S: ObjectStore>(
         match route.operation {
             Operation::DeleteItem => items::delete(writer, &caller, request, deadline).await,
             Operation::RestoreItem => history::restore(writer, &caller, request, deadline).await,
+            Operation::ListSchemas => schemas::list(writer, &caller, deadline).await,
+            Operation::GetSchema => schemas::get(writer, &caller, request, deadline).await,
+            Operation::PutSchema => schemas::put(writer, &caller, request, deadline).await,
+            Operation::DeleteSchema => schemas::delete(writer, &caller, request, deadline).await,
             _ => items::put(writer, &caller, request, deadline).await,
         }
     };
@@ -234,6 +239,21 @@ fn number_param(
             .filter(|n| range.contains(n))
             .ok_or(ApiError::InvalidQuery { name, reason }),
     }
+}
+
+/// The answer to a write: 201 when nothing was there before, 200 when it replaced something, with the new ETag.
+fn written_response(
+    written: &Written,
+    body: serde_json::Value,
+) -> Result<ApiGatewayProxyResponse, ApiError> {
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::ETAG, header_value(&written.etag.quoted())?);
+    Ok(json_response(status, headers, body.to_string()))
 }
 
 fn header_value(value: &str) -> Result<HeaderValue, ApiError> {

@@ -208,6 +208,47 @@ fn cases(who: Who) -> Vec<Case> {
             body: None,
             expect: [403, 200, 200, 403, 403],
         },
+        // Schemas decide what may be written: write keys only, and a scoped key only inside its prefixes.
+        Case {
+            method: Method::PUT,
+            resource: s3kv::routes::SCHEMA,
+            key: Some(format!("{}/", write_key("schema", "flags/", who))),
+            query: &[],
+            body: Some(json!({ "type": "object" }).to_string()),
+            expect: [403, 403, 201, 201, 403],
+        },
+        Case {
+            method: Method::PUT,
+            resource: s3kv::routes::SCHEMA,
+            key: Some(format!("{}/", write_key("schema", "config/", who))),
+            query: &[],
+            body: Some(json!({ "type": "object" }).to_string()),
+            expect: [403, 403, 201, 403, 403],
+        },
+        Case {
+            method: Method::GET,
+            resource: s3kv::routes::SCHEMAS,
+            key: None,
+            query: &[],
+            body: None,
+            expect: [403, 403, 200, 200, 403],
+        },
+        Case {
+            method: Method::GET,
+            resource: s3kv::routes::SCHEMA,
+            key: Some("flags/none/".into()),
+            query: &[],
+            body: None,
+            expect: [403, 403, 404, 404, 403],
+        },
+        Case {
+            method: Method::DELETE,
+            resource: s3kv::routes::SCHEMA,
+            key: Some("config/none/".into()),
+            query: &[],
+            body: None,
+            expect: [403, 403, 404, 403, 403],
+        },
         Case {
             method: Method::GET,
             resource: s3kv::routes::PUBLIC_ITEM,
@@ -287,9 +328,49 @@ async fn run_matrix(api: &impl Api) {
     for (key, body) in SEED {
         assert_eq!(api.exists(key).await.as_deref(), Some(*body), "{key}");
     }
+    // The schemas are the ones the allowed schema writes made; a scoped key lists only those inside its prefix.
+    let mut made: Vec<String> = Vec::new();
+    for (index, who) in WHO.into_iter().enumerate() {
+        for case in cases(who) {
+            if case.resource == s3kv::routes::SCHEMA
+                && case.method == Method::PUT
+                && case.expect[index] == 201
+            {
+                made.extend(case.key.clone());
+            }
+        }
+    }
+    made.sort();
+    let listing = |who| {
+        let case = cases(who)
+            .into_iter()
+            .find(|c| c.resource == s3kv::routes::SCHEMAS)
+            .unwrap();
+        async move {
+            let reply = api.send(who, &case).await;
+            let mut prefixes: Vec<String> = reply.json()["schemas"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{}", reply.body))
+                .iter()
+                .map(|s| s["prefix"].as_str().unwrap().to_owned())
+                .collect();
+            prefixes.sort();
+            prefixes
+        }
+    };
+    assert_eq!(listing(Who::Write).await, made);
+    let flags: Vec<String> = made
+        .into_iter()
+        .filter(|p| p.starts_with("flags/"))
+        .collect();
+    assert_eq!(listing(Who::Flags).await, flags);
+
     for (index, who) in WHO.into_iter().enumerate() {
         for case in cases(who) {
             let Some(key) = &case.key else { continue };
+            if case.resource == s3kv::routes::SCHEMA {
+                continue;
+            }
             let allowed = (200..300).contains(&case.expect[index]);
             let exists = api.exists(key).await.is_some();
             match case.method {
@@ -339,6 +420,8 @@ fn check_read(who: Who, case: &Case, reply: &Reply, label: &str) {
             keys.iter().all(|k| k.starts_with(prefix)),
             "{label}: {keys:?}"
         );
+    } else if case.resource == s3kv::routes::SCHEMAS {
+        // What it lists is checked once the matrix is done.
     } else if case.resource == s3kv::routes::LIST {
         let keys: Vec<String> = reply.json()["items"]
             .as_array()

@@ -505,3 +505,240 @@ fn json_string_of(len: usize) -> Vec<u8> {
     body.push(b'"');
     body
 }
+
+/// Schemas and writes under them: bad schemas, bad prefixes, documents with many violations. Each is a clear
+/// 4xx, nothing stored but what was valid.
+#[tokio::test]
+async fn schema_requests() {
+    let stack = Stack::start().await;
+    assert_eq!(stack.put("sentinel", SENTINEL).await.status, 201);
+    let huge = format!(
+        "{{\"enum\": [{}]}}",
+        vec!["\"xxxxxxxxxxxxxxxx\""; 20_000].join(",")
+    );
+    let many = format!("[{}]", vec!["1"; 1000].join(","));
+    let backtracking = format!("[\"{}!\"]", "a".repeat(5000));
+    // (name, method, path with query, body, status, error code)
+    type SchemaCase<'a> = (
+        &'a str,
+        Method,
+        &'a str,
+        Option<&'a str>,
+        u16,
+        Option<&'a str>,
+    );
+    let cases: Vec<SchemaCase> = vec![
+        (
+            "schema not JSON",
+            Method::PUT,
+            "/schemas/s%2F",
+            Some("{\"type\":"),
+            400,
+            Some("invalid_json"),
+        ),
+        (
+            "schema empty",
+            Method::PUT,
+            "/schemas/s%2F",
+            Some(" "),
+            400,
+            Some("empty_body"),
+        ),
+        (
+            "schema an array",
+            Method::PUT,
+            "/schemas/s%2F",
+            Some("[{}]"),
+            422,
+            Some("invalid_schema"),
+        ),
+        (
+            "schema a number",
+            Method::PUT,
+            "/schemas/s%2F",
+            Some("1"),
+            422,
+            Some("invalid_schema"),
+        ),
+        (
+            "unknown type",
+            Method::PUT,
+            "/schemas/s%2F",
+            Some(r#"{"type":"bool"}"#),
+            422,
+            Some("invalid_schema"),
+        ),
+        (
+            "bad regex",
+            Method::PUT,
+            "/schemas/s%2F",
+            Some(r#"{"pattern":"(("}"#),
+            422,
+            Some("invalid_schema"),
+        ),
+        (
+            "remote $ref",
+            Method::PUT,
+            "/schemas/s%2F",
+            Some(r#"{"$ref":"http://127.0.0.1:1/x.json"}"#),
+            422,
+            Some("invalid_schema"),
+        ),
+        (
+            "unknown $schema",
+            Method::PUT,
+            "/schemas/s%2F",
+            Some(r#"{"$schema":"https://example.com/meta"}"#),
+            422,
+            Some("invalid_schema"),
+        ),
+        (
+            "dangling local $ref",
+            Method::PUT,
+            "/schemas/s%2F",
+            Some(r##"{"$ref":"#/$defs/none"}"##),
+            422,
+            Some("invalid_schema"),
+        ),
+        (
+            "schema over 256 KiB",
+            Method::PUT,
+            "/schemas/s%2F",
+            Some(&huge),
+            413,
+            Some("body_too_large"),
+        ),
+        (
+            "prefix with an empty segment",
+            Method::PUT,
+            "/schemas/a%2F%2F",
+            Some("{}"),
+            400,
+            Some("invalid_key"),
+        ),
+        (
+            "prefix with a leading slash",
+            Method::PUT,
+            "/schemas/%2Fa",
+            Some("{}"),
+            400,
+            Some("invalid_key"),
+        ),
+        (
+            "prefix with ..",
+            Method::PUT,
+            "/schemas/a/../b",
+            Some("{}"),
+            400,
+            Some("invalid_key"),
+        ),
+        (
+            "prefix badly percent-encoded",
+            Method::PUT,
+            "/schemas/a%ZZ",
+            Some("{}"),
+            400,
+            Some("invalid_key"),
+        ),
+        (
+            "prefix with a control character",
+            Method::GET,
+            "/schemas/a%01",
+            None,
+            400,
+            Some("invalid_key"),
+        ),
+        (
+            "no such schema",
+            Method::GET,
+            "/schemas/none%2F",
+            None,
+            404,
+            Some("not_found"),
+        ),
+        (
+            "delete no such schema",
+            Method::DELETE,
+            "/schemas/none%2F",
+            None,
+            404,
+            Some("not_found"),
+        ),
+        (
+            "valid schema",
+            Method::PUT,
+            "/schemas/s%2F",
+            Some(r#"{"type":"array","items":{"type":"string","pattern":"^(a+)+$"}}"#),
+            201,
+            None,
+        ),
+        (
+            "dryRun not a boolean",
+            Method::PUT,
+            "/items/s/x?dryRun=1",
+            Some("[]"),
+            400,
+            Some("invalid_query"),
+        ),
+        (
+            "a thousand violations",
+            Method::PUT,
+            "/items/s/many",
+            Some(&many),
+            422,
+            Some("schema_violation"),
+        ),
+        (
+            "a pattern that would backtrack",
+            Method::PUT,
+            "/items/s/regex",
+            Some(&backtracking),
+            422,
+            Some("schema_violation"),
+        ),
+        (
+            "body not JSON under a schema",
+            Method::PUT,
+            "/items/s/x",
+            Some("[1,"),
+            400,
+            Some("invalid_json"),
+        ),
+        (
+            "valid under the schema",
+            Method::PUT,
+            "/items/s/ok",
+            Some(r#"["aaa"]"#),
+            201,
+            None,
+        ),
+    ];
+    for (name, method, path, body, status, code) in &cases {
+        let request = common::event(None, method.clone(), path, &[], *body);
+        let reply = stack.route(&request).await;
+        assert_eq!(reply.status, *status, "{name}: {}", reply.body);
+        if let Some(code) = code {
+            assert_eq!(reply.json()["error"], *code, "{name}: {}", reply.body);
+            assert!(
+                reply.json()["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()),
+                "{name}"
+            );
+        }
+        if *name == "a thousand violations" {
+            let body = reply.json();
+            assert_eq!(body["violationCount"], 1000, "{name}");
+            assert_eq!(
+                body["violations"].as_array().map(Vec::len),
+                Some(100),
+                "{name}"
+            );
+            assert_eq!(body["violations"][99]["path"], "/99", "{name}");
+        }
+    }
+    assert_eq!(stack.current("s/many").await, None);
+    assert_eq!(stack.current("s/regex").await, None);
+    assert_eq!(stack.current("s/ok").await.as_deref(), Some(r#"["aaa"]"#));
+    sentinel_intact(&stack).await;
+}

@@ -6,8 +6,6 @@
 
 use crate::common;
 
-use std::collections::HashMap;
-
 use http::Method;
 use s3kv::percent;
 use serde_json::{json, Value};
@@ -321,7 +319,6 @@ async fn run_scenario(api: &impl Api) {
 const GRANTS: &str =
     r#"{"histwrite1": {"role": "write", "name": "t-write"}, "histread1": {"role": "read"}}"#;
 
-/// API Gateway's routing of a path, as s3kv-local's gateway does it.
 fn event(
     key: Key,
     method: Method,
@@ -329,37 +326,11 @@ fn event(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> aws_lambda_events::apigw::ApiGatewayProxyRequest {
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    let (resource, encoded_key) = s3kv::routes::match_path(path).expect("a route");
-    let mut request = aws_lambda_events::apigw::ApiGatewayProxyRequest::default();
-    request.http_method = method;
-    request.resource = Some(resource.to_owned());
-    request.path = Some(path.to_owned());
-    if let Some(encoded) = encoded_key {
-        request.path_parameters = HashMap::from([("key".to_owned(), encoded.to_owned())]);
-    }
-    let query: HashMap<String, String> = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.to_owned(),
-                percent::decode(v, percent::Encoding::Path).unwrap_or_else(|_| v.to_owned()),
-            )
-        })
-        .collect();
-    request.query_string_parameters = query.into();
-    for (name, value) in headers {
-        request.headers.insert(
-            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            http::HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    request.body = body.map(str::to_owned);
-    request.request_context.identity.api_key_id = Some(match key {
-        Key::Write => "histwrite1".to_owned(),
-        Key::Read => "histread1".to_owned(),
-    });
+    let key_id = match key {
+        Key::Write => "histwrite1",
+        Key::Read => "histread1",
+    };
+    let mut request = common::event(Some(key_id), method, path, headers, body);
     request.request_context.request_id = Some("req-history".to_owned());
     request
 }

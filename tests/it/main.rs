@@ -19,4 +19,5 @@ mod local;
 mod openapi;
 mod pipeline;
 mod reconcile;
+mod schemas;
 mod watch;

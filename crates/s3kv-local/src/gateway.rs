@@ -87,18 +87,24 @@ impl Gateway {
                 json!({ "message": "Missing Authentication Token" }),
             );
         };
-        let creates = matches!(
-            target.operation,
-            Operation::PutItem | Operation::PostItem | Operation::RestoreItem
-        );
-        if let (Some(encoded), true) = (encoded_key, creates) {
-            if let Ok(key) = s3kv::key::ItemKey::from_path_param(encoded) {
-                if !crate::s3_endpoint::storable(&self.bucket, &self.key_map.object_key(&key)) {
-                    return plain(
-                        StatusCode::BAD_REQUEST,
-                        json!({ "error": "invalid_key", "message": "s3kv-local keeps objects in files named after their keys, and this key is too long for the file system here; in AWS, keys of up to 512 bytes work" }),
-                    );
-                }
+        // The object a write would store, so a name too long for the file system here is refused as a bad key.
+        let object_key = match (encoded_key, target.operation) {
+            (Some(encoded), Operation::PutItem | Operation::PostItem | Operation::RestoreItem) => {
+                s3kv::key::ItemKey::from_path_param(encoded)
+                    .ok()
+                    .map(|key| self.key_map.object_key(&key))
+            }
+            (Some(encoded), Operation::PutSchema) => s3kv::key::KeyPrefix::from_path_param(encoded)
+                .ok()
+                .map(|prefix| self.key_map.schema_object_key(&prefix)),
+            _ => None,
+        };
+        if let Some(object_key) = object_key {
+            if !crate::s3_endpoint::storable(&self.bucket, &object_key) {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": "invalid_key", "message": "s3kv-local keeps objects in files named after their keys, and this key is too long for the file system here; in AWS, keys of up to 512 bytes work" }),
+                );
             }
         }
         let headers = request.headers().clone();

@@ -394,6 +394,46 @@ pub fn request(method: Method, encoded_key: &str, body: Option<&str>) -> ApiGate
     request
 }
 
+/// The event API Gateway would deliver for `path` (with its query string, the key percent-encoded), routed as
+/// s3kv-local's gateway routes it, from the caller with API key id `key_id`.
+pub fn event(
+    key_id: Option<&str>,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> ApiGatewayProxyRequest {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let (resource, encoded_key) = s3kv::routes::match_path(path).expect("a route");
+    let mut request = ApiGatewayProxyRequest::default();
+    request.http_method = method;
+    request.resource = Some(resource.to_owned());
+    request.path = Some(path.to_owned());
+    if let Some(encoded) = encoded_key {
+        request.path_parameters = HashMap::from([("key".to_owned(), encoded.to_owned())]);
+    }
+    let query: HashMap<String, String> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.to_owned(),
+                percent::decode(v, percent::Encoding::Path).unwrap_or_else(|_| v.to_owned()),
+            )
+        })
+        .collect();
+    request.query_string_parameters = query.into();
+    for (name, value) in headers {
+        request.headers.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    request.body = body.map(str::to_owned);
+    request.request_context.identity.api_key_id = key_id.map(str::to_owned);
+    request
+}
+
 /// `GET /changes`, after `after` (from now when `None`), without waiting.
 pub fn changes_request(after: Option<&str>) -> ApiGatewayProxyRequest {
     let mut request = ApiGatewayProxyRequest::default();
