@@ -28,6 +28,8 @@ fn load<T: serde::de::DeserializeOwned>(name: &str) -> T {
 
 /// API samples in the order a user would send them, with the status each must get.
 const API_SAMPLES: &[(&str, i64)] = &[
+    // The schema first: the PUT after it must meet it.
+    ("apigw-put-schema.json", 201),
     ("apigw-put.json", 201),
     ("apigw-post.json", 201),
     ("apigw-get.json", 200),
