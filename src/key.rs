@@ -40,32 +40,35 @@ pub enum KeyError {
     Encoding(#[from] PercentError),
 }
 
+/// The key rules: `segments` are the ones that must be whole names (not empty, `.` or `..`).
+fn check<'a>(raw: &str, mut segments: impl Iterator<Item = &'a str>) -> Result<(), KeyError> {
+    if raw.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if raw.len() > MAX_KEY_BYTES {
+        return Err(KeyError::TooLong { len: raw.len() });
+    }
+    if let Some((position, _)) = raw.char_indices().find(|(_, c)| !xml_safe(*c)) {
+        return Err(KeyError::ControlChar { position });
+    }
+    if raw.starts_with('/') {
+        return Err(KeyError::LeadingSlash);
+    }
+    if let Some(segment) = segments.find(|s| s.is_empty() || *s == "." || *s == "..") {
+        return Err(KeyError::BadSegment {
+            segment: segment.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// A key that has passed every rule. The only way to get one is [`ItemKey::parse`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ItemKey(String);
 
 impl ItemKey {
     pub fn parse(raw: &str) -> Result<Self, KeyError> {
-        if raw.is_empty() {
-            return Err(KeyError::Empty);
-        }
-        if raw.len() > MAX_KEY_BYTES {
-            return Err(KeyError::TooLong { len: raw.len() });
-        }
-        if let Some((position, _)) = raw.char_indices().find(|(_, c)| !xml_safe(*c)) {
-            return Err(KeyError::ControlChar { position });
-        }
-        if raw.starts_with('/') {
-            return Err(KeyError::LeadingSlash);
-        }
-        if let Some(segment) = raw
-            .split('/')
-            .find(|s| s.is_empty() || *s == "." || *s == "..")
-        {
-            return Err(KeyError::BadSegment {
-                segment: segment.to_owned(),
-            });
-        }
+        check(raw, raw.split('/'))?;
         Ok(Self(raw.to_owned()))
     }
 
@@ -93,28 +96,9 @@ pub struct KeyPrefix(String);
 
 impl KeyPrefix {
     pub fn parse(raw: &str) -> Result<Self, KeyError> {
-        if raw.is_empty() {
-            return Err(KeyError::Empty);
-        }
-        if raw.len() > MAX_KEY_BYTES {
-            return Err(KeyError::TooLong { len: raw.len() });
-        }
-        if let Some((position, _)) = raw.char_indices().find(|(_, c)| !xml_safe(*c)) {
-            return Err(KeyError::ControlChar { position });
-        }
-        if raw.starts_with('/') {
-            return Err(KeyError::LeadingSlash);
-        }
-        let mut segments: Vec<&str> = raw.split('/').collect();
-        segments.pop();
-        if let Some(segment) = segments
-            .into_iter()
-            .find(|s| s.is_empty() || *s == "." || *s == "..")
-        {
-            return Err(KeyError::BadSegment {
-                segment: segment.to_owned(),
-            });
-        }
+        // Every segment but the last, which a key under the prefix completes.
+        let complete = raw.rsplit_once('/').map_or("", |(head, _)| head);
+        check(raw, complete.split('/').filter(|_| raw.contains('/')))?;
         Ok(Self(raw.to_owned()))
     }
 

@@ -41,6 +41,11 @@ async fn call(
     stack.route(&request).await
 }
 
+/// A request without headers or body.
+async fn bare(stack: &common::Stack, key_id: Option<&str>, method: Method, path: &str) -> Reply {
+    call(stack, key_id, method, path, &[], None).await
+}
+
 async fn put(stack: &common::Stack, path: &str, body: Value) -> Reply {
     call(stack, WRITE, Method::PUT, path, &[], Some(body)).await
 }
@@ -184,7 +189,7 @@ async fn writes_meet_the_longest_prefix_schema_and_every_violation_is_named() {
     assert_eq!(stack.current(dry_key).await, None);
 
     // The schemas, listed in prefix order, and one read back with the ETag a replace needs.
-    let listed = call(&stack, WRITE, Method::GET, "/schemas", &[], None).await;
+    let listed = bare(&stack, WRITE, Method::GET, "/schemas").await;
     assert_eq!(listed.status, 200, "{}", listed.body);
     let prefixes: Vec<Value> = listed.json()["schemas"]
         .as_array()
@@ -196,7 +201,7 @@ async fn writes_meet_the_longest_prefix_schema_and_every_violation_is_named() {
         prefixes,
         vec![json!(["flags/", true]), json!(["flags/beta/", true])]
     );
-    let read = call(&stack, WRITE, Method::GET, &schema("flags/"), &[], None).await;
+    let read = bare(&stack, WRITE, Method::GET, &schema("flags/")).await;
     assert_eq!(read.status, 200, "{}", read.body);
     assert_eq!(read.json(), flags_schema());
     let etag = read.header("etag").unwrap().to_owned();
@@ -237,15 +242,7 @@ async fn writes_meet_the_longest_prefix_schema_and_every_violation_is_named() {
     assert_eq!(now_ok.status, 200, "{}", now_ok.body);
 
     // A restore must meet today's schema: the first version has no owner.
-    let versions = call(
-        &stack,
-        READ,
-        Method::GET,
-        &format!("/versions/{key}"),
-        &[],
-        None,
-    )
-    .await;
+    let versions = bare(&stack, READ, Method::GET, &format!("/versions/{key}")).await;
     let oldest = versions.json()["versions"]
         .as_array()
         .unwrap()
@@ -268,25 +265,9 @@ async fn writes_meet_the_longest_prefix_schema_and_every_violation_is_named() {
     );
 
     // Deleting the beta schema hands its keys to flags/ from the next write; deleting it again is a 404.
-    let gone = call(
-        &stack,
-        WRITE,
-        Method::DELETE,
-        &schema("flags/beta/"),
-        &[],
-        None,
-    )
-    .await;
+    let gone = bare(&stack, WRITE, Method::DELETE, &schema("flags/beta/")).await;
     assert_eq!(gone.status, 204, "{}", gone.body);
-    let again = call(
-        &stack,
-        WRITE,
-        Method::DELETE,
-        &schema("flags/beta/"),
-        &[],
-        None,
-    )
-    .await;
+    let again = bare(&stack, WRITE, Method::DELETE, &schema("flags/beta/")).await;
     assert_eq!(again.status, 404, "{}", again.body);
     let under_flags = put(
         &stack,
@@ -300,15 +281,7 @@ async fn writes_meet_the_longest_prefix_schema_and_every_violation_is_named() {
         "{}",
         under_flags.body
     );
-    let missing = call(
-        &stack,
-        WRITE,
-        Method::GET,
-        &schema("flags/beta/"),
-        &[],
-        None,
-    )
-    .await;
+    let missing = bare(&stack, WRITE, Method::GET, &schema("flags/beta/")).await;
     assert_eq!(missing.status, 404, "{}", missing.body);
 }
 
@@ -340,7 +313,7 @@ async fn a_schema_that_does_not_compile_is_refused_with_why() {
     let bad_prefix = put(&stack, "/schemas/a%2F%2F", json!({})).await;
     assert_eq!(bad_prefix.status, 400, "{}", bad_prefix.body);
     // None of them was stored: writes under cfg/ take anything.
-    let listed = call(&stack, WRITE, Method::GET, "/schemas", &[], None).await;
+    let listed = bare(&stack, WRITE, Method::GET, "/schemas").await;
     assert_eq!(listed.json(), json!({"schemas": []}));
     assert_eq!(put(&stack, &item("cfg/x"), json!(1)).await.status, 201);
 
@@ -396,11 +369,11 @@ async fn only_write_keys_within_their_prefixes_see_and_change_schemas() {
     for path in [schema("config/"), schema("fl"), schema("f")] {
         let reply = call(&stack, FLAGS, Method::PUT, &path, &[], Some(json!({}))).await;
         assert!(refused(&reply), "flags key PUT {path}: {}", reply.body);
-        let reply = call(&stack, FLAGS, Method::DELETE, &path, &[], None).await;
+        let reply = bare(&stack, FLAGS, Method::DELETE, &path).await;
         assert!(refused(&reply), "flags key DELETE {path}: {}", reply.body);
     }
     // It sees the schemas that govern its keys, from above (fl) or inside, and not config/'s.
-    let listed = call(&stack, FLAGS, Method::GET, "/schemas", &[], None).await;
+    let listed = bare(&stack, FLAGS, Method::GET, "/schemas").await;
     let prefixes: Vec<Value> = listed.json()["schemas"]
         .as_array()
         .unwrap()
@@ -408,12 +381,10 @@ async fn only_write_keys_within_their_prefixes_see_and_change_schemas() {
         .map(|s| s["prefix"].clone())
         .collect();
     assert_eq!(prefixes, vec![json!("fl"), json!("flags/x/")]);
-    let hidden = call(&stack, FLAGS, Method::GET, &schema("config/"), &[], None).await;
+    let hidden = bare(&stack, FLAGS, Method::GET, &schema("config/")).await;
     assert!(refused(&hidden), "{}", hidden.body);
     assert_eq!(
-        call(&stack, FLAGS, Method::GET, &schema("fl"), &[], None)
-            .await
-            .status,
+        bare(&stack, FLAGS, Method::GET, &schema("fl")).await.status,
         200
     );
     // Items under "fl" (the flags/ key's keys too) must be objects now.
@@ -462,7 +433,7 @@ async fn an_upload_that_breaks_its_schema_is_served_and_counted() {
         (2, 1),
         "{report:?}"
     );
-    let served = call(&stack, READ, Method::GET, &item(bad), &[], None).await;
+    let served = bare(&stack, READ, Method::GET, &item(bad)).await;
     assert_eq!(served.status, 200, "{}", served.body);
     assert_eq!(served.body, r#"{"enabled":"yes"}"#);
     assert_eq!(served.header("x-cache"), Some("HIT"));
@@ -487,7 +458,7 @@ async fn an_upload_that_breaks_its_schema_is_served_and_counted() {
     let keys = stack.config.key_map();
     let object_key = keys.schema_object_key(&KeyPrefix::parse("broken/").unwrap());
     stack.s3.upload(&object_key, br#"{"type": "nope"}"#).await;
-    let listed = call(&stack, WRITE, Method::GET, "/schemas", &[], None).await;
+    let listed = bare(&stack, WRITE, Method::GET, "/schemas").await;
     let broken = listed.json()["schemas"]
         .as_array()
         .unwrap()
