@@ -11,6 +11,7 @@
 //! The handlers are the ones the Lambda functions run, talking to the S3 endpoint over HTTP like in AWS.
 
 pub mod gateway;
+mod key_index;
 pub mod outbox;
 pub mod s3_endpoint;
 pub mod versions;

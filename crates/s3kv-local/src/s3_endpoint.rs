@@ -7,6 +7,9 @@
 //! The bucket is versioned, as the deployed one is ([`crate::versions`]): writes answer their version id, deletes
 //! leave delete markers, and ListObjectVersions, GET/HEAD by `versionId` and CopyObject from a version work.
 //! Destination `If-Match` / `If-None-Match` on CopyObject are enforced, as S3 does.
+//!
+//! ListObjectsV2 is answered from a sorted index of each bucket's keys ([`crate::key_index`]), a range read per
+//! page, instead of s3s-fs's walk and sort of the whole bucket directory for every page.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,7 @@ use tokio::sync::Mutex;
 
 use s3kv::s3_event::EventName;
 
+use crate::key_index::{self, Entry, KeyIndex, Query};
 use crate::outbox::Outbox;
 use crate::versions::{Listed, Version, Versions};
 
@@ -51,16 +55,20 @@ pub struct NotifyingFs {
     fs: FileSystem,
     root: PathBuf,
     versions: Versions,
+    /// Each bucket's keys in order, for listing; changed only with `mutation` held.
+    keys: KeyIndex,
     outbox: Outbox,
     mutation: Mutex<()>,
 }
 
 impl NotifyingFs {
-    /// `root` is the directory `fs` serves (s3s-fs keeps each object at `root/bucket/key`).
+    /// `root` is the directory `fs` serves (s3s-fs keeps each object at `root/bucket/key`). Its buckets' keys are
+    /// indexed here, walking every bucket directory once.
     pub fn new(fs: FileSystem, root: PathBuf, outbox: Outbox) -> Self {
         Self {
             fs,
             versions: Versions::new(&root),
+            keys: KeyIndex::build(&root),
             root,
             outbox,
             mutation: Mutex::new(()),
@@ -148,6 +156,57 @@ impl NotifyingFs {
             Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchKey => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// A bucket directory the key index has not seen (made by hand since the start): walked once, with changes
+    /// held off so that none is missed.
+    async fn index_bucket(&self, bucket: &str) -> S3Result<()> {
+        let _guard = self.mutation.lock().await;
+        if self.keys.knows(bucket) {
+            return Ok(());
+        }
+        let dir = self.root.join(bucket);
+        let keys = tokio::task::spawn_blocking(move || key_index::scan_bucket(&dir))
+            .await
+            .map_err(internal_error)?
+            .map_err(internal_error)?;
+        self.keys.insert_bucket(bucket, keys);
+        Ok(())
+    }
+
+    /// One object of a listing as s3s-fs's HEAD sees it, or `None` when its file is gone. When HEAD fails
+    /// otherwise, it is listed as s3s-fs's own listing did, from the file alone, without an ETag.
+    async fn listed_object<U>(
+        &self,
+        bucket: &str,
+        key: &str,
+        like: &S3Request<U>,
+    ) -> Option<Object> {
+        let error = match self.head(bucket, key, like).await {
+            Ok(head) => {
+                return head.map(|head| Object {
+                    key: Some(key.to_owned()),
+                    size: head.content_length,
+                    last_modified: head.last_modified,
+                    e_tag: head.e_tag,
+                    ..Default::default()
+                })
+            }
+            Err(error) => error,
+        };
+        let file = tokio::fs::metadata(self.root.join(bucket).join(key))
+            .await
+            .ok()?;
+        if file.is_dir() {
+            return None;
+        }
+        tracing::warn!(bucket, key, %error, "listed without an ETag");
+        Some(Object {
+            key: Some(key.to_owned()),
+            size: Some(file.len() as i64),
+            last_modified: file.modified().ok().map(Timestamp::from),
+            ..Default::default()
+        })
     }
 
     /// Records the object just written as the key's newest version. Called with the mutation lock held.
@@ -345,8 +404,6 @@ macro_rules! delegate {
 #[async_trait::async_trait]
 impl S3 for NotifyingFs {
     delegate! {
-        create_bucket: CreateBucketInput => CreateBucketOutput;
-        delete_bucket: DeleteBucketInput => DeleteBucketOutput;
         get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput;
         head_bucket: HeadBucketInput => HeadBucketOutput;
         list_buckets: ListBucketsInput => ListBucketsOutput;
@@ -523,46 +580,99 @@ impl S3 for NotifyingFs {
         self.fs.create_multipart_upload(req).await
     }
 
-    /// s3s-fs lists objects without their ETags; S3 always includes them, and both reconcile and the listing API
-    /// use them, so they are filled in from each object's metadata (what HEAD answers).
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let bucket = req.input.bucket.clone();
+        let _guard = self.mutation.lock().await;
+        let response = self.fs.create_bucket(req).await?;
+        self.keys.insert_bucket(&bucket, Default::default());
+        Ok(response)
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let bucket = req.input.bucket.clone();
+        let _guard = self.mutation.lock().await;
+        let result = self.fs.delete_bucket(req).await;
+        // Gone, or partly removed: walked again if it is listed.
+        self.keys.forget_bucket(&bucket);
+        result
+    }
+
+    /// A range read of the bucket's key index, where s3s-fs would walk and sort the whole bucket directory for
+    /// every page; the parameters mean what they mean to s3s-fs (the continuation token is the last key or
+    /// common prefix of the page before). S3 lists each object's ETag, and both reconcile and the listing API use
+    /// them, so each object's size, time and ETag are what HEAD answers; a key whose file is gone since it was
+    /// indexed is left out, as a listing that had not seen it.
     async fn list_objects_v2(
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        let bucket = req.input.bucket.clone();
-        let (uri, credentials, region, service) = (
-            req.uri.clone(),
-            req.credentials.clone(),
-            req.region.clone(),
-            req.service.clone(),
-        );
-        let mut response = self.fs.list_objects_v2(req).await?;
-        for object in response.output.contents.iter_mut().flatten() {
-            let Some(key) = object.key.clone().filter(|_| object.e_tag.is_none()) else {
-                continue;
-            };
-            let input = HeadObjectInput::builder()
-                .bucket(bucket.clone())
-                .key(key)
-                .build()
-                .map_err(|e| s3_error!(InternalError, "{e}"))?;
-            let head = S3Request {
-                input,
-                method: http::Method::HEAD,
-                uri: uri.clone(),
-                headers: http::HeaderMap::new(),
-                extensions: http::Extensions::new(),
-                credentials: credentials.clone(),
-                region: region.clone(),
-                service: service.clone(),
-                trailing_headers: None,
-            };
-            // Deleted since it was listed: leave it without a tag, as the listing saw it.
-            if let Ok(head) = self.fs.head_object(head).await {
-                object.e_tag = head.output.e_tag;
+        let input = &req.input;
+        let bucket = input.bucket.as_str();
+        if !self.root.join(bucket).exists() {
+            return Err(s3_error!(NoSuchBucket));
+        }
+        let max_keys = match input.max_keys {
+            Some(n) if n >= 0 => n.min(1000),
+            _ => 1000,
+        };
+        let after = match (
+            input.continuation_token.as_deref(),
+            input.start_after.as_deref(),
+        ) {
+            (Some(token), Some(start_after)) => Some(token.max(start_after)),
+            (token, start_after) => token.or(start_after),
+        };
+        let query = Query {
+            prefix: input
+                .prefix
+                .as_deref()
+                .unwrap_or("")
+                .trim_start_matches('/'),
+            after,
+            delimiter: input.delimiter.as_deref().filter(|d| !d.is_empty()),
+            max_keys: max_keys as usize,
+        };
+        let page = match self.keys.page(bucket, &query) {
+            Some(page) => page,
+            None => {
+                self.index_bucket(bucket).await?;
+                self.keys
+                    .page(bucket, &query)
+                    .ok_or_else(|| internal_error("the bucket was removed while listing"))?
+            }
+        };
+        let (mut contents, mut common_prefixes) = (Vec::new(), Vec::new());
+        for entry in &page.entries {
+            match entry {
+                Entry::CommonPrefix(prefix) => common_prefixes.push(CommonPrefix {
+                    prefix: Some(prefix.clone()),
+                }),
+                Entry::Object(key) => contents.extend(self.listed_object(bucket, key, &req).await),
             }
         }
-        Ok(response)
+        let key_count =
+            i32::try_from(contents.len() + common_prefixes.len()).map_err(internal_error)?;
+        Ok(S3Response::new(ListObjectsV2Output {
+            key_count: Some(key_count),
+            max_keys: Some(max_keys),
+            is_truncated: Some(page.truncated),
+            contents: (!contents.is_empty()).then_some(contents),
+            common_prefixes: (!common_prefixes.is_empty()).then_some(common_prefixes),
+            continuation_token: input.continuation_token.clone(),
+            next_continuation_token: page.next_token().map(str::to_owned),
+            delimiter: input.delimiter.clone(),
+            encoding_type: input.encoding_type.clone(),
+            name: Some(input.bucket.clone()),
+            prefix: input.prefix.clone(),
+            start_after: input.start_after.clone(),
+            ..Default::default()
+        }))
     }
 
     async fn put_object(
@@ -573,7 +683,9 @@ impl S3 for NotifyingFs {
         check_storable(&bucket, &key)?;
         let _guard = self.mutation.lock().await;
         let like = internal((), http::Method::PUT, &req);
-        let mut response = self.fs.put_object(req).await?;
+        let result = self.fs.put_object(req).await;
+        self.keys.refresh(&bucket, &key);
+        let mut response = result?;
         response.output.version_id = kept(self.add_version(&bucket, &key, &like).await);
         self.notify(
             EventName::Put,
@@ -602,9 +714,11 @@ impl S3 for NotifyingFs {
         };
         let response = match source_version {
             Some((source_bucket, source_key, id)) => {
-                let (etag, version) = self
+                let result = self
                     .copy_from_version(&req, (&source_bucket, &source_key, &id))
-                    .await?;
+                    .await;
+                self.keys.refresh(&bucket, &key);
+                let (etag, version) = result?;
                 S3Response::new(CopyObjectOutput {
                     copy_object_result: Some(CopyObjectResult {
                         e_tag: etag,
@@ -618,7 +732,9 @@ impl S3 for NotifyingFs {
             }
             None => {
                 let like = internal((), http::Method::PUT, &req);
-                let mut response = self.fs.copy_object(req).await?;
+                let result = self.fs.copy_object(req).await;
+                self.keys.refresh(&bucket, &key);
+                let mut response = result?;
                 response.output.version_id = kept(self.add_version(&bucket, &key, &like).await);
                 response
             }
@@ -639,7 +755,9 @@ impl S3 for NotifyingFs {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         let _guard = self.mutation.lock().await;
         let like = internal((), http::Method::POST, &req);
-        let mut response = self.fs.complete_multipart_upload(req).await?;
+        let result = self.fs.complete_multipart_upload(req).await;
+        self.keys.refresh(&bucket, &key);
+        let mut response = result?;
         response.output.version_id = kept(self.add_version(&bucket, &key, &like).await);
         self.notify(
             EventName::CompleteMultipartUpload,
@@ -662,7 +780,9 @@ impl S3 for NotifyingFs {
             ));
         }
         let _guard = self.mutation.lock().await;
-        let mut response = self.fs.delete_object(req).await?;
+        let result = self.fs.delete_object(req).await;
+        self.keys.refresh(&bucket, &key);
+        let mut response = result?;
         let marker = kept(
             self.versions
                 .add_delete_marker(&bucket, &key)
@@ -698,11 +818,12 @@ impl S3 for NotifyingFs {
                 .key(key.clone())
                 .build()
                 .map_err(internal_error)?;
-            if let Err(e) = self
+            let result = self
                 .fs
                 .delete_object(internal(input, http::Method::DELETE, &req))
-                .await
-            {
+                .await;
+            self.keys.refresh(&bucket, &key);
+            if let Err(e) = result {
                 errors.push(Error {
                     code: Some(e.code().as_str().to_owned()),
                     key: Some(key),
