@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use s3kv::key::ItemKey;
+use s3kv::key::{ItemKey, KeyPrefix};
 use s3kv::percent;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -19,6 +19,8 @@ pub enum ApiError {
         message: String,
         /// A 410 `cursor_expired`'s cursor: where the change feed can be followed from again.
         restart: Option<String>,
+        /// A 403's role of the key (`read`, `write`): a read key's refusal on a writer route says so.
+        role: Option<String>,
     },
     #[error("cannot reach {endpoint}: {source}")]
     Unreachable {
@@ -35,6 +37,20 @@ impl ApiError {
         match self {
             ApiError::Status { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// A refusal because the key may only read: s3kv's own 403 for a read key, or the gateway's (no s3kv code),
+    /// which is what a key outside the writer's usage plan gets.
+    pub fn is_read_only_refusal(&self) -> bool {
+        match self {
+            ApiError::Status {
+                status: 403,
+                code,
+                role,
+                ..
+            } => role.as_deref() == Some("read") || code.is_none(),
+            _ => false,
         }
     }
 
@@ -103,6 +119,24 @@ pub struct ChangePage {
     pub changes: Vec<Change>,
     /// Opaque; where the next request continues.
     pub cursor: String,
+}
+
+/// One entry of `GET /schemas`: `problem` says why a schema uploaded around the API does not compile.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct ListedSchema {
+    pub prefix: String,
+    pub etag: String,
+    pub size: u64,
+    #[serde(rename = "lastModified")]
+    pub last_modified: Option<String>,
+    pub valid: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SchemaList {
+    schemas: Vec<ListedSchema>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,6 +287,7 @@ impl Api {
             code: body["error"].as_str().map(str::to_owned),
             message,
             restart: body["cursor"].as_str().map(str::to_owned),
+            role: body["role"].as_str().map(str::to_owned),
         })
     }
 
@@ -399,6 +434,44 @@ impl Api {
             .body(body);
         let answer: BatchAnswer = Self::json(&Self::text(self.send(request).await?).await?)?;
         Ok(answer.items)
+    }
+
+    /// Every schema the key may see, in prefix order (one request: the API does not page them).
+    pub async fn schemas(&self) -> Result<Vec<ListedSchema>, ApiError> {
+        let request = self.http.get(self.url("schemas", None));
+        let list: SchemaList = Self::json(&Self::text(self.send(request).await?).await?)?;
+        Ok(list.schemas)
+    }
+
+    /// The path from [`s3kv::routes::schema_path`], which sends a trailing `/` as `%2F` so no proxy drops it.
+    fn schema_url(&self, prefix: &KeyPrefix) -> String {
+        format!("{}{}", self.endpoint, s3kv::routes::schema_path(prefix))
+    }
+
+    /// A prefix's schema document as stored, with its ETag (`writer` is always `None`).
+    pub async fn schema(&self, prefix: &KeyPrefix) -> Result<Item, ApiError> {
+        let request = self.http.get(self.schema_url(prefix));
+        Self::item(self.send(request).await?).await
+    }
+
+    /// PUT a schema; `true` when the prefix had none.
+    pub async fn put_schema(
+        &self,
+        prefix: &KeyPrefix,
+        body: String,
+        condition: Condition<'_>,
+    ) -> Result<(Written, bool), ApiError> {
+        let request = self.http.put(self.schema_url(prefix));
+        self.write(request, body, condition).await
+    }
+
+    pub async fn delete_schema(
+        &self,
+        prefix: &KeyPrefix,
+        condition: Condition<'_>,
+    ) -> Result<(), ApiError> {
+        let request = with_condition(self.http.delete(self.schema_url(prefix)), condition);
+        self.send(request).await.map(drop)
     }
 
     /// The item's versions, newest first, up to `limit` (all pages when `None`).

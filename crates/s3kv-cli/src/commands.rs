@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use s3kv::key::ItemKey;
+use s3kv::key::{ItemKey, KeyPrefix};
+use s3kv::schema::{Schema, Violation};
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::api::{Api, ApiError, Condition, Item, Watched, MAX_WAIT_SECS};
-use crate::{profile, Cli, Command, Failure, Output, DEFAULT_ENDPOINT};
+use crate::{profile, Cli, Command, Failure, Output, SchemaCommand, DEFAULT_ENDPOINT};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Completions { shell } = cli.command {
@@ -106,6 +107,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             (None, None) => Err(Failure::Usage("watch KEY, or watch --prefix PREFIX".into())),
         },
+        Command::Validate { prefix } => validate(&api, out, &prefix).await,
+        Command::Schema(command) => schema(&api, out, command).await,
         Command::Configure { .. } | Command::Completions { .. } => unreachable!("handled above"),
     }
 }
@@ -214,13 +217,7 @@ async fn get(
             if show_etag {
                 eprintln!("ETag: {}", item.etag);
             }
-            // Exactly the stored bytes into a pipe or file; a newline for a person's prompt.
-            let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(item.body.as_bytes());
-            if terminal && !item.body.ends_with('\n') {
-                let _ = stdout.write_all(b"\n");
-            }
+            write_exact(&item.body);
         }
         Output::Json => {
             let value: Box<RawValue> = RawValue::from_string(item.body).map_err(|e| {
@@ -231,6 +228,16 @@ async fn get(
         }
     }
     Ok(())
+}
+
+/// Exactly the stored bytes into a pipe or file; a newline for a person's prompt.
+fn write_exact(body: &str) {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(body.as_bytes());
+    if terminal && !body.ends_with('\n') {
+        let _ = stdout.write_all(b"\n");
+    }
 }
 
 async fn read_source(file: Option<&str>) -> Result<String, Failure> {
@@ -625,6 +632,347 @@ async fn history(api: &Api, out: Output, key: &str, limit: Option<usize>) -> Res
         }
     }
     Ok(())
+}
+
+fn key_prefix(raw: &str) -> Result<KeyPrefix, Failure> {
+    KeyPrefix::parse(raw).map_err(|e| Failure::Usage(format!("invalid prefix {raw:?}: {e}")))
+}
+
+/// Only write keys reach the schema routes: a read key's refusal says which key to use, rather than leave the
+/// user to guess from "may not write" on a command that only reads.
+fn schema_access(error: ApiError, command: &str) -> Failure {
+    if error.is_read_only_refusal() {
+        return Failure::Other(format!(
+            "{command} needs a write key: schemas are visible to write keys only ({error})"
+        ));
+    }
+    error.into()
+}
+
+/// `s3kv schema ...`: thin over the `/schemas` routes, printing as `ls`, `get`, `put` and `rm` do for items.
+async fn schema(api: &Api, out: Output, command: SchemaCommand) -> Result<(), Failure> {
+    match command {
+        SchemaCommand::Ls { long } => {
+            let schemas = api
+                .schemas()
+                .await
+                .map_err(|e| schema_access(e, "s3kv schema ls"))?;
+            match out {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string(&schemas).map_err(|e| Failure::Other(e.to_string()))?
+                ),
+                Output::Text => {
+                    let mut stdout = std::io::stdout().lock();
+                    for schema in &schemas {
+                        // A schema uploaded around the API may not compile; writes under it are refused until fixed.
+                        let problem = match (&schema.problem, schema.valid) {
+                            (_, true) => String::new(),
+                            (Some(problem), false) => format!("  (does not compile: {problem})"),
+                            (None, false) => "  (does not compile)".to_owned(),
+                        };
+                        let line = if long {
+                            let when = schema.last_modified.as_deref().unwrap_or("-");
+                            format!(
+                                "{}  {:>8}  {when}  {}{problem}",
+                                schema.etag, schema.size, schema.prefix
+                            )
+                        } else {
+                            format!("{}{problem}", schema.prefix)
+                        };
+                        let _ = writeln!(stdout, "{line}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        SchemaCommand::Get { prefix, etag } => {
+            let prefix = key_prefix(&prefix)?;
+            let item = api
+                .schema(&prefix)
+                .await
+                .map_err(|e| schema_access(e, "s3kv schema get"))?;
+            match out {
+                Output::Text => {
+                    if etag {
+                        eprintln!("ETag: {}", item.etag);
+                    }
+                    write_exact(&item.body);
+                }
+                Output::Json => {
+                    let schema: Box<RawValue> = RawValue::from_string(item.body).map_err(|e| {
+                        Failure::Other(format!("the API sent a schema that is not JSON: {e}"))
+                    })?;
+                    let answer =
+                        json!({ "prefix": prefix.as_str(), "etag": item.etag, "schema": schema });
+                    println!("{answer}");
+                }
+            }
+            Ok(())
+        }
+        SchemaCommand::Put {
+            prefix,
+            file,
+            create,
+            if_match,
+        } => {
+            let prefix = key_prefix(&prefix)?;
+            let body = read_source(file.as_deref()).await?;
+            // Only JSON is checked here; whether it compiles is the API's to say (its drafts are the ones that count).
+            valid_json(&body, "the schema")?;
+            let (written, created) = api
+                .put_schema(&prefix, body, condition(create, if_match.as_deref()))
+                .await
+                .map_err(|e| schema_access(e, "s3kv schema put"))?;
+            let what = if created { "created" } else { "replaced" };
+            print(
+                out,
+                &format!("{what} schema {prefix} (etag {})", written.etag),
+                json!({ "prefix": prefix.as_str(), "etag": written.etag, "created": created }),
+            );
+            Ok(())
+        }
+        SchemaCommand::Rm { prefix, if_match } => {
+            let prefix = key_prefix(&prefix)?;
+            api.delete_schema(&prefix, condition(false, if_match.as_deref()))
+                .await
+                .map_err(|e| schema_access(e, "s3kv schema rm"))?;
+            print(
+                out,
+                &format!("deleted schema {prefix}"),
+                json!({ "prefix": prefix.as_str(), "deleted": true }),
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Whether a schema's prefix governs some key under `prefix`: it covers them all (`flags/` for `flags/beta/`) or
+/// lies inside (`flags/beta/` for `flags/`). Two prefixes share keys exactly when one starts with the other.
+fn overlaps(schema: &str, prefix: &str) -> bool {
+    schema.starts_with(prefix) || prefix.starts_with(schema)
+}
+
+/// A schema that may govern keys under the prefix being validated: compiled, or why it does not compile.
+struct Governing {
+    prefix: String,
+    schema: Result<Schema, String>,
+}
+
+/// The schema governing `key`: the longest prefix it starts with, compiled or not, as the writer picks it (a
+/// broken schema does not hand its keys to a shorter one). `schemas` is longest first.
+fn governing<'a>(schemas: &'a [Governing], key: &str) -> Option<&'a Governing> {
+    schemas.iter().find(|g| key.starts_with(g.prefix.as_str()))
+}
+
+/// `validate --output json`'s line for an invalid item, with the key first.
+#[derive(serde::Serialize)]
+struct InvalidLine<'a> {
+    key: &'a str,
+    schema: &'a str,
+    violations: &'a [Violation],
+}
+
+/// "1 item", "2 items".
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What `validate` found, for its summary and exit code.
+#[derive(Default)]
+struct Tally {
+    checked: usize,
+    invalid: usize,
+    no_schema: usize,
+    /// Under a schema that does not compile.
+    not_checked: usize,
+    /// Answered with an error by the batch read.
+    unreadable: usize,
+}
+
+/// `s3kv validate [PREFIX]`: what writes through the API cannot catch (uploads straight to S3, items written
+/// before their schema changed), found by checking every stored item under PREFIX against the schema that governs
+/// it, compiled here with the API's own code ([`Schema::compile`]). Only items under a schema are read, in batches
+/// of 1,000 keys (batch gets of 100): the listed keys are held for the whole run, values one batch at a time.
+async fn validate(api: &Api, out: Output, prefix: &str) -> Result<(), Failure> {
+    let listed = api.schemas().await.map_err(|e| {
+        // A scoped write key is answered with the schemas it may see; only a key that sees none is refused.
+        if e.status() == Some(403) {
+            Failure::Other(format!(
+                "s3kv validate needs a write key: schemas are visible to write keys only ({e})"
+            ))
+        } else {
+            e.into()
+        }
+    })?;
+    let mut schemas = Vec::new();
+    for entry in listed.into_iter().filter(|s| overlaps(&s.prefix, prefix)) {
+        let key_prefix = KeyPrefix::parse(&entry.prefix).map_err(|e| {
+            ApiError::Unexpected(format!("a schema prefix {:?}: {e}", entry.prefix))
+        })?;
+        let document = match api.schema(&key_prefix).await {
+            Ok(item) => item.body,
+            // Deleted since the listing: it governs nothing now.
+            Err(e) if e.status() == Some(404) => continue,
+            Err(e) => return Err(schema_access(e, "s3kv validate")),
+        };
+        let schema = Schema::compile(document.as_bytes()).map_err(|e| e.to_string());
+        schemas.push(Governing {
+            prefix: entry.prefix,
+            schema,
+        });
+    }
+    // The listing is in prefix order, so the problems print in it; then longest first, for `governing`.
+    let mut stdout = std::io::stdout().lock();
+    let mut broken = 0;
+    for governing in &schemas {
+        if let Err(problem) = &governing.schema {
+            broken += 1;
+            let line = match out {
+                Output::Text => format!("schema {}: does not compile: {problem}", governing.prefix),
+                Output::Json => {
+                    json!({ "schema": governing.prefix, "problem": problem }).to_string()
+                }
+            };
+            let _ = writeln!(stdout, "{line}");
+        }
+    }
+    schemas.sort_by_key(|g| std::cmp::Reverse(g.prefix.len()));
+
+    let mut tally = Tally::default();
+    let mut wanted = Vec::new();
+    for item in api.list(prefix).await? {
+        match governing(&schemas, &item.key).map(|g| g.schema.is_ok()) {
+            None => tally.no_schema += 1,
+            Some(false) => tally.not_checked += 1,
+            Some(true) => wanted.push(item_key(&item.key)?),
+        }
+    }
+    for keys in wanted.chunks(1000) {
+        for answer in fetch(api, keys).await? {
+            if let Some(error) = &answer.error {
+                tally.unreadable += 1;
+                note(
+                    out,
+                    &format!("{}: not read: {error}", answer.key),
+                    json!({ "key": answer.key, "error": error }),
+                );
+                continue;
+            }
+            // Deleted since the listing: nothing to check.
+            let (true, Some(value)) = (answer.found, &answer.value) else {
+                continue;
+            };
+            let Some(Governing {
+                prefix: schema_prefix,
+                schema: Ok(schema),
+            }) = governing(&schemas, &answer.key)
+            else {
+                continue;
+            };
+            let document: serde_json::Value = match serde_json::from_str(value.get()) {
+                Ok(document) => document,
+                Err(e) => {
+                    tally.unreadable += 1;
+                    note(
+                        out,
+                        &format!("{}: not read: {e}", answer.key),
+                        json!({ "key": answer.key, "error": e.to_string() }),
+                    );
+                    continue;
+                }
+            };
+            tally.checked += 1;
+            let violations = schema.check(&document);
+            if violations.is_empty() {
+                continue;
+            }
+            tally.invalid += 1;
+            match out {
+                Output::Json => {
+                    let line = InvalidLine {
+                        key: &answer.key,
+                        schema: schema_prefix,
+                        violations: &violations,
+                    };
+                    let line =
+                        serde_json::to_string(&line).map_err(|e| Failure::Other(e.to_string()))?;
+                    let _ = writeln!(stdout, "{line}");
+                }
+                Output::Text => {
+                    for v in &violations {
+                        // The document itself (a missing required property) has the empty pointer: no path then.
+                        let at = if v.path.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{}: ", v.path)
+                        };
+                        let _ = writeln!(
+                            stdout,
+                            "{}: {at}{} (schema {schema_prefix}, at {})",
+                            answer.key, v.message, v.schema_path
+                        );
+                    }
+                }
+            }
+        }
+    }
+    drop(stdout);
+
+    let compiled = schemas.len() - broken;
+    let mut summary = format!(
+        "checked {} under {}: {} invalid, {} under no schema",
+        counted(tally.checked, "item", "items"),
+        counted(compiled, "schema", "schemas"),
+        tally.invalid,
+        tally.no_schema
+    );
+    if tally.not_checked > 0 {
+        summary.push_str(&format!(
+            ", {} not checked (their schema does not compile)",
+            tally.not_checked
+        ));
+    }
+    if tally.unreadable > 0 {
+        summary.push_str(&format!(", {} not read", tally.unreadable));
+    }
+    note(
+        out,
+        &summary,
+        json!({
+            "checked": tally.checked,
+            "schemas": compiled,
+            "invalid": tally.invalid,
+            "noSchema": tally.no_schema,
+            "notChecked": tally.not_checked,
+            "unreadable": tally.unreadable,
+            "brokenSchemas": broken,
+        }),
+    );
+    let mut problems = Vec::new();
+    if tally.invalid > 0 {
+        problems.push(counted(
+            tally.invalid,
+            "item breaks its schema",
+            "items break their schemas",
+        ));
+    }
+    if broken > 0 {
+        problems.push(format!(
+            "{} not compile",
+            counted(broken, "schema does", "schemas do")
+        ));
+    }
+    if tally.unreadable > 0 {
+        problems.push(format!(
+            "{} not be read",
+            counted(tally.unreadable, "item could", "items could")
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::Other(problems.join("; ")))
 }
 
 /// Failures that may pass (see [`ApiError::is_transient`]) are asked again after 1 s, doubling to 30 s, and back

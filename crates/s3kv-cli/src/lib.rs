@@ -4,7 +4,9 @@
 //! The endpoint and key come from `--endpoint` / `--api-key`, then `S3KV_ENDPOINT` / `S3KV_API_KEY`, then the
 //! profile (`--profile`, default `default`) that `s3kv configure` wrote, and the endpoint falls back to
 //! s3kv-local's `http://127.0.0.1:3000`. Exit codes: 0 success, 2 usage (including a key or JSON value refused
-//! before anything is sent), 3 not found, 4 precondition failed (412), 1 anything else.
+//! before anything is sent), 3 not found, 4 precondition failed (412), 1 anything else: `validate` finding an item
+//! that breaks its schema, or a schema that does not compile, is 1 too, as `import` with failed items is (a count
+//! of bad items, not one request's answer as 3 and 4 are).
 
 pub mod api;
 mod commands;
@@ -150,6 +152,26 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Check the stored items under PREFIX against their schemas; prints each violation of each invalid item
+    ///
+    /// For what the API's writes cannot catch: items uploaded straight to S3, and items written before their
+    /// schema changed. Each item is checked against the schema of the longest prefix it starts with; items under no
+    /// schema are counted, not checked. One line per violation on stdout ("KEY: PATH: MESSAGE (schema S, at
+    /// SCHEMA_PATH)"), or with --output json one line per invalid item {"key","schema","violations":[{"path",
+    /// "schemaPath","message"}]}, and a schema that does not compile as {"schema","problem"}; the counts go to
+    /// stderr. Needs a write key (schemas are visible to write keys only). Reads through the cache, as
+    /// export does.
+    #[command(
+        after_help = "Exit codes: 0 every item checked meets its schema, 1 an item breaks its schema or a \
+schema does not compile (or any other failure: unreachable, forbidden), 2 usage."
+    )]
+    Validate {
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// The JSON Schemas that writes under a key prefix must meet: ls, get, put, rm (write keys only)
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Save an endpoint and its API key (read from stdin) as a profile (--profile)
     Configure {
         /// The API's base URL
@@ -157,6 +179,43 @@ pub enum Command {
     },
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
+}
+
+/// `s3kv schema ...`: the `/schemas` routes, shaped as `get`, `put`, `rm` and `ls` are for items. A PREFIX is taken
+/// as typed (`flags/` and `flags` are different prefixes: `flags` also covers `flagship`).
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Every schema, in prefix order, with whether it compiles
+    Ls {
+        /// With ETag, size and last modification
+        #[arg(long, short)]
+        long: bool,
+    },
+    /// Print a prefix's schema exactly as stored
+    Get {
+        prefix: String,
+        /// Also print its ETag (on stderr, so stdout stays the schema)
+        #[arg(long)]
+        etag: bool,
+    },
+    /// Set a prefix's schema from a file, or stdin (no FILE, or -); one that does not compile is refused with why
+    Put {
+        prefix: String,
+        file: Option<String>,
+        /// Only if the prefix has no schema yet (If-None-Match: *)
+        #[arg(long, conflicts_with = "if_match")]
+        create: bool,
+        /// Only if the schema still has this ETag
+        #[arg(long)]
+        if_match: Option<String>,
+    },
+    /// Delete a prefix's schema; its keys fall to the next shorter prefix's schema, if any
+    Rm {
+        prefix: String,
+        /// Only if the schema still has this ETag
+        #[arg(long)]
+        if_match: Option<String>,
+    },
 }
 
 /// Why a command failed, and so its exit code.

@@ -798,3 +798,195 @@ async fn watch_prefix_prints_what_changes_under_it_and_resumes_from_its_cursor()
         .await
         .fails(1, "not a cursor");
 }
+
+/// Straight to s3kv-local's S3 endpoint, around the API and its schema check: what `validate` is for.
+async fn upload(local: &Local, object_key: &str, body: &str) {
+    let s3 = s3kv::adapters::s3::endpoint_client(
+        &format!("http://{}", local.stack.s3_addr),
+        s3kv_local::ACCESS_KEY,
+        s3kv_local::SECRET_KEY,
+        Duration::from_secs(10),
+    );
+    s3.put_object()
+        .bucket(&local.stack.bucket)
+        .key(object_key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(
+            body.as_bytes().to_vec(),
+        ))
+        .send()
+        .await
+        .expect("upload to the local S3 endpoint");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_names_exactly_the_items_that_break_their_schema() {
+    let local = Local::start("validate").await;
+    let schema = r#"{"type": "object", "required": ["enabled"], "properties": {"enabled": {"type": "boolean"}}}"#;
+    std::fs::write(local.dir.join("flags.schema.json"), schema).unwrap();
+
+    // The schema subcommands: put (a trailing `/` survives the trip), ls, get exactly as stored, conditions.
+    let created = local
+        .s3kv(&["schema", "put", "flags/", "flags.schema.json", "--create"])
+        .await
+        .ok();
+    assert!(
+        created.stdout.starts_with("created schema flags/ (etag "),
+        "{}",
+        created.stdout
+    );
+    assert_eq!(local.s3kv(&["schema", "ls"]).await.ok().stdout, "flags/\n");
+    let got = local
+        .s3kv(&["schema", "get", "flags/", "--etag"])
+        .await
+        .ok();
+    assert_eq!(got.stdout, schema);
+    let etag = got.stderr.trim().trim_start_matches("ETag: ").to_owned();
+    let json = local
+        .s3kv(&["schema", "get", "flags/", "--output", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(json["prefix"], "flags/");
+    assert_eq!(json["etag"], etag.as_str());
+    assert_eq!(json["schema"]["required"], serde_json::json!(["enabled"]));
+    local
+        .s3kv(&["schema", "put", "flags/", "flags.schema.json", "--create"])
+        .await
+        .fails(4, "");
+    local
+        .s3kv_with(
+            &["schema", "put", "flags/", "-", "--if-match", &etag],
+            Some(schema),
+            &[],
+        )
+        .await
+        .ok();
+    local
+        .s3kv_with(&["schema", "put", "flags/"], Some(r#"{"type": 7}"#), &[])
+        .await
+        .fails(1, "JSON Schema");
+    local
+        .s3kv(&["schema", "get", "nothing/"])
+        .await
+        .fails(3, "");
+    local
+        .s3kv(&["schema", "get", "a//"])
+        .await
+        .fails(2, "invalid prefix");
+
+    // A valid item through the API, one the API refuses, the same uploaded around it, one under no schema.
+    local
+        .s3kv_with(&["put", "flags/good"], Some(r#"{"enabled": true}"#), &[])
+        .await
+        .ok();
+    local
+        .s3kv_with(&["put", "flags/bad"], Some(r#"{"enabled": "yes"}"#), &[])
+        .await
+        .fails(1, "schema");
+    upload(&local, "flags/bad.json", r#"{"enabled": "yes"}"#).await;
+    local
+        .s3kv_with(&["put", "notes/free"], Some(r#"{"anything": 1}"#), &[])
+        .await
+        .ok();
+    local.settle().await;
+
+    let found = local.s3kv(&["validate"]).await.fails(
+        1,
+        "checked 2 items under 1 schema: 1 invalid, 1 under no schema",
+    );
+    assert_eq!(
+        found.stdout,
+        "flags/bad: /enabled: \"yes\" is not of type \"boolean\" (schema flags/, at /properties/enabled/type)\n"
+    );
+    assert!(
+        found.stderr.contains("1 item breaks its schema"),
+        "{}",
+        found.stderr
+    );
+    let json = local
+        .s3kv(&["validate", "--output", "json"])
+        .await
+        .fails(1, "\"invalid\":1");
+    assert_eq!(
+        json.json(),
+        serde_json::json!({"key": "flags/bad", "schema": "flags/", "violations": [{
+            "path": "/enabled",
+            "schemaPath": "/properties/enabled/type",
+            "message": "\"yes\" is not of type \"boolean\"",
+        }]})
+    );
+
+    // Narrowed: only what is under PREFIX, and only the schemas that govern it.
+    let narrowed = local.s3kv(&["validate", "flags/g"]).await.ok();
+    assert_eq!(narrowed.stdout, "");
+    assert!(
+        narrowed
+            .stderr
+            .contains("checked 1 item under 1 schema: 0 invalid, 0 under no schema"),
+        "{}",
+        narrowed.stderr
+    );
+    let elsewhere = local.s3kv(&["validate", "notes/"]).await.ok();
+    assert!(
+        elsewhere
+            .stderr
+            .contains("checked 0 items under 0 schemas: 0 invalid, 1 under no schema"),
+        "{}",
+        elsewhere.stderr
+    );
+
+    // Schemas are for write keys: a read key is told which key validate needs.
+    local
+        .s3kv_with(&["validate"], None, &[("S3KV_API_KEY", READ_KEY)])
+        .await
+        .fails(1, "validate needs a write key");
+    local
+        .s3kv_with(&["schema", "ls"], None, &[("S3KV_API_KEY", READ_KEY)])
+        .await
+        .fails(1, "needs a write key");
+
+    // A schema uploaded by hand that does not compile: reported, its items not checked, exit 1; then removed.
+    let broken = s3kv::key::KeyMap::new("", "")
+        .schema_object_key(&s3kv::key::KeyPrefix::parse("notes/").unwrap());
+    upload(&local, &broken, r#"{"type": "nope"}"#).await;
+    let problem = local
+        .s3kv(&["validate", "notes/"])
+        .await
+        .fails(1, "1 schema does not compile");
+    assert!(
+        problem
+            .stdout
+            .starts_with("schema notes/: does not compile: "),
+        "{}",
+        problem.stdout
+    );
+    assert!(
+        problem.stderr.contains("1 not checked"),
+        "{}",
+        problem.stderr
+    );
+    let listed = local.s3kv(&["schema", "ls"]).await.ok();
+    assert!(
+        listed.stdout.contains("notes/  (does not compile: "),
+        "{}",
+        listed.stdout
+    );
+    let deleted = local.s3kv(&["schema", "rm", "notes/"]).await.ok();
+    assert_eq!(deleted.stdout, "deleted schema notes/\n");
+
+    // Fixed through the API: everything meets its schema, exit 0.
+    local
+        .s3kv_with(&["put", "flags/bad"], Some(r#"{"enabled": false}"#), &[])
+        .await
+        .ok();
+    local.settle().await;
+    let clean = local.s3kv(&["validate"]).await.ok();
+    assert_eq!(clean.stdout, "");
+    assert!(
+        clean
+            .stderr
+            .contains("checked 2 items under 1 schema: 0 invalid, 1 under no schema"),
+        "{}",
+        clean.stderr
+    );
+}
