@@ -18,7 +18,7 @@
 //! report of a results file), `S3KV_BENCH_ITEMS` (1000), `S3KV_BENCH_PHASE_MS` (1000), `S3KV_BENCH_ROUNDS` (2),
 //! `S3KV_BENCH_SYNC_ROUNDS` (15), `S3KV_BENCH_PROPAGATION_WRITES` (1000), `S3KV_BENCH_COLD_STARTS` (10),
 //! `S3KV_BENCH_INVOCATIONS` (2000), `S3KV_BENCH_IMPORT_ITEMS` (1000), `S3KV_BENCH_WATCH_WRITES` (200),
-//! `S3KV_BENCH_WATCH_IDLE_MS` (10000), `S3KV_BENCH_ONLY` and `S3KV_BENCH_READ_VARIANTS` ([`settings`]),
+//! `S3KV_BENCH_WATCH_IDLE_MS` (10000), `S3KV_BENCH_SCHEMA_WRITES` (300), `S3KV_BENCH_ONLY` and `S3KV_BENCH_READ_VARIANTS` ([`settings`]),
 //! `S3KV_BENCH_S3_NODELAY` ([`procs`]).
 //!
 //! Every answer is checked (a reader answer must be 200 with `X-Cache: HIT` and the exact body, a sync must apply
@@ -26,7 +26,8 @@
 //! meaningless, so any wrong answer stops the run.
 //!
 //! The modules follow a run: [`settings`], the servers ([`procs`]), [`load`] generation, test [`data`], the
-//! [`read_path`] and [`sync_path`], the Lambda [`functions`] behind a local [`runtime_api`], [`propagation`]
+//! [`read_path`] and [`sync_path`], the Lambda [`functions`] behind a local [`runtime_api`], what schema
+//! validation costs a write ([`schema_cost`]), [`propagation`]
 //! and [`watch`] through s3kv-local, a bulk [`cli_import`] (`s3kv import` against `aws s3 cp`), the [`binaries`]
 //! it lists, and the [`report`]; [`run`] ties them together.
 
@@ -42,6 +43,7 @@ mod reconcile_scale;
 mod report;
 mod run;
 mod runtime_api;
+mod schema_cost;
 mod settings;
 mod sync_path;
 mod watch;

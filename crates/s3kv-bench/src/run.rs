@@ -106,6 +106,9 @@ pub(crate) async fn run() -> RunRecord {
     if bench.settings.runs("sync") {
         bench.sync_path(&mut m).await;
     }
+    if bench.settings.runs("schema") {
+        bench.schema_cost(&mut m).await;
+    }
     // Opt-in: it uploads 100,000 items.
     if bench.settings.selects("reconcile") {
         bench.reconcile_scale(&mut m).await;

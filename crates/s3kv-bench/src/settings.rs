@@ -16,7 +16,7 @@ pub(crate) struct Settings {
     pub(crate) watch_idle: Duration,
     pub(crate) cold_starts: usize,
     pub(crate) invocations: usize,
-    /// `S3KV_BENCH_ONLY`: comma-separated sections to run (read, functions, sync, propagation, watch, import; and
+    /// `S3KV_BENCH_ONLY`: comma-separated sections to run (read, functions, sync, schema, propagation, watch, import; and
     /// reconcile, which only runs when named); default all but reconcile. Watch runs on propagation's s3kv-local and
     /// compares its wake latency with propagation's when both run (`S3KV_BENCH_ONLY=propagation,watch`).
     pub(crate) only: Option<Vec<String>>,
