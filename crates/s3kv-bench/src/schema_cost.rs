@@ -167,31 +167,22 @@ impl Bench {
         let mut baseline = Vec::new();
         for (state, schemas) in [("none", 0), ("one", 1), ("twenty", 20)] {
             // The bucket's schemas for this state: the governing one, then nineteen others.
-            if schemas >= 1 {
+            let added: &[KeyPrefix] = match schemas {
+                1 => std::slice::from_ref(&governing),
+                20 => &others,
+                _ => &[],
+            };
+            for prefix in added {
                 writer
                     .put_schema(
-                        &governing,
+                        prefix,
                         Bytes::from_static(SCHEMA.as_bytes()),
                         &Precondition::None,
                         &author,
                         deadline(),
                     )
                     .await
-                    .expect("put the governing schema");
-            }
-            if schemas == 20 {
-                for prefix in &others {
-                    writer
-                        .put_schema(
-                            prefix,
-                            Bytes::from_static(SCHEMA.as_bytes()),
-                            &Precondition::None,
-                            &author,
-                            deadline(),
-                        )
-                        .await
-                        .expect("put a schema");
-                }
+                    .expect("put a schema");
             }
             let listed = writer.schemas(deadline()).await.expect("list schemas");
             assert_eq!(listed.all().len(), schemas, "schemas in the bucket");
