@@ -4,7 +4,8 @@
 //! `/`, and no empty, `.` or `..` segments. They keep object keys unambiguous (`a//b` and `a/./b` would name
 //! different objects that look like the same path), keep every item addressable through the REST API and
 //! listable (S3's listings are XML 1.0, which cannot carry control characters or U+FFFE/U+FFFF), and leave room
-//! under S3's 1,024-byte object key limit for the prefix and the `.json` suffix.
+//! under S3's 1,024-byte object key limit for the prefix and the `.json` suffix. Keys under `.s3kv/` are
+//! reserved for s3kv's own objects (the schemas today), so that nothing s3kv adds there later can meet an item.
 
 use std::fmt;
 
@@ -20,7 +21,10 @@ pub fn xml_safe(c: char) -> bool {
     !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}'
 }
 const SUFFIX: &str = ".json";
-/// Schema objects: under the item prefix, never ending in [`SUFFIX`] (see [`KeyMap::schema_root`]).
+/// The part of the key space s3kv keeps for its own objects: no item key or schema prefix starts with it.
+pub const RESERVED: &str = ".s3kv/";
+/// Schema objects: under the item prefix, in the reserved part, never ending in [`SUFFIX`] (see
+/// [`KeyMap::schema_root`]).
 const SCHEMA_DIR: &str = ".s3kv/schemas/";
 const SCHEMA_SUFFIX: &str = ".schema";
 
@@ -36,6 +40,10 @@ pub enum KeyError {
     LeadingSlash,
     #[error("the key has an empty, '.' or '..' segment ({segment:?}); use single '/' between plain names")]
     BadSegment { segment: String },
+    #[error(
+        "keys under '{RESERVED}' are reserved for s3kv's own objects (schemas); use another prefix"
+    )]
+    Reserved,
     #[error("the key is not correctly percent-encoded: {0}")]
     Encoding(#[from] PercentError),
 }
@@ -53,6 +61,9 @@ fn check<'a>(raw: &str, mut segments: impl Iterator<Item = &'a str>) -> Result<(
     }
     if raw.starts_with('/') {
         return Err(KeyError::LeadingSlash);
+    }
+    if raw.starts_with(RESERVED) {
+        return Err(KeyError::Reserved);
     }
     if let Some(segment) = segments.find(|s| s.is_empty() || *s == "." || *s == "..") {
         return Err(KeyError::BadSegment {
@@ -271,6 +282,13 @@ mod tests {
             Err(KeyError::ControlChar { position: 2 })
         );
         assert_eq!(ItemKey::parse("/a"), Err(KeyError::LeadingSlash));
+        for k in [".s3kv/x", ".s3kv/schemas/flags%2F.schema", ".s3kv/"] {
+            assert_eq!(ItemKey::parse(k), Err(KeyError::Reserved), "{k}");
+        }
+        // Only the folder: a name that merely starts the same way is an ordinary key.
+        for k in [".s3kv", ".s3kvx/a", "a/.s3kv/b", ".s3k"] {
+            assert!(ItemKey::parse(k).is_ok(), "{k}");
+        }
         for (k, seg) in [("a//b", ""), ("a/./b", "."), ("../a", ".."), ("a/", "")] {
             assert_eq!(
                 ItemKey::parse(k),
@@ -343,6 +361,9 @@ mod tests {
         }
         assert_eq!(KeyPrefix::parse(""), Err(KeyError::Empty));
         assert_eq!(KeyPrefix::parse("/a"), Err(KeyError::LeadingSlash));
+        assert_eq!(KeyPrefix::parse(".s3kv/"), Err(KeyError::Reserved));
+        assert_eq!(KeyPrefix::parse(".s3kv/schemas"), Err(KeyError::Reserved));
+        assert!(KeyPrefix::parse(".s3kv").is_ok());
         assert!(matches!(
             KeyPrefix::parse("a//"),
             Err(KeyError::BadSegment { .. })
@@ -371,8 +392,13 @@ mod tests {
                 );
                 assert_eq!(map.schema_prefix(&object_key), Some(prefix));
             }
-            let item = map.object_key(&ItemKey::parse(".s3kv/schemas/flags").unwrap());
-            assert_eq!(map.schema_prefix(&item), None);
+            // An upload that looks like an item there is not one, nor a schema.
+            let upload = format!("{object_prefix}.s3kv/schemas/flags.json");
+            assert_eq!(
+                map.classify(&upload),
+                ObjectKind::Invalid(KeyError::Reserved)
+            );
+            assert_eq!(map.schema_prefix(&upload), None);
         }
         let map = KeyMap::new("", "s3kv:");
         assert_ne!(

@@ -206,6 +206,7 @@ fn http_cases() -> Vec<Case> {
         bad_key("dot-dot segment", "a/../b"),
         bad_key("dot segment", "a/./b"),
         bad_key("double slash", "a//b"),
+        bad_key("under the reserved .s3kv/ folder", ".s3kv/x"),
         bad_key("leading slash", "/a"),
         bad_key("encoded leading slash", "%2Fa"),
         bad_key("trailing slash", "a/"),
@@ -379,6 +380,11 @@ async fn s3_records_and_uploaded_objects() {
     edit(
         "key breaking the rules",
         &|r| r.s3.object.key = Some("items/a//b.json".into()),
+        "skipped",
+    );
+    edit(
+        "a .json object in the reserved .s3kv/ folder",
+        &|r| r.s3.object.key = Some("items/.s3kv/schemas/x.json".into()),
         "skipped",
     );
     edit(
@@ -612,6 +618,14 @@ async fn schema_requests() {
             "prefix with an empty segment",
             Method::PUT,
             "/schemas/a%2F%2F",
+            Some("{}"),
+            400,
+            Some("invalid_key"),
+        ),
+        (
+            "prefix under the reserved .s3kv/ folder",
+            Method::PUT,
+            "/schemas/.s3kv%2F",
             Some("{}"),
             400,
             Some("invalid_key"),
