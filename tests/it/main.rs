@@ -7,6 +7,7 @@ mod common;
 
 mod access;
 mod bad_input;
+mod browser;
 mod cache;
 mod cache_full;
 mod conditional;
