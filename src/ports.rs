@@ -204,9 +204,44 @@ pub struct ListPage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheLookup {
     Hit(Object),
-    /// The item was deleted (or its object is not a servable document) recently enough to remember.
+    /// The item was deleted recently enough to remember.
     Tombstone,
+    /// The item's object is in the bucket but is not a document s3kv serves.
+    Unservable(Unservable),
     Miss,
+}
+
+/// Why an object under an item's key is not served: readers are told this, not "not found", so whoever uploaded
+/// it learns what to fix. The cache remembers it as a tombstone whose reason is [`Unservable::reason`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unservable {
+    /// Not a document the API would accept (not JSON, a member name twice in one object, nested too deep); the
+    /// parser's words when the object itself was read, `None` when only the cache's record of it was.
+    InvalidDocument(Option<String>),
+    /// Larger than `S3KV_MAX_OBJECT_BYTES`.
+    TooLarge,
+}
+
+impl Unservable {
+    pub const INVALID_DOCUMENT: &'static str = "invalid_json";
+    pub const TOO_LARGE: &'static str = "too_large";
+
+    /// The cache tombstone's reason for it (and the `unservable` flag a listing shows).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Unservable::InvalidDocument(_) => Self::INVALID_DOCUMENT,
+            Unservable::TooLarge => Self::TOO_LARGE,
+        }
+    }
+
+    /// The tombstone reason's meaning; `None` for a delete.
+    pub fn from_reason(reason: &str) -> Option<Self> {
+        match reason {
+            Self::INVALID_DOCUMENT => Some(Unservable::InvalidDocument(None)),
+            Self::TOO_LARGE => Some(Unservable::TooLarge),
+            _ => None,
+        }
+    }
 }
 
 /// An ordered change to one cache entry.

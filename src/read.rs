@@ -10,6 +10,7 @@ use crate::document;
 use crate::key::{ItemKey, KeyMap, ObjectKind};
 use crate::ports::{
     Cache, CacheError, CacheLookup, Etag, Object, ObjectStore, ObjectVersion, StoreError,
+    Unservable,
 };
 use crate::retry;
 
@@ -36,6 +37,33 @@ pub struct ReadResult {
     /// `None` when there is no item under the key.
     pub object: Option<Object>,
     pub cache: CacheStatus,
+    /// With no object: there is one in the bucket, and this is why it is not served.
+    pub unservable: Option<Unservable>,
+}
+
+impl ReadResult {
+    pub fn found(object: Object, cache: CacheStatus) -> Self {
+        Self {
+            object: Some(object),
+            cache,
+            unservable: None,
+        }
+    }
+
+    pub fn absent(cache: CacheStatus) -> Self {
+        Self {
+            object: None,
+            cache,
+            unservable: None,
+        }
+    }
+
+    fn unservable(why: Unservable, cache: CacheStatus) -> Self {
+        Self {
+            unservable: Some(why),
+            ..Self::absent(cache)
+        }
+    }
 }
 
 /// One page of items, straight from S3 (the source of truth), never from the cache.
@@ -102,16 +130,11 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
             .await
         {
             Ok(Ok(CacheLookup::Hit(object))) => {
-                return Ok(ReadResult {
-                    object: Some(object),
-                    cache: CacheStatus::Hit,
-                })
+                return Ok(ReadResult::found(object, CacheStatus::Hit))
             }
-            Ok(Ok(CacheLookup::Tombstone)) => {
-                return Ok(ReadResult {
-                    object: None,
-                    cache: CacheStatus::Hit,
-                })
+            Ok(Ok(CacheLookup::Tombstone)) => return Ok(ReadResult::absent(CacheStatus::Hit)),
+            Ok(Ok(CacheLookup::Unservable(why))) => {
+                return Ok(ReadResult::unservable(why, CacheStatus::Hit))
             }
             Ok(Ok(CacheLookup::Miss)) => CacheStatus::Miss,
             Ok(Err(error)) => {
@@ -173,14 +196,13 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
             .map(|(i, lookup)| async move {
                 let key = &keys[i];
                 match lookup {
-                    Some(CacheLookup::Hit(object)) => Ok(ReadResult {
-                        object: Some(object),
-                        cache: CacheStatus::Hit,
-                    }),
-                    Some(CacheLookup::Tombstone) => Ok(ReadResult {
-                        object: None,
-                        cache: CacheStatus::Hit,
-                    }),
+                    Some(CacheLookup::Hit(object)) => {
+                        Ok(ReadResult::found(object, CacheStatus::Hit))
+                    }
+                    Some(CacheLookup::Tombstone) => Ok(ReadResult::absent(CacheStatus::Hit)),
+                    Some(CacheLookup::Unservable(why)) => {
+                        Ok(ReadResult::unservable(why, CacheStatus::Hit))
+                    }
                     Some(CacheLookup::Miss) => {
                         Box::pin(self.read_s3(key, CacheStatus::Miss, deadline)).await
                     }
@@ -305,28 +327,18 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
         .await;
         let object = match fetched {
             Ok(object) => object,
-            Err(StoreError::NotFound) => {
-                return Ok(ReadResult {
-                    object: None,
-                    cache: status,
-                })
-            }
+            Err(StoreError::NotFound) => return Ok(ReadResult::absent(status)),
             Err(StoreError::TooLarge { size, limit }) => {
                 tracing::warn!(key = %key, size, limit, "object is over S3KV_MAX_OBJECT_BYTES; not served");
-                return Ok(ReadResult {
-                    object: None,
-                    cache: status,
-                });
+                return Ok(ReadResult::unservable(Unservable::TooLarge, status));
             }
             Err(e) => return Err(e),
         };
         if let Err(error) = document::validate(&object.body) {
             // A manual upload that is not JSON is not an item; the syncer tombstones it the same way.
-            tracing::warn!(key = %key, %error, "stored object is not valid JSON; not served");
-            return Ok(ReadResult {
-                object: None,
-                cache: status,
-            });
+            tracing::warn!(key = %key, %error, "stored object is not a valid document; not served");
+            let why = Unservable::InvalidDocument(Some(error.to_string()));
+            return Ok(ReadResult::unservable(why, status));
         }
         if status == CacheStatus::Miss {
             let cache_key = self.keys.cache_key(key);
@@ -341,9 +353,6 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
                 Err(_) => tracing::warn!(key = %key, "cache fill timed out"),
             }
         }
-        Ok(ReadResult {
-            object: Some(object),
-            cache: status,
-        })
+        Ok(ReadResult::found(object, status))
     }
 }

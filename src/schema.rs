@@ -209,8 +209,18 @@ impl SchemaSet {
                 prefix: prefix.to_owned(),
                 reason: reason.clone(),
             })?;
+        // A document can be valid JSON and still not become a `Value`: a lone surrogate in a string, a number past
+        // f64. Those are the document's to fix, like any other malformed body.
         let document: Value = serde_json::from_slice(body).map_err(|e| {
-            SchemaError::Invalid(format!("the document could not be read as JSON: {e}"))
+            let full = e.to_string();
+            let reason = full.split(" at line ").next().unwrap_or(&full);
+            SchemaError::NotJson(DocumentError::Malformed {
+                message: format!(
+                    "a document under a schema must hold only values a schema can check: {reason}"
+                ),
+                line: e.line(),
+                column: e.column(),
+            })
         })?;
         let violations = schema.check(&document);
         if violations.is_empty() {

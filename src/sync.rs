@@ -19,7 +19,9 @@ use crate::audit;
 use crate::config::Config;
 use crate::document;
 use crate::key::{KeyMap, ObjectKind};
-use crate::ports::{Applied, Cache, CacheChange, CacheError, Etag, Feed, ObjectStore, StoreError};
+use crate::ports::{
+    Applied, Cache, CacheChange, CacheError, Etag, Feed, ObjectStore, StoreError, Unservable,
+};
 use crate::retry;
 use crate::schema::{SchemaSet, Schemas, Violations};
 use crate::sequencer::Sequencer;
@@ -312,7 +314,7 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
                     CacheChange::Put(object)
                 }
                 Err(error) => {
-                    let invalid = self.tombstone("invalid_json");
+                    let invalid = self.tombstone(Unservable::INVALID_DOCUMENT);
                     self.apply_change(cache_key, record, &invalid, deadline)
                         .await?;
                     return Ok(Outcome::Skipped(format!(
@@ -327,8 +329,13 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
                 return Ok(Outcome::Superseded)
             }
             Err(error @ StoreError::TooLarge { .. }) => {
-                self.apply_change(cache_key, record, &self.tombstone("too_large"), deadline)
-                    .await?;
+                self.apply_change(
+                    cache_key,
+                    record,
+                    &self.tombstone(Unservable::TOO_LARGE),
+                    deadline,
+                )
+                .await?;
                 return Ok(Outcome::Skipped(error.to_string()));
             }
             Err(error) => return Err(error.into()),

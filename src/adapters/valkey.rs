@@ -14,7 +14,9 @@ use crate::adapters::iam_auth::IamTokenProvider;
 use crate::adapters::valkey_feed::FeedState;
 use crate::audit::Provenance;
 use crate::config::ConfigError;
-use crate::ports::{Applied, Cache, CacheChange, CacheError, CacheLookup, Etag, Object, Snapshot};
+use crate::ports::{
+    Applied, Cache, CacheChange, CacheError, CacheLookup, Etag, Object, Snapshot, Unservable,
+};
 use crate::sequencer::Sequencer;
 
 const SCRIPT: &str = include_str!("cache.lua");
@@ -301,7 +303,8 @@ fn decode_lookup(raw: Option<Bytes>) -> CacheLookup {
         return CacheLookup::Miss;
     };
     if !tombstone.is_empty() {
-        return CacheLookup::Tombstone;
+        return Unservable::from_reason(tombstone)
+            .map_or(CacheLookup::Tombstone, CacheLookup::Unservable);
     }
     match split_provenance(rest) {
         Some((provenance, body)) => CacheLookup::Hit(Object {

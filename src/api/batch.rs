@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
 use http::{HeaderMap, StatusCode};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::access::Caller;
 use crate::key::ItemKey;
@@ -64,37 +65,90 @@ pub(super) async fn batch_get<S: ObjectStore, C: Cache>(
     };
     cache.extend(results.iter().map(|r| r.cache));
     let mut items = Vec::with_capacity(position.len());
-    for at in position {
+    for at in &position {
         let at = match at {
-            Ok(at) => at,
+            Ok(at) => *at,
             Err(key) => {
-                items.push(json!({ "key": key.as_str(), "found": false, "error": "forbidden" }));
+                items.push(Entry::refused(key.as_str()));
                 continue;
             }
         };
         let key = unique[at].as_str();
         let result = &results[at];
         items.push(match &result.object {
-            None => json!({ "key": key, "found": false }),
+            None => Entry {
+                error: result.unservable.as_ref().map(|why| {
+                    let key = key.to_owned();
+                    ApiError::Unservable {
+                        key,
+                        why: why.clone(),
+                    }
+                    .code()
+                }),
+                ..Entry::absent(key)
+            },
             Some(object) => {
+                // The stored bytes, spliced in as they are: a `Value` would round numbers, reorder members and
+                // refuse what serde_json cannot hold (1e400, a lone surrogate) although the document is valid.
                 let text = std::str::from_utf8(&object.body).map_err(|_| {
                     ApiError::Internal(format!("stored value for {key:?} is not UTF-8"))
                 })?;
-                let value =
-                    serde_json::value::RawValue::from_string(text.to_owned()).map_err(|_| {
-                        ApiError::Internal(format!("stored value for {key:?} is not JSON"))
-                    })?;
-                json!({
-                    "key": key,
-                    "found": true,
-                    "etag": object.etag.as_str(),
-                    "cache": result.cache.as_str(),
-                    "value": value,
-                })
+                let value = serde_json::from_str::<&RawValue>(text).map_err(|_| {
+                    ApiError::Internal(format!("stored value for {key:?} is not JSON"))
+                })?;
+                Entry {
+                    key,
+                    found: true,
+                    error: None,
+                    etag: Some(object.etag.as_str()),
+                    cache: Some(result.cache.as_str()),
+                    value: Some(value),
+                }
             }
         });
     }
-    let body = json!({ "items": items }).to_string();
+    let body = serde_json::to_string(&Answer { items: &items })
+        .map_err(|e| ApiError::Internal(format!("batch answer: {e}")))?;
     check_response_size(&body, "ask for fewer keys at a time")?;
     Ok(json_response(StatusCode::OK, HeaderMap::new(), body))
+}
+
+#[derive(Serialize)]
+struct Answer<'a> {
+    items: &'a [Entry<'a>],
+}
+
+/// One requested key's answer, in request order.
+#[derive(Serialize)]
+struct Entry<'a> {
+    key: &'a str,
+    found: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a RawValue>,
+}
+
+impl<'a> Entry<'a> {
+    fn absent(key: &'a str) -> Self {
+        Self {
+            key,
+            found: false,
+            error: None,
+            etag: None,
+            cache: None,
+            value: None,
+        }
+    }
+
+    fn refused(key: &'a str) -> Self {
+        Self {
+            error: Some("forbidden"),
+            ..Self::absent(key)
+        }
+    }
 }

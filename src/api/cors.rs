@@ -4,7 +4,7 @@
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use http::header::{
     HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, VARY,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
 };
 use http::{HeaderMap, StatusCode};
 
@@ -47,7 +47,7 @@ impl Cors {
                 HeaderValue::from_static("ETag,X-Cache,X-S3kv-Writer"),
             );
             if origin != "*" {
-                headers.append(VARY, HeaderValue::from_static("Origin"));
+                super::caching::add_vary(headers, "Origin");
             }
         }
     }

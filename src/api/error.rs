@@ -30,6 +30,13 @@ pub enum ApiError {
         line: usize,
         column: usize,
     },
+    /// Valid JSON that I-JSON refuses and we do too: see [`crate::document`] for why.
+    #[error("the object member name {name:?} appears twice in one object (line {line}, column {column}); member names must be unique (I-JSON, RFC 7493)")]
+    DuplicateName {
+        name: String,
+        line: usize,
+        column: usize,
+    },
     #[error("the body is marked base64-encoded but is not valid base64")]
     InvalidBase64,
     #[error("the body is {size} bytes; the limit is {limit} bytes")]
@@ -42,6 +49,12 @@ pub enum ApiError {
     NoRoute(String),
     #[error("no item with key {0:?}")]
     NotFound(String),
+    /// An object is in the bucket under the item's key (uploaded around the API) but is not served.
+    #[error("the object for item {key:?} is in the bucket but is not served: {reason}; replace it with PUT /items/{{key}} or delete it", reason = unservable_reason(why))]
+    Unservable {
+        key: String,
+        why: crate::ports::Unservable,
+    },
     /// A version read or restore: the version id is unknown (never existed, expired, or another key's), a
     /// delete marker, or not a JSON document.
     #[error("no version {version:?} of item {key:?} to {what}; GET /versions/{{key}} lists the item's versions")]
@@ -103,6 +116,7 @@ impl ApiError {
             | ApiError::InvalidKey(_)
             | ApiError::EmptyBody
             | ApiError::InvalidJson { .. }
+            | ApiError::DuplicateName { .. }
             | ApiError::InvalidBase64
             | ApiError::InvalidHeader { .. }
             | ApiError::InvalidQuery { .. }
@@ -114,7 +128,7 @@ impl ApiError {
             }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            ApiError::Conflict => StatusCode::CONFLICT,
+            ApiError::Conflict | ApiError::Unservable { .. } => StatusCode::CONFLICT,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_)
@@ -140,12 +154,17 @@ impl ApiError {
             ApiError::InvalidBatch | ApiError::InvalidRestore => "invalid_body",
             ApiError::EmptyBody => "empty_body",
             ApiError::InvalidJson { .. } => "invalid_json",
+            ApiError::DuplicateName { .. } => "duplicate_name",
             ApiError::InvalidBase64 => "invalid_body",
             ApiError::InvalidHeader { .. } => "invalid_header",
             ApiError::InvalidQuery { .. } => "invalid_query",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::Conflict => "conflict",
+            ApiError::Unservable { why, .. } => match why {
+                crate::ports::Unservable::InvalidDocument(_) => "invalid_stored_document",
+                crate::ports::Unservable::TooLarge => "stored_too_large",
+            },
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotFound(_)
@@ -172,7 +191,9 @@ impl ApiError {
             tracing::warn!(error = %denied, "request refused");
         }
         let mut body = json!({ "error": self.code(), "message": self.to_string() });
-        if let ApiError::InvalidJson { line, column, .. } = &self {
+        if let ApiError::InvalidJson { line, column, .. }
+        | ApiError::DuplicateName { line, column, .. } = &self
+        {
             body["line"] = json!(line);
             body["column"] = json!(column);
         }
@@ -245,6 +266,9 @@ impl From<DocumentError> for ApiError {
                 line,
                 column,
             },
+            DocumentError::DuplicateName { name, line, column } => {
+                ApiError::DuplicateName { name, line, column }
+            }
         }
     }
 }
@@ -286,6 +310,21 @@ impl From<SchemaError> for ApiError {
             SchemaError::Violated(violations) => ApiError::SchemaViolation(violations),
             SchemaError::NotFound(prefix) => ApiError::NoSuchSchema(prefix),
             SchemaError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn unservable_reason(why: &crate::ports::Unservable) -> String {
+    match why {
+        crate::ports::Unservable::InvalidDocument(Some(detail)) => {
+            format!("it is not a document the API would accept ({detail})")
+        }
+        crate::ports::Unservable::InvalidDocument(None) => {
+            "it is not a document the API would accept (GET with ?consistent=true says why)"
+                .to_owned()
+        }
+        crate::ports::Unservable::TooLarge => {
+            "it is larger than the largest item served (S3KV_MAX_OBJECT_BYTES)".to_owned()
         }
     }
 }

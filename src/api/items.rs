@@ -128,9 +128,9 @@ pub(super) async fn get<S: ObjectStore, C: Cache + Feed>(
             response.headers.insert(X_CACHE, bypass);
             return Ok(response);
         }
-        crate::read::ReadResult {
-            object,
-            cache: CacheStatus::Bypass,
+        match object {
+            Some(object) => crate::read::ReadResult::found(object, CacheStatus::Bypass),
+            None => crate::read::ReadResult::absent(CacheStatus::Bypass),
         }
     } else if consistent {
         reader.get_consistent(&key, deadline).await?
@@ -144,7 +144,14 @@ pub(super) async fn get<S: ObjectStore, C: Cache + Feed>(
     let mut headers = HeaderMap::new();
     headers.insert(X_CACHE, HeaderValue::from_static(result.cache.as_str()));
     let Some(object) = result.object else {
-        let mut response = ApiError::NotFound(key.to_string()).into_response();
+        let error = match result.unservable {
+            Some(why) => ApiError::Unservable {
+                key: key.to_string(),
+                why,
+            },
+            None => ApiError::NotFound(key.to_string()),
+        };
+        let mut response = error.into_response();
         response.headers.extend(headers);
         return Ok(response);
     };

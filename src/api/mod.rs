@@ -8,6 +8,7 @@
 //! then each item key against the key's prefixes, before any S3 or Valkey call.
 
 mod batch;
+mod caching;
 mod conditions;
 mod cors;
 mod error;
@@ -34,6 +35,7 @@ use crate::read::{CacheStatus, Reader};
 use crate::routes::{self, Function, Operation, Route};
 use crate::write::{Writer, Written};
 
+pub use caching::Caching;
 pub use cors::{Cors, CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS};
 pub use error::ApiError;
 pub use history::{VERSIONS_LIMIT_DEFAULT, VERSIONS_LIMIT_MAX};
@@ -60,8 +62,9 @@ pub async fn handle_write<S: ObjectStore>(
     request: &ApiGatewayProxyRequest,
     deadline: Instant,
 ) -> ApiGatewayProxyResponse {
+    let route = route_of(request);
     let result = async {
-        let (route, caller) = authorized(access, request, Function::Writer)?;
+        let (route, caller) = authorized(access, request, route, Function::Writer)?;
         match route.operation {
             Operation::DeleteItem => items::delete(writer, &caller, request, deadline).await,
             Operation::RestoreItem => history::restore(writer, &caller, request, deadline).await,
@@ -72,7 +75,9 @@ pub async fn handle_write<S: ObjectStore>(
             _ => items::put(writer, &caller, request, deadline).await,
         }
     };
-    result.await.unwrap_or_else(ApiError::into_response)
+    let mut response = result.await.unwrap_or_else(ApiError::into_response);
+    Caching::of(route).apply(&mut response.headers);
+    response
 }
 
 /// The reader's routes: `GET /items/{key}`, `GET /items`, `POST /batch-get`, `GET /public/{key}`,
@@ -94,8 +99,9 @@ pub async fn serve_read<S: ObjectStore, C: Cache + Feed>(
     deadline: Instant,
 ) -> Served {
     let mut cache = Vec::new();
+    let route = route_of(request);
     let result = async {
-        let (route, caller) = authorized(access, request, Function::Reader)?;
+        let (route, caller) = authorized(access, request, route, Function::Reader)?;
         // The reader's timeout leaves room for the longest wait; a request that does not wait gets the budget
         // of the other functions, so a slow S3 is still a 503 well before API Gateway's 504.
         let quick = quick(deadline);
@@ -109,7 +115,8 @@ pub async fn serve_read<S: ObjectStore, C: Cache + Feed>(
             _ => items::get(reader, &caller, request, deadline, &mut cache).await,
         }
     };
-    let response = result.await.unwrap_or_else(ApiError::into_response);
+    let mut response = result.await.unwrap_or_else(ApiError::into_response);
+    Caching::of(route).apply(&mut response.headers);
     Served { response, cache }
 }
 
@@ -121,15 +128,22 @@ fn quick(deadline: Instant) -> Instant {
     deadline.min(Instant::now() + QUICK_BUDGET)
 }
 
-/// The route `function` serves for this request, from the route table, and its caller if the caller's key
-/// allows the route. API Gateway sends `resource`; a request without one is taken as the item route.
+/// The route table's row for this request. API Gateway sends `resource`; a request without one is taken as the
+/// item route.
+fn route_of(request: &ApiGatewayProxyRequest) -> Option<&'static Route> {
+    let resource = request.resource.as_deref().unwrap_or(routes::ITEM);
+    routes::find(resource, &request.http_method)
+}
+
+/// `route` if `function` serves it, and its caller if the caller's key allows the route.
 fn authorized<'a>(
     access: &'a Access,
     request: &'a ApiGatewayProxyRequest,
+    route: Option<&'static Route>,
     function: Function,
 ) -> Result<(&'static Route, Caller<'a>), ApiError> {
     let resource = request.resource.as_deref().unwrap_or(routes::ITEM);
-    let route = match routes::find(resource, &request.http_method) {
+    let route = match route {
         Some(route) if route.function == function => route,
         _ if !routes::exists(resource) => return Err(ApiError::NoRoute(resource.to_owned())),
         _ => {

@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayProxyResponse};
-use http::header::{HeaderValue, CACHE_CONTROL};
 use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
@@ -81,7 +80,9 @@ pub(super) async fn changes<S: ObjectStore, C: Cache + Feed>(
         })
         .collect();
     let body = json!({ "changes": changes, "cursor": found.cursor.to_string() });
-    let mut headers = HeaderMap::new();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(json_response(StatusCode::OK, headers, body.to_string()))
+    Ok(json_response(
+        StatusCode::OK,
+        HeaderMap::new(),
+        body.to_string(),
+    ))
 }
