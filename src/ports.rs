@@ -297,6 +297,13 @@ pub trait Cache: Send + Sync {
         cache_keys: &[String],
     ) -> impl Future<Output = Result<Vec<CacheLookup>, CacheError>> + Send;
 
+    /// For each key, why the cache remembers its object as not served, if it does (`None` for everything else:
+    /// an item, a delete, no entry). Reads only each entry's short header, so a listing page can afford it.
+    fn unservable_many(
+        &self,
+        cache_keys: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<Unservable>>, CacheError>> + Send;
+
     /// Applies `change` atomically if `sequencer` is newer than the entry's, so duplicates and late events are
     /// harmless.
     fn apply(

@@ -80,6 +80,9 @@ pub struct ListedItem {
     pub etag: Etag,
     pub size: u64,
     pub last_modified: Option<String>,
+    /// Why a read of it would not serve it, when known: too large by its size, or not a valid document by the
+    /// cache's record of it (the listing reads no bodies, so an upload the syncer has not seen yet is not flagged).
+    pub unservable: Option<Unservable>,
 }
 
 /// One page of an item's history, newest first.
@@ -228,23 +231,45 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
             self.store.list(&object_prefix, next.clone(), limit)
         })
         .await?;
-        let items = page
+        let mut items: Vec<ListedItem> = page
             .objects
             .into_iter()
             .filter_map(|o| match self.keys.classify(&o.key) {
                 ObjectKind::Item(key) => Some(ListedItem {
                     key,
                     etag: o.etag,
+                    unservable: (o.size > self.max_object_bytes).then_some(Unservable::TooLarge),
                     size: o.size,
                     last_modified: o.last_modified,
                 }),
                 _ => None,
             })
             .collect();
+        self.flag_unservable(&mut items).await;
         Ok(Listing {
             items,
             next: page.next,
         })
+    }
+
+    /// Flags the listed items the cache remembers as not served. Best effort within the cache timeout: the
+    /// listing is S3's, and a slow or unreachable cache only costs the flags.
+    async fn flag_unservable(&self, items: &mut [ListedItem]) {
+        if items.is_empty() {
+            return;
+        }
+        let cache_keys: Vec<String> = items.iter().map(|i| self.keys.cache_key(&i.key)).collect();
+        match tokio::time::timeout(self.cache_timeout, self.cache.unservable_many(&cache_keys))
+            .await
+        {
+            Ok(Ok(flags)) => {
+                for (item, flag) in items.iter_mut().zip(flags) {
+                    item.unservable = item.unservable.take().or(flag);
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cache lookup for the listing's flags failed"),
+            Err(_) => tracing::warn!("cache lookup for the listing's flags timed out"),
+        }
     }
 
     /// One page of the item's versions from S3 (the bucket is versioned), with who wrote each: S3's listing

@@ -161,6 +161,8 @@ def test_cors_settings_match_what_the_functions_and_local_gateway_send():
     for response in ("DEFAULT_4XX", "DEFAULT_5XX"):
         origin = api["Properties"]["GatewayResponses"][response]["ResponseParameters"]["Headers"]
         assert origin["Access-Control-Allow-Origin"] == cors["AllowOrigin"], response
+        # Errors are never cached, whoever answers them (src/api/caching.rs for the functions').
+        assert origin["Cache-Control"] == "'no-store'", response
 
 
 def test_alarms_and_dashboard_use_metrics_the_code_emits():

@@ -322,6 +322,41 @@ fn not_a_string(error: &Error) -> bool {
 }
 
 /// A read's raw answer, with a value of another type counted as no value.
+/// Enough of an entry to hold its three header fields (a sequencer, an ETag of at most ~70 bytes, a tombstone
+/// reason), and no body.
+const ENTRY_HEAD_BYTES: usize = 256;
+
+impl ValkeyCache {
+    /// Each key's value (or its first `head` bytes) in one pipeline: fred writes each command to the node owning
+    /// its key without waiting for answers, so a batch costs one round trip per node involved.
+    async fn fetch_many(
+        &self,
+        cache_keys: &[String],
+        head: Option<usize>,
+    ) -> Result<Vec<Option<Bytes>>, CacheError> {
+        let pipeline = self.client.pipeline();
+        for cache_key in cache_keys {
+            let queued: Result<(), Error> = match head {
+                None => pipeline.get(cache_key.as_str()).await,
+                Some(bytes) => pipeline.getrange(cache_key.as_str(), 0, bytes - 1).await,
+            };
+            queued.map_err(cache_error)?;
+        }
+        let answers = pipeline.try_all::<Value>().await;
+        if answers.len() != cache_keys.len() {
+            return Err(CacheError::Unexpected(format!(
+                "{} answers to {} lookups",
+                answers.len(),
+                cache_keys.len()
+            )));
+        }
+        answers
+            .into_iter()
+            .map(|answer| raw_value(answer.and_then(|v| v.convert())))
+            .collect()
+    }
+}
+
 fn raw_value(answer: Result<Option<Bytes>, Error>) -> Result<Option<Bytes>, CacheError> {
     match answer {
         Err(error) if not_a_string(&error) => Ok(None),
@@ -334,28 +369,23 @@ impl Cache for ValkeyCache {
         Ok(decode_lookup(raw_value(self.client.get(cache_key).await)?))
     }
 
-    /// One pipeline: fred writes each command to the node owning its key without waiting for answers, so a
-    /// batch costs one round trip per node involved.
     async fn lookup_many(&self, cache_keys: &[String]) -> Result<Vec<CacheLookup>, CacheError> {
-        let pipeline = self.client.pipeline();
-        for cache_key in cache_keys {
-            let () = pipeline
-                .get(cache_key.as_str())
-                .await
-                .map_err(cache_error)?;
-        }
-        let answers = pipeline.try_all::<Value>().await;
-        if answers.len() != cache_keys.len() {
-            return Err(CacheError::Unexpected(format!(
-                "{} answers to {} lookups",
-                answers.len(),
-                cache_keys.len()
-            )));
-        }
-        answers
-            .into_iter()
-            .map(|answer| Ok(decode_lookup(raw_value(answer.and_then(|v| v.convert()))?)))
-            .collect()
+        let raw = self.fetch_many(cache_keys, None).await?;
+        Ok(raw.into_iter().map(decode_lookup).collect())
+    }
+
+    async fn unservable_many(
+        &self,
+        cache_keys: &[String],
+    ) -> Result<Vec<Option<Unservable>>, CacheError> {
+        let heads = self.fetch_many(cache_keys, Some(ENTRY_HEAD_BYTES)).await?;
+        Ok(heads
+            .iter()
+            .map(|head| {
+                let ([_, _, tombstone], _) = head.as_ref().and_then(split)?;
+                Unservable::from_reason(tombstone)
+            })
+            .collect())
     }
 
     async fn apply(

@@ -77,14 +77,7 @@ pub(super) async fn batch_get<S: ObjectStore, C: Cache>(
         let result = &results[at];
         items.push(match &result.object {
             None => Entry {
-                error: result.unservable.as_ref().map(|why| {
-                    let key = key.to_owned();
-                    ApiError::Unservable {
-                        key,
-                        why: why.clone(),
-                    }
-                    .code()
-                }),
+                error: result.unservable.as_ref().map(ApiError::unservable_code),
                 ..Entry::absent(key)
             },
             Some(object) => {

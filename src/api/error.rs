@@ -161,10 +161,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::PreconditionFailed(_) => "precondition_failed",
             ApiError::Conflict => "conflict",
-            ApiError::Unservable { why, .. } => match why {
-                crate::ports::Unservable::InvalidDocument(_) => "invalid_stored_document",
-                crate::ports::Unservable::TooLarge => "stored_too_large",
-            },
+            ApiError::Unservable { why, .. } => Self::unservable_code(why),
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotFound(_)
@@ -224,6 +221,14 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// The code a read answers for an object it does not serve; listings and batch gets flag items with it too.
+    pub(super) fn unservable_code(why: &crate::ports::Unservable) -> &'static str {
+        match why {
+            crate::ports::Unservable::InvalidDocument(_) => "invalid_stored_document",
+            crate::ports::Unservable::TooLarge => "stored_too_large",
+        }
+    }
+
     fn forbidden_grant(&self) -> Option<(crate::access::Role, &[String])> {
         match self {
             ApiError::Forbidden(denied) => denied.grant(),

@@ -70,12 +70,16 @@ pub(super) async fn list<S: ObjectStore, C: Cache>(
         .iter()
         .filter(|item| !filter || caller.covers(item.key.as_str()))
         .map(|item| {
-            json!({
+            let mut listed = json!({
                 "key": item.key.as_str(),
                 "etag": item.etag.as_str(),
                 "size": item.size,
                 "lastModified": item.last_modified,
-            })
+            });
+            if let Some(why) = &item.unservable {
+                listed["unservable"] = json!(ApiError::unservable_code(why));
+            }
+            listed
         })
         .collect();
     let cursor = listing

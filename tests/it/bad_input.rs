@@ -149,12 +149,13 @@ fn http_cases() -> Vec<Case> {
             201,
             None,
         ),
+        // Valid JSON, but readers disagree on which value counts (I-JSON refuses it; see s3kv::document).
         put(
             "duplicate object keys",
             "dup-keys",
             "{\"a\": 1, \"a\": 2}",
-            201,
-            None,
+            400,
+            Some("duplicate_name"),
         ),
         put("bare null", "null", "null", 201, None),
         put("empty string", "empty-string", "\"\"", 201, None),
@@ -313,10 +314,8 @@ async fn http_requests() {
         stack.s3.body("items/big-number.json").await.as_deref(),
         Some(&b"{\"n\": 1e999999}"[..])
     );
-    assert_eq!(
-        stack.s3.body("items/dup-keys.json").await.as_deref(),
-        Some(&b"{\"a\": 1, \"a\": 2}"[..])
-    );
+    // Refused bodies never reach the bucket.
+    assert_eq!(stack.s3.body("items/dup-keys.json").await, None);
     sentinel_intact(&stack).await;
     println!("{} HTTP cases", cases.len());
     assert!(cases.len() >= 50);
@@ -436,12 +435,11 @@ async fn s3_records_and_uploaded_objects() {
         (501, 500, 1),
         "{report:?}"
     );
+    // In the bucket but not served: the answer says so rather than "not found".
     for name in ["not-JSON", "empty-object", "invalid-UTF-8"] {
-        assert_eq!(
-            stack.get(&format!("bad/{name}")).await.status,
-            404,
-            "{name}"
-        );
+        let read = stack.get(&format!("bad/{name}")).await;
+        assert_eq!(read.status, 409, "{name}: {}", read.body);
+        assert_eq!(read.json()["error"], "invalid_stored_document", "{name}");
     }
     sentinel_intact(&stack).await;
     assert_eq!(stack.get("good").await.status, 200);
@@ -474,8 +472,8 @@ async fn a_50_mb_upload_is_skipped_under_the_default_limit_and_never_served() {
         "{report:?}"
     );
     let read = stack.get("huge").await;
-    assert_eq!(read.status, 404, "{}", read.body);
-    assert_eq!(read.json()["error"], "not_found");
+    assert_eq!(read.status, 409, "{}", read.body);
+    assert_eq!(read.json()["error"], "stored_too_large");
     sentinel_intact(&stack).await;
 }
 

@@ -135,6 +135,10 @@ impl Cache for Flaky {
         self.check()?;
         self.inner.lookup_many(k).await
     }
+    async fn unservable_many(&self, k: &[String]) -> Result<Vec<Option<Unservable>>, CacheError> {
+        self.check()?;
+        self.inner.unservable_many(k).await
+    }
     async fn apply(&self, k: &str, s: &Sequencer, c: &CacheChange) -> Result<Applied, CacheError> {
         self.check()?;
         self.inner.apply(k, s, c).await

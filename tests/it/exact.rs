@@ -423,6 +423,32 @@ async fn an_upload_that_is_not_json_answers_what_it_is_not_404() {
         )
     );
     assert_eq!(items[1], ("exact/none".into(), false, None, None));
+    // The listing shows it, flagged, beside a servable item.
+    api.upload("exact/fine", "{}").await;
+    api.settle().await;
+    let listing = api
+        .send(
+            Method::GET,
+            "/items?prefix=exact%2F",
+            Some(READ_KEY),
+            &[],
+            None,
+        )
+        .await
+        .json();
+    let flags: Vec<(&str, Option<&str>)> = listing["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["key"].as_str().unwrap(), i["unservable"].as_str()))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            ("exact/broken", Some("invalid_stored_document")),
+            ("exact/fine", None)
+        ]
+    );
     let none = api
         .send(
             Method::GET,
@@ -452,7 +478,9 @@ async fn each_route_says_how_http_caches_may_keep_its_answers() {
         .await;
     assert_eq!(put.header("cache-control"), Some("no-store"));
     api.settle().await;
-    let cases: [(Method, &str, Option<&str>, Option<&str>, &str); 8] = [
+    // (method, path, API key, body, the Cache-Control it must carry)
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Option<&'a str>, &'a str);
+    let cases: [Case<'_>; 8] = [
         (
             Method::GET,
             "/items/exact%2Fk",

@@ -233,7 +233,8 @@ async fn a_non_json_upload_is_skipped_without_blocking_its_batch() {
     assert_eq!(stack.get("good").await.status, 200);
     let read = stack.get("bad").await;
     assert_eq!(
-        read.status, 404,
+        (read.status, read.json()["error"].as_str()),
+        (409, Some("invalid_stored_document")),
         "neither the invalid body nor the older good one is served: {}",
         read.body
     );

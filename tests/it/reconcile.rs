@@ -143,7 +143,11 @@ async fn missed_updates_and_deletes_are_repaired_and_tombstones_kept() {
         Some("deleted"),
         "tombstone kept"
     );
-    assert_eq!(stack.get("broken").await.status, 404);
+    let broken = stack.get("broken").await;
+    assert_eq!(
+        (broken.status, broken.json()["error"].as_str()),
+        (409, Some("invalid_stored_document"))
+    );
 }
 
 #[tokio::test]

@@ -220,10 +220,16 @@ async fn get(
             write_exact(&item.body);
         }
         Output::Json => {
-            let value: Box<RawValue> = RawValue::from_string(item.body).map_err(|e| {
+            let value = serde_json::from_str::<&RawValue>(&item.body).map_err(|e| {
                 Failure::Other(format!("the API sent a value that is not JSON: {e}"))
             })?;
-            let answer = json!({ "key": key.as_str(), "etag": item.etag, "writer": item.writer, "value": value });
+            let line = ItemLine {
+                key: key.as_str(),
+                etag: &item.etag,
+                writer: item.writer.as_deref(),
+                value,
+            };
+            let answer = serde_json::to_string(&line).map_err(|e| Failure::Other(e.to_string()))?;
             println!("{answer}");
         }
     }
@@ -700,11 +706,23 @@ async fn schema(api: &Api, out: Output, command: SchemaCommand) -> Result<(), Fa
                     write_exact(&item.body);
                 }
                 Output::Json => {
-                    let schema: Box<RawValue> = RawValue::from_string(item.body).map_err(|e| {
+                    let schema = serde_json::from_str::<&RawValue>(&item.body).map_err(|e| {
                         Failure::Other(format!("the API sent a schema that is not JSON: {e}"))
                     })?;
+                    // Not `json!`, which would re-read the schema as a `Value`: it is printed as stored.
+                    #[derive(serde::Serialize)]
+                    struct SchemaLine<'a> {
+                        prefix: &'a str,
+                        etag: &'a str,
+                        schema: &'a RawValue,
+                    }
+                    let line = SchemaLine {
+                        prefix: prefix.as_str(),
+                        etag: &item.etag,
+                        schema,
+                    };
                     let answer =
-                        json!({ "prefix": prefix.as_str(), "etag": item.etag, "schema": schema });
+                        serde_json::to_string(&line).map_err(|e| Failure::Other(e.to_string()))?;
                     println!("{answer}");
                 }
             }
