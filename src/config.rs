@@ -228,6 +228,42 @@ mod tests {
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
+    /// The variables [`Config`] reads, in the order it asks for them.
+    fn variables_read() -> Vec<String> {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Config::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            (name == "S3KV_BUCKET").then(|| "b".to_owned())
+        })
+        .unwrap();
+        asked.into_inner()
+    }
+
+    /// The docs page whose configuration table a test holds to [`Config`].
+    const CONFIG_DOC: &str = "README.md";
+    /// Documented variables that other code reads: the AWS SDK, the log subscriber, Lambda.
+    const READ_ELSEWHERE: &[&str] = &["AWS_ENDPOINT_URL_S3", "AWS_REGION", "RUST_LOG"];
+
+    #[test]
+    fn the_docs_configuration_table_lists_exactly_the_variables_read() {
+        let docs = std::fs::read_to_string(format!("{}/{CONFIG_DOC}", env!("CARGO_MANIFEST_DIR")))
+            .expect("the configuration page");
+        let table = docs
+            .split("| Variable | Default | Used by | Meaning |")
+            .nth(1)
+            .expect("a configuration table");
+        let documented: std::collections::BTreeSet<&str> = table
+            .lines()
+            .skip(2)
+            .map_while(|line| line.strip_prefix("| `"))
+            .filter_map(|line| line.split('`').next())
+            .collect();
+        let mut read: std::collections::BTreeSet<String> = variables_read().into_iter().collect();
+        read.extend(READ_ELSEWHERE.iter().map(|v| (*v).to_owned()));
+        let read: std::collections::BTreeSet<&str> = read.iter().map(String::as_str).collect();
+        assert_eq!(documented, read, "{CONFIG_DOC}'s configuration table");
+    }
+
     #[test]
     fn defaults_apply_when_only_the_bucket_is_set() {
         let c = load(&[("S3KV_BUCKET", "b")]).unwrap();

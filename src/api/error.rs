@@ -345,6 +345,10 @@ fn precondition_advice(unmet: Unmet) -> &'static str {
     }
 }
 
+/// The docs page whose error table a test holds to [`ApiError`].
+#[cfg(test)]
+const ERRORS_DOC: &str = "README.md";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,6 +485,190 @@ mod tests {
             assert!(!body["message"].as_str().unwrap().is_empty());
             assert_eq!(response.headers[CONTENT_TYPE], "application/json");
         }
+    }
+
+    /// Each variant's place in [`one_of_each`]. No wildcard arm: a new variant does not compile until it has a
+    /// number here, and [`one_of_each_covers_every_variant`] then fails until it has an example, so the docs
+    /// tests below see every status and code the API can answer.
+    fn variant(error: &ApiError) -> usize {
+        match error {
+            ApiError::MissingKey => 0,
+            ApiError::InvalidKey(_) => 1,
+            ApiError::EmptyBody => 2,
+            ApiError::InvalidJson { .. } => 3,
+            ApiError::DuplicateName { .. } => 4,
+            ApiError::InvalidBase64 => 5,
+            ApiError::BodyTooLarge { .. } => 6,
+            ApiError::Forbidden(_) => 7,
+            ApiError::MethodNotAllowed { .. } => 8,
+            ApiError::NoRoute(_) => 9,
+            ApiError::NotFound(_) => 10,
+            ApiError::Unservable { .. } => 11,
+            ApiError::NoSuchVersion { .. } => 12,
+            ApiError::InvalidRestore => 13,
+            ApiError::InvalidHeader { .. } => 14,
+            ApiError::InvalidQuery { .. } => 15,
+            ApiError::InvalidBatch => 16,
+            ApiError::InvalidBatchKey { .. } => 17,
+            ApiError::PreconditionFailed(_) => 18,
+            ApiError::Conflict => 19,
+            ApiError::Unavailable(_) => 20,
+            ApiError::Upstream(_) => 21,
+            ApiError::ResponseTooLarge { .. } => 22,
+            ApiError::FeedUnavailable(_) => 23,
+            ApiError::CursorExpired { .. } => 24,
+            ApiError::SchemaViolation(_) => 25,
+            ApiError::InvalidSchema(_) => 26,
+            ApiError::StoredSchemaInvalid { .. } => 27,
+            ApiError::NoSuchSchema(_) => 28,
+            ApiError::Internal(_) => 29,
+        }
+    }
+    const VARIANTS: usize = 30;
+
+    /// An example of every variant, and of every code a variant can answer with.
+    fn one_of_each() -> Vec<ApiError> {
+        use crate::ports::{CacheError, Cursor, Unservable};
+        let position = |line, column| (line, column);
+        let (line, column) = position(1, 2);
+        vec![
+            ApiError::MissingKey,
+            ApiError::InvalidKey(KeyError::Empty),
+            ApiError::EmptyBody,
+            ApiError::InvalidJson {
+                message: "x".into(),
+                line,
+                column,
+            },
+            ApiError::DuplicateName {
+                name: "a".into(),
+                line,
+                column,
+            },
+            ApiError::InvalidBase64,
+            ApiError::BodyTooLarge { size: 2, limit: 1 },
+            Denied::NoKey.into(),
+            ApiError::MethodNotAllowed {
+                method: Method::PATCH,
+                allow: "GET".into(),
+            },
+            ApiError::NoRoute("/nope".into()),
+            ApiError::NotFound("k".into()),
+            ApiError::Unservable {
+                key: "k".into(),
+                why: Unservable::InvalidDocument(None),
+            },
+            ApiError::Unservable {
+                key: "k".into(),
+                why: Unservable::TooLarge,
+            },
+            ApiError::NoSuchVersion {
+                key: "k".into(),
+                version: "v".into(),
+                what: "read",
+            },
+            ApiError::InvalidRestore,
+            ApiError::InvalidHeader {
+                name: "If-Match",
+                reason: "x",
+            },
+            ApiError::InvalidQuery {
+                name: "limit",
+                reason: "x",
+            },
+            ApiError::InvalidBatch,
+            ApiError::InvalidBatchKey {
+                index: 0,
+                source: KeyError::Empty,
+            },
+            ApiError::PreconditionFailed(Unmet::Changed),
+            ApiError::Conflict,
+            ApiError::Unavailable(StoreError::Unavailable("down".into())),
+            ApiError::Upstream(StoreError::Rejected {
+                status: 403,
+                source: "denied".into(),
+            }),
+            ApiError::ResponseTooLarge {
+                size: 7 << 20,
+                advice: "x",
+            },
+            ApiError::FeedUnavailable(CacheError::Unexpected("x".into())),
+            ApiError::CursorExpired {
+                restart: Cursor::new(5, 1),
+            },
+            ApiError::SchemaViolation(Violations {
+                schema: "a/".into(),
+                listed: vec![],
+                count: 0,
+            }),
+            ApiError::InvalidSchema("x".into()),
+            ApiError::StoredSchemaInvalid {
+                prefix: "a/".into(),
+                reason: "x".into(),
+            },
+            ApiError::NoSuchSchema("a/".into()),
+            ApiError::Internal("x".into()),
+        ]
+    }
+
+    #[test]
+    fn one_of_each_covers_every_variant() {
+        let covered: std::collections::BTreeSet<usize> =
+            one_of_each().iter().map(variant).collect();
+        assert_eq!(covered, (0..VARIANTS).collect());
+    }
+
+    /// Every (status, code) pair the API answers with.
+    fn answers() -> std::collections::BTreeSet<(u16, &'static str)> {
+        one_of_each()
+            .iter()
+            .map(|e| (e.status().as_u16(), e.code()))
+            .collect()
+    }
+
+    /// The rows `| status | `code` | ... |` of the error table in a Markdown file.
+    fn documented(markdown: &str) -> std::collections::BTreeSet<(u16, String)> {
+        markdown
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.split('|').map(str::trim).skip(1);
+                let status = cells.next()?.parse::<u16>().ok()?;
+                let code = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((status, code.to_owned()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_docs_error_table_is_exactly_what_the_api_answers() {
+        let docs = std::fs::read_to_string(format!("{}/{ERRORS_DOC}", env!("CARGO_MANIFEST_DIR")))
+            .expect("the errors page");
+        let expected: std::collections::BTreeSet<(u16, String)> = answers()
+            .into_iter()
+            .map(|(s, c)| (s, c.to_owned()))
+            .collect();
+        assert_eq!(documented(&docs), expected, "{ERRORS_DOC}'s error table");
+    }
+
+    #[test]
+    fn openapi_lists_exactly_the_codes_the_api_answers() {
+        let spec =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
+        // components.schemas.Error.properties.error.enum, a block list under `    Error:`.
+        let error_schema = spec
+            .split("\n    Error:\n")
+            .nth(1)
+            .expect("an Error schema");
+        let listed: std::collections::BTreeSet<&str> = error_schema
+            .split("enum:\n")
+            .nth(1)
+            .expect("an enum of codes")
+            .lines()
+            .map_while(|l| l.trim().strip_prefix("- "))
+            .collect();
+        let codes: std::collections::BTreeSet<&str> =
+            answers().into_iter().map(|(_, c)| c).collect();
+        assert_eq!(listed, codes);
     }
 
     #[test]
