@@ -51,7 +51,62 @@ fn show(output: &str) -> String {
 /// How much of a log a failure shows.
 const TAIL_BYTES: u64 = 8 * 1024;
 
-/// A running child: stdout and stderr go to a log file, and dropping it kills the child (SIGKILL) and waits.
+/// Starts `command` so that it dies with this process, however this process ends (SIGKILL included, which no
+/// drop survives): on Linux the kernel sends it SIGKILL when its parent dies (`PR_SET_PDEATHSIG`). The signal
+/// follows the *thread* that forked the child, and tokio's blocking threads (where servers are usually started)
+/// exit when idle: so every child is forked by one thread that lives as long as the process.
+#[cfg(target_os = "linux")]
+fn spawn_tied(command: Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
+    use std::sync::{Mutex, OnceLock};
+
+    type Request = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("testkit-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let parent = std::process::id() as libc::pid_t;
+                    // SAFETY: the hook runs between fork and exec and only makes two async-signal-safe calls.
+                    unsafe {
+                        command.pre_exec(move || {
+                            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            // The parent died before the prctl: nobody would ever stop this child.
+                            if libc::getppid() != parent {
+                                return Err(std::io::Error::other("parent exited during spawn"));
+                            }
+                            Ok(())
+                        });
+                    }
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("spawn the testkit-spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply, answer) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((command, reply))
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
+}
+
+#[cfg(not(target_os = "linux"))]
+fn spawn_tied(mut command: Command) -> std::io::Result<Child> {
+    command.spawn()
+}
+
+/// A running child: stdout and stderr go to a log file, and dropping it kills the child (SIGKILL) and waits. It
+/// dies with this process too ([`spawn_tied`]), so no server outlives a killed test or `s3kv-local`.
 /// When a test panics while the server runs, the drop prints the server's output to stderr, so a failure that
 /// looks like the client's ("connection refused") shows what the server said.
 #[derive(Debug)]
@@ -73,15 +128,11 @@ impl ChildServer {
             name: name.to_owned(),
             source,
         })?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(err)
-            .spawn()
-            .map_err(|source| StartError::Spawn {
-                name: name.to_owned(),
-                source,
-            })?;
+        command.stdin(Stdio::null()).stdout(file).stderr(err);
+        let child = spawn_tied(command).map_err(|source| StartError::Spawn {
+            name: name.to_owned(),
+            source,
+        })?;
         Ok(Self {
             name: name.to_owned(),
             child,
@@ -229,6 +280,61 @@ mod tests {
             "{message}"
         );
         assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn a_child_dies_with_its_parent_even_on_sigkill() {
+        // A shell (the parent) starts a sleeper through testkit, reports its pid, and is killed with SIGKILL.
+        let exe = std::env::current_exe().unwrap();
+        let mut parent = Command::new(exe)
+            .args([
+                "--exact",
+                "process::tests::tied_child_helper",
+                "--include-ignored",
+                "--nocapture",
+            ])
+            .env("TESTKIT_TIED_CHILD", "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(parent.stdout.take().unwrap());
+        let mut line = String::new();
+        let pid = loop {
+            line.clear();
+            assert_ne!(
+                std::io::BufRead::read_line(&mut out, &mut line).unwrap(),
+                0,
+                "the helper printed no pid"
+            );
+            if let Some(pid) = line.trim().strip_prefix("tied child pid ") {
+                break pid.parse::<u32>().unwrap();
+            }
+        };
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        parent.kill().unwrap();
+        parent.wait().unwrap();
+        // Reaped by init once the kernel has killed it: gone, or a zombie for an instant.
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |stat| stat.contains(") Z "))
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !gone() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone(), "the child {pid} outlived its parent");
+    }
+
+    /// The parent of [`a_child_dies_with_its_parent_even_on_sigkill`]: does nothing unless run by it.
+    #[test]
+    #[ignore = "run by a_child_dies_with_its_parent_even_on_sigkill"]
+    fn tied_child_helper() {
+        if std::env::var_os("TESTKIT_TIED_CHILD").is_none() {
+            return;
+        }
+        let child = ChildServer::spawn("tied-sleeper", sh("sleep 300")).unwrap();
+        println!("tied child pid {}", child.pid());
+        std::thread::sleep(Duration::from_secs(300));
     }
 
     #[test]
