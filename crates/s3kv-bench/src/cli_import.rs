@@ -56,7 +56,7 @@ pub(crate) async fn cli_import(settings: &Settings, tmp: &Path, m: &mut Metrics)
             .args(["import", "--output", "json"])
             .arg(dir.join("cli"))
             .env("S3KV_ENDPOINT", &api)
-            .env("S3KV_API_KEY", "bench-key"));
+            .env("S3KV_API_KEY", "bench-key-0123456789ab"));
         let summary: serde_json::Value = serde_json::from_str(&summary).expect("import summary");
         assert_eq!(summary["created"], items, "{summary}");
         cli_secs.push(secs);
@@ -81,7 +81,7 @@ pub(crate) async fn cli_import(settings: &Settings, tmp: &Path, m: &mut Metrics)
         let (_, exported) = run(Command::new(&s3kv)
             .args(["export", &format!("cli{round}/")])
             .env("S3KV_ENDPOINT", &api)
-            .env("S3KV_API_KEY", "bench-key"));
+            .env("S3KV_API_KEY", "bench-key-0123456789ab"));
         let exported: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&exported).expect("export");
         assert_eq!(exported.len(), items, "export of round {round}");

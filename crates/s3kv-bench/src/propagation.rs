@@ -58,7 +58,7 @@ pub(crate) async fn request(
     let mut builder = http::Request::builder()
         .method(method)
         .uri(url)
-        .header("x-api-key", "bench-key");
+        .header("x-api-key", "bench-key-0123456789ab");
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
@@ -118,7 +118,7 @@ pub(crate) async fn start_s3kv_local(tmp: &Path, valkey: &Valkey) -> (ChildServe
             "--s3-addr",
             "127.0.0.1:0",
             "--api-key",
-            "bench-key",
+            "bench-key-0123456789ab",
         ])
         .arg("--data-dir")
         .arg(tmp.join("local-data"))

@@ -23,10 +23,15 @@ use s3kv::read::Reader;
 use s3kv::routes::{self, Function, Operation};
 use s3kv::write::Writer;
 
+use crate::timeouts::{BodyTimedOut, IdleBody};
+
 /// API Gateway's own payload limit; the writer applies the configured, smaller one.
 const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
 /// API Gateway's integration timeout.
 const TIMEOUT: Duration = Duration::from_secs(29);
+/// API Gateway's limit on a request line (with the headers; the URI alone is checked here). hyper answers URIs over
+/// 64 KiB itself, with an empty 414.
+const MAX_URI: usize = 10 * 1024;
 
 pub struct Gateway {
     /// Every x-api-key value API Gateway would accept, with its key id.
@@ -37,6 +42,11 @@ pub struct Gateway {
     /// Where items live, to refuse keys the local S3 endpoint could not store (see [`crate::s3_endpoint::storable`]).
     pub bucket: String,
     pub key_map: s3kv::key::KeyMap,
+    /// The S3 endpoint's data directory, to refuse keys that collide with others on its file system (see
+    /// [`crate::s3_endpoint::conflict`]) before the write fails there.
+    pub data_dir: std::path::PathBuf,
+    /// How long a request body may stop arriving before the request is answered 408.
+    pub read_timeout: Duration,
     pub writer: Writer<S3Store>,
     pub reader: Reader<S3Store, ValkeyCache>,
 }
@@ -52,6 +62,12 @@ impl Gateway {
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if request.uri().to_string().len() > MAX_URI {
+            return plain(
+                StatusCode::URI_TOO_LONG,
+                json!({ "error": "uri_too_long", "message": format!("the request URI is over {MAX_URI} bytes, API Gateway's limit") }),
+            );
+        }
         let path = request.uri().path().to_owned();
         let route = routes::match_path(&path);
         // Preflights carry no API key; API Gateway answers them itself (a mock integration, no key required).
@@ -106,19 +122,20 @@ impl Gateway {
                     json!({ "error": "invalid_key", "message": "s3kv-local keeps objects in files named after their keys, and this key is too long for the file system here; in AWS, keys of up to 512 bytes work" }),
                 );
             }
-        }
-        let headers = request.headers().clone();
-        let body = match Limited::new(request.into_body(), MAX_PAYLOAD)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
+            if let Some(reason) =
+                crate::s3_endpoint::conflict(&self.data_dir, &self.bucket, &object_key)
+            {
                 return plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    json!({ "message": "Request Too Long" }),
+                    StatusCode::CONFLICT,
+                    json!({ "error": "key_conflict", "message": reason }),
                 );
             }
+        }
+        let headers = request.headers().clone();
+        let body = IdleBody::new(request.into_body(), self.read_timeout);
+        let body = match Limited::new(body, MAX_PAYLOAD).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) => return body_error(&*error),
         };
         let mut event = ApiGatewayProxyRequest::default();
         event.resource = Some(resource.to_owned());
@@ -213,6 +230,26 @@ fn to_http(response: ApiGatewayProxyResponse) -> Response<Full<Bytes>> {
         .unwrap_or(StatusCode::BAD_GATEWAY);
     *http.headers_mut() = response.headers;
     http
+}
+
+/// What a body that could not be read is answered: too long, too slow, or not valid HTTP framing.
+fn body_error(error: &(dyn std::error::Error + 'static)) -> Response<Full<Bytes>> {
+    if error.is::<http_body_util::LengthLimitError>() {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({ "message": "Request Too Long" }),
+        );
+    }
+    if let Some(timed_out) = error.downcast_ref::<BodyTimedOut>() {
+        return plain(
+            StatusCode::REQUEST_TIMEOUT,
+            json!({ "error": "body_timeout", "message": timed_out.to_string() }),
+        );
+    }
+    plain(
+        StatusCode::BAD_REQUEST,
+        json!({ "error": "malformed_body", "message": format!("the request body could not be read: {error}") }),
+    )
 }
 
 fn plain(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {

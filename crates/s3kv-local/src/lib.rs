@@ -14,6 +14,7 @@ pub mod gateway;
 mod key_index;
 pub mod outbox;
 pub mod s3_endpoint;
+pub mod timeouts;
 pub mod versions;
 
 use std::net::SocketAddr;
@@ -21,8 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::rt::TokioIo;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -87,8 +87,8 @@ pub struct Options {
     /// Item key prefix
     #[arg(long, env = "S3KV_PREFIX", default_value = "")]
     pub prefix: String,
-    /// An x-api-key value with full access [default: generated and printed]
-    #[arg(long, env = "S3KV_API_KEY")]
+    /// An x-api-key value with full access, 20 to 128 visible ASCII characters [default: generated and printed]
+    #[arg(long, env = "S3KV_API_KEY", value_parser = parse_key_value)]
     pub api_key: Option<String>,
     /// An x-api-key value that may only read (repeatable)
     #[arg(long = "read-key", value_name = "KEY", value_parser = parse_key_spec)]
@@ -114,21 +114,34 @@ pub struct KeySpec {
     pub prefixes: Vec<String>,
 }
 
+/// The lengths API Gateway takes for an imported or given key value: a key that works here can be imported there
+/// as it is, and one rule holds for `--api-key`, `--read-key` and `--write-key` alike.
+pub const KEY_LENGTHS: std::ops::RangeInclusive<usize> = 20..=128;
+
+/// One key value as API Gateway would take it (see [`KEY_LENGTHS`]); visible ASCII, since it travels in a header
+/// and `:` and `,` separate a `--write-key`'s prefixes.
+fn parse_key_value(value: &str) -> Result<String, String> {
+    if !KEY_LENGTHS.contains(&value.len()) || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "a key must be {} to {} visible ASCII characters, as API Gateway requires (got {} characters)",
+            KEY_LENGTHS.start(),
+            KEY_LENGTHS.end(),
+            value.chars().count()
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 fn parse_key_spec(raw: &str) -> Result<KeySpec, String> {
     let (value, prefixes) = match raw.split_once(':') {
         Some((value, prefixes)) => (value, prefixes.split(',').map(str::to_owned).collect()),
         None => (raw, Vec::new()),
     };
-    if value.len() < 8 || !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("a key must be at least 8 visible ASCII characters".into());
-    }
+    let value = parse_key_value(value)?;
     for prefix in &prefixes {
         s3kv::access::check_prefix(prefix)?;
     }
-    Ok(KeySpec {
-        value: value.to_owned(),
-        prefixes,
-    })
+    Ok(KeySpec { value, prefixes })
 }
 
 /// One API key of the local stack, as API Gateway would know it: the value sent in x-api-key, its key id, and
@@ -196,6 +209,22 @@ fn local_keys(options: &Options, api_key: &str) -> Result<Vec<LocalKey>, LocalEr
     Ok(keys)
 }
 
+/// What tests turn and the command line does not.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// How long a request head, or a gap in a request body, may take on either server before the connection is
+    /// closed (a head) or the request failed (a body: 408 from the API, an error from the S3 endpoint).
+    pub read_timeout: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            read_timeout: timeouts::READ_TIMEOUT,
+        }
+    }
+}
+
 /// A running local stack. Dropping it stops the servers and the private valkey-server.
 pub struct LocalStack {
     pub api_addr: SocketAddr,
@@ -220,6 +249,11 @@ impl Drop for LocalStack {
 
 impl LocalStack {
     pub async fn start(options: Options) -> Result<Self, LocalError> {
+        Self::start_tuned(options, Tuning::default()).await
+    }
+
+    pub async fn start_tuned(options: Options, tuning: Tuning) -> Result<Self, LocalError> {
+        let read_timeout = tuning.read_timeout;
         let api_key = options.api_key.clone().unwrap_or_else(generate_api_key);
         let keys = local_keys(&options, &api_key)?;
         let bucket_dir = options.data_dir.join(&options.bucket);
@@ -246,12 +280,21 @@ impl LocalStack {
                 addr: options.s3_addr,
                 source,
             })?;
+        let s3_builder = timeouts::builder(read_timeout);
         let mut tasks = vec![tokio::spawn(serve(s3_listener, move |io| {
             let service = s3_service.clone();
+            let builder = s3_builder.clone();
             async move {
-                let _ = ConnBuilder::new(TokioExecutor::new())
-                    .serve_connection(io, service)
-                    .await;
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let service = service.clone();
+                        let request = request.map(|body| {
+                            s3s::Body::http_body_unsync(timeouts::IdleBody::new(body, read_timeout))
+                        });
+                        async move { service.call(request).await }
+                    },
+                );
+                let _ = builder.serve_connection(io, service).await;
             }
         }))];
 
@@ -294,8 +337,15 @@ impl LocalStack {
         let report = reconciler
             .run(std::time::Instant::now() + Duration::from_secs(300))
             .await;
-        tracing::info!(?report, "cache reconciled with the bucket");
-        report.map_err(|e| LocalError::Reload(e.to_string()))?;
+        match report {
+            Ok(report) => tracing::info!(?report, "cache reconciled with the bucket"),
+            // Some keys could not be read: each is named in the log, reads of them go to the bucket and fail
+            // there, and every other key is served. One bad object must not keep the stack from starting.
+            Err(s3kv::reconcile::ReconcileError::Partial { first, report }) => {
+                tracing::error!(?report, first_error = %first, "{} keys could not be reconciled; serving the rest", report.failed)
+            }
+            Err(e) => return Err(LocalError::Reload(e.to_string())),
+        }
         let syncer = Arc::new(Syncer::new(store.clone(), syncer_cache, &config));
         tasks.push(tokio::spawn(outbox::run(syncer, rx, backlog.clone())));
 
@@ -314,6 +364,8 @@ impl LocalStack {
             cors: s3kv::api::Cors::from_config(&config),
             bucket: config.bucket.clone(),
             key_map: config.key_map(),
+            data_dir: options.data_dir.clone(),
+            read_timeout,
             writer: Writer::new(store.clone(), &config),
             reader: Reader::new(store, reader_cache, &config),
         });
@@ -324,14 +376,14 @@ impl LocalStack {
                 addr: options.api_addr,
                 source,
             })?;
+        let api_builder = timeouts::builder(read_timeout);
         tasks.push(tokio::spawn(serve(api_listener, move |io| {
             let gateway = gateway.clone();
+            let builder = api_builder.clone();
             async move {
                 let service =
                     hyper::service::service_fn(move |request| gateway.clone().serve(request));
-                let _ = ConnBuilder::new(TokioExecutor::new())
-                    .serve_connection(io, service)
-                    .await;
+                let _ = builder.serve_connection(io, service).await;
             }
         })));
 
@@ -347,6 +399,11 @@ impl LocalStack {
             tasks,
             _valkey: valkey_child,
         })
+    }
+
+    /// The private valkey-server's process id, when the stack started one.
+    pub fn valkey_pid(&self) -> Option<u32> {
+        self._valkey.as_ref().and_then(testkit::Valkey::pid)
     }
 
     /// What to print on start: endpoints, keys and what each may do, and three commands to try.
@@ -385,6 +442,27 @@ impl LocalStack {
                 "stopping with notifications not yet synced; the next start reloads the cache"
             );
         }
+    }
+}
+
+/// Waits for Ctrl-C, SIGTERM or SIGHUP: every way a terminal, a process manager or `kill` asks a process to stop,
+/// so that each one stops the stack and its valkey-server (SIGKILL cannot be caught: see
+/// [`testkit::ChildServer`], whose children die with their parent).
+pub async fn stop_requested() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (term, hangup) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    );
+    let (Ok(mut term), Ok(mut hangup)) = (term, hangup) else {
+        tracing::warn!("SIGTERM and SIGHUP cannot be handled; only Ctrl-C stops the stack cleanly");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hangup.recv() => {}
     }
 }
 
@@ -479,15 +557,15 @@ mod tests {
     fn keys_take_roles_and_prefixes() {
         let o = parse(&[
             "--read-key",
-            "readreadread",
+            "read-key-0123456789ab",
             "--write-key",
-            "writewrite:flags/,config/",
-            "--write-key=otherwrite",
+            "write-key-0123456789a:flags/,config/",
+            "--write-key=other-write-0123456789",
             "--public-prefix",
             "public/",
         ])
         .unwrap();
-        let keys = local_keys(&o, "fullfullfull").unwrap();
+        let keys = local_keys(&o, "full-key-0123456789ab").unwrap();
         let summary: Vec<(&str, &str, s3kv::access::Role, Vec<String>)> = keys
             .iter()
             .map(|k| {
@@ -503,27 +581,59 @@ mod tests {
         assert_eq!(
             summary,
             vec![
-                ("fullfullfull", "local0", Write, vec![]),
-                ("readreadread", "localread1", Read, vec![]),
+                ("full-key-0123456789ab", "local0", Write, vec![]),
+                ("read-key-0123456789ab", "localread1", Read, vec![]),
                 (
                     "writewrite",
                     "localwrite1",
                     Write,
                     vec!["flags/".to_owned(), "config/".to_owned()]
                 ),
-                ("otherwrite", "localwrite2", Write, vec![]),
+                ("other-write-0123456789", "localwrite2", Write, vec![]),
             ]
         );
         assert_eq!(o.public_prefix.as_deref(), Some("public/"));
         assert!(parse(&["--read-key", "short"]).is_err());
-        assert!(parse(&["--write-key", "writewrite:flags/,"]).is_err());
+        // The README's walkthrough keys are accepted, and one rule holds for every kind of key.
+        for args in [
+            &["--api-key", "local-dev-full-access"][..],
+            &["--read-key", "local-dev-browser-key"],
+            &["--write-key", "local-dev-bot-writer:flags/"],
+        ] {
+            parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        for args in [
+            &["--api-key", "devkey"][..],
+            &["--api-key", "nineteen-characters"],
+            &["--read-key", "nineteen-characters"],
+            &["--write-key", "nineteen-characters:flags/"],
+        ] {
+            let error = parse(args).unwrap_err().to_string();
+            assert!(
+                error.contains("20 to 128 visible ASCII characters"),
+                "{args:?}: {error}"
+            );
+        }
+        assert!(parse(&["--api-key", &"k".repeat(129)]).is_err());
+        assert!(parse(&["--write-key", "write-key-0123456789a:flags/,"]).is_err());
 
         // One value, two roles: refused, naming the value.
-        let twice = parse(&["--read-key", "samesame1", "--write-key", "samesame1"]).unwrap();
-        let error = local_keys(&twice, "fullfullfull").unwrap_err().to_string();
-        assert!(error.contains("samesame1 is given twice"), "{error}");
-        let full_twice = parse(&["--read-key", "fullfullfull"]).unwrap();
-        assert!(local_keys(&full_twice, "fullfullfull").is_err());
+        let twice = parse(&[
+            "--read-key",
+            "same-key-0123456789ab",
+            "--write-key",
+            "same-key-0123456789ab",
+        ])
+        .unwrap();
+        let error = local_keys(&twice, "full-key-0123456789ab")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("same-key-0123456789ab is given twice"),
+            "{error}"
+        );
+        let full_twice = parse(&["--read-key", "full-key-0123456789ab"]).unwrap();
+        assert!(local_keys(&full_twice, "full-key-0123456789ab").is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     println!("{}", stack.banner());
-    let _ = tokio::signal::ctrl_c().await;
+    s3kv_local::stop_requested().await;
     println!("stopping...");
     stack.shutdown().await;
     std::process::ExitCode::SUCCESS

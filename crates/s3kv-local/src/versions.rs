@@ -144,6 +144,37 @@ impl Versions {
         Ok(id)
     }
 
+    /// Removes the key's versions newer than `after` (all of them when `None`): what a change rolled back by
+    /// [`crate::s3_endpoint::Journal`] had recorded.
+    pub fn discard_after(
+        &self,
+        bucket: &str,
+        key: &str,
+        after: Option<&str>,
+    ) -> std::io::Result<()> {
+        let dir = self.key_dir(bucket, key);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let id = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('.').next())
+                .unwrap_or_default()
+                .to_owned();
+            if valid_id(&id) && after.is_none_or(|after| id.as_str() > after) {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
+        newest.remove(&(bucket.to_owned(), key.to_owned()));
+        Ok(())
+    }
+
     /// The key's versions, newest first.
     pub fn of_key(&self, bucket: &str, key: &str) -> std::io::Result<Vec<Version>> {
         read_dir_versions(&self.key_dir(bucket, key))
