@@ -3,4 +3,3 @@
 pub mod iam_auth;
 pub mod s3;
 pub mod valkey;
-mod valkey_feed;

@@ -200,7 +200,7 @@ async fn valkey_killed_and_restarted_mid_stream_loses_nothing_after_redelivery()
     // Keys: 500 written over and over (with deletes), and one key per fifth write inside the outage that is
     // written only then, so a sync swallowed during the outage could not be repaired by a later write.
     let key_of = |i: usize| {
-        if OUTAGE.contains(&i) && i % 5 == 0 {
+        if OUTAGE.contains(&i) && i.is_multiple_of(5) {
             format!("outage/{i}")
         } else {
             format!("k/{}", i % 500)

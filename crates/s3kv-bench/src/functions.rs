@@ -17,7 +17,7 @@ use crate::data::{created, json_body, request};
 use crate::load::percentile;
 use crate::procs::status_field;
 use crate::read_path::Bench;
-use crate::report::{at_most, Metrics};
+use crate::report::{at_most, mean_billed_ms, Metrics, BILL};
 use crate::runtime_api::{Answer, AnswerKind, RuntimeApi};
 use crate::settings::{cpu_ns, release_binary};
 use crate::{BUCKET, PREFIX, READER_CACHE_TIMEOUT_MS, READ_BODY_BYTES};
@@ -284,12 +284,4 @@ impl Bench {
             );
         }
     }
-}
-
-pub(crate) const BILL: &str = "What it means for a Lambda bill (derived from the durations above)";
-
-/// Lambda bills each invocation's duration rounded up to the next millisecond.
-pub(crate) fn mean_billed_ms(durations_ns: &[u64]) -> f64 {
-    let total: u64 = durations_ns.iter().map(|ns| ns.div_ceil(1_000_000)).sum();
-    total as f64 / durations_ns.len() as f64
 }

@@ -35,6 +35,7 @@ mod binaries;
 mod cli_import;
 mod data;
 mod functions;
+mod http;
 mod load;
 mod procs;
 mod propagation;

@@ -3,108 +3,19 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioExecutor;
 use testkit::ChildServer;
 
 use crate::data::json_body;
+use crate::http::{call, http_client, until_visible};
 use crate::load::percentile;
 use crate::procs::{s3_answers, s3_client, start_valkey, Valkey, START_TIMEOUT};
 use crate::report::{at_most, Metrics};
 use crate::settings::{release_binary, Settings};
 use crate::READ_BODY_BYTES;
-
-pub(crate) type HttpClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
-
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) cache: Option<String>,
-    /// The `ETag` header, quoted as sent.
-    pub(crate) etag: Option<String>,
-    pub(crate) body: Bytes,
-}
-
-/// A client for s3kv-local's API, without Nagle's algorithm (as any HTTP client that cares about latency).
-pub(crate) fn http_client() -> HttpClient {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector)
-}
-
-pub(crate) async fn call(
-    client: &HttpClient,
-    method: &str,
-    url: &str,
-    body: Option<&str>,
-) -> Reply {
-    request(client, method, url, body, &[]).await
-}
-
-/// [`call`] with extra request headers.
-pub(crate) async fn request(
-    client: &HttpClient,
-    method: &str,
-    url: &str,
-    body: Option<&str>,
-    headers: &[(&str, &str)],
-) -> Reply {
-    let mut builder = http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("x-api-key", "bench-key-0123456789ab");
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = builder
-        .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
-        .expect("request");
-    let response = client.request(request).await.expect("HTTP request");
-    let status = response.status().as_u16();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let (cache, etag) = (header("x-cache"), header("etag"));
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Reply {
-        status,
-        cache,
-        etag,
-        body,
-    }
-}
-
-/// Polls GET until it answers `want`; returns whether the answer came from the cache.
-pub(crate) async fn until_visible(client: &HttpClient, url: &str, want: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reply = call(client, "GET", url, None).await;
-        if reply.status == 200 && reply.body == want.as_bytes() {
-            return reply.cache.as_deref() == Some("HIT");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not show the new value within 10 s (last: {} {:?})",
-            reply.status,
-            reply.cache
-        );
-    }
-}
 
 /// Starts `target/release/s3kv-local` (it binds ports 0 and prints what it got); returns it, its API base URL and
 /// its S3 endpoint once its banner is out and both answer: the API with API Gateway's 403 for a request without

@@ -17,9 +17,8 @@ use s3kv::api;
 use s3kv::config::Config;
 
 use crate::data::{request, BenchReader, BenchSyncer, Item};
-use crate::functions::{mean_billed_ms, BILL};
 use crate::load::{run_phase, Sample};
-use crate::report::{at_least, at_most, Metrics, Target};
+use crate::report::{at_least, at_most, mean_billed_ms, Metrics, Target, BILL};
 use crate::settings::{cpu_ns, Settings};
 use crate::{BUCKET, CONCURRENCY};
 

@@ -6,8 +6,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::functions::BILL;
-
 /// `value >= bound` (`at_least`) or `value <= bound`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Target {
@@ -352,4 +350,12 @@ pub(crate) fn report(runs: &[RunRecord]) -> String {
         }
     }
     out
+}
+
+pub(crate) const BILL: &str = "What it means for a Lambda bill (derived from the durations above)";
+
+/// Lambda bills each invocation's duration rounded up to the next millisecond.
+pub(crate) fn mean_billed_ms(durations_ns: &[u64]) -> f64 {
+    let total: u64 = durations_ns.iter().map(|ns| ns.div_ceil(1_000_000)).sum();
+    total as f64 / durations_ns.len() as f64
 }

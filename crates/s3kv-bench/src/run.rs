@@ -15,7 +15,7 @@ use s3kv::sync::Syncer;
 
 use crate::binaries::binaries;
 use crate::data::{created_records, sync_all, upload_items};
-use crate::functions::BILL;
+use crate::report::BILL;
 use crate::procs::{s3_client, serve_s3, start_s3, start_valkey};
 use crate::propagation::propagation;
 use crate::read_path::Bench;

@@ -22,6 +22,7 @@ use s3kv::schema::{Schema, SchemaError};
 use s3kv::write::{Precondition, WriteError, Writer};
 
 use crate::data::json_body;
+use crate::load::Sample;
 use crate::read_path::Bench;
 use crate::report::Metrics;
 use crate::{BUCKET, READ_BODY_BYTES};
@@ -66,12 +67,6 @@ fn per_call_us(budget: Duration, mut f: impl FnMut()) -> f64 {
     }
     batches.sort_by(f64::total_cmp);
     batches[batches.len() / 2]
-}
-
-fn pct_us(samples: &mut [Duration], p: f64) -> f64 {
-    samples.sort_unstable();
-    let i = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;
-    samples[i].as_secs_f64() * 1e6
 }
 
 impl Bench {
@@ -164,7 +159,7 @@ impl Bench {
             .map(|i| KeyPrefix::parse(&format!("schema-bench/other{i:02}/")).expect("prefix"))
             .collect();
 
-        let mut baseline = Vec::new();
+        let mut baseline = Sample::default();
         for (state, schemas) in [("none", 0), ("one", 1), ("twenty", 20)] {
             // The bucket's schemas for this state: the governing one, then nineteen others.
             let added: &[KeyPrefix] = match schemas {
@@ -199,8 +194,7 @@ impl Bench {
                 .await
                 .expect("warm-up write");
 
-            let mut with_writer = Vec::new();
-            let mut dry_runs = Vec::new();
+            let (mut with_writer, mut dry_runs) = (Sample::default(), Sample::default());
             for i in 0..writes {
                 // Interleaved, so both see the same machine: the adapter's PUT alone, then the writer's write.
                 let raw = keys.object_key(
@@ -211,7 +205,7 @@ impl Bench {
                     .put(&raw, valid.clone(), PutMode::Overwrite, &author)
                     .await
                     .expect("baseline PUT");
-                baseline.push(t.elapsed());
+                baseline.lat_ns.push(t.elapsed().as_nanos() as u64);
 
                 let key = ItemKey::parse(&format!("{GOVERNING}{state}-{i:05}")).expect("key");
                 let t = Instant::now();
@@ -225,13 +219,13 @@ impl Bench {
                     )
                     .await
                     .expect("a valid write");
-                with_writer.push(t.elapsed());
+                with_writer.lat_ns.push(t.elapsed().as_nanos() as u64);
                 assert!(written.created, "{key} is a new key");
 
                 if schemas > 0 {
                     let t = Instant::now();
                     let checked = writer.check(&key, &valid, deadline()).await;
-                    dry_runs.push(t.elapsed());
+                    dry_runs.lat_ns.push(t.elapsed().as_nanos() as u64);
                     assert_eq!(
                         checked.expect("a valid dry run").as_deref(),
                         Some(GOVERNING)
@@ -264,27 +258,27 @@ impl Bench {
                     if n == 1 { "" } else { "s" }
                 ),
             };
-            for (p, name) in [(0.5, "p50"), (0.99, "p99")] {
+            for (p, name) in [(50.0, "p50"), (99.0, "p99")] {
                 m.add(
                     SECTION,
                     &format!("schema.write.{state}.{name}"),
                     &format!("Writer::put, {label}: {name}"),
                     "µs",
-                    pct_us(&mut with_writer, p),
+                    with_writer.pct_us(p),
                 );
             }
-            if !dry_runs.is_empty() {
+            if !dry_runs.lat_ns.is_empty() {
                 m.add(
                     SECTION,
                     &format!("schema.dry_run.{state}.p50"),
                     &format!("dry run (list + check, no PUT), {label}: p50"),
                     "µs",
-                    pct_us(&mut dry_runs, 0.5),
+                    dry_runs.pct_us(50.0),
                 );
             }
         }
-        let base_p50 = pct_us(&mut baseline, 0.5);
-        for (p, name) in [(0.5, "p50"), (0.99, "p99")] {
+        let base_p50 = baseline.pct_us(50.0);
+        for (p, name) in [(50.0, "p50"), (99.0, "p99")] {
             m.add(
                 SECTION,
                 &format!("schema.write.baseline.{name}"),
@@ -292,7 +286,7 @@ impl Bench {
                     "the same body stored by the S3 adapter alone, one PUT (baseline): {name}"
                 ),
                 "µs",
-                pct_us(&mut baseline, p),
+                baseline.pct_us(p),
             );
         }
         let value = |id: &str| {

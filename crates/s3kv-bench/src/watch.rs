@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use crate::data::json_body;
+use crate::http::{call, http_client, request, until_visible, HttpClient, Reply};
 use crate::load::percentile;
 use crate::procs::Valkey;
-use crate::propagation::{call, http_client, request, until_visible, HttpClient, Reply};
 use crate::report::{at_most, Metrics};
 use crate::settings::Settings;
 use crate::READ_BODY_BYTES;
@@ -36,7 +36,7 @@ const SETTLE_MANY: Duration = Duration::from_secs(1);
 /// How long a change's commands are counted from its PUT: the write, the sync, every waiter's wake (which may
 /// include a waiter's 1 s poll when it cannot wait on the feed).
 const CHANGE_WINDOW: Duration = Duration::from_secs(2);
-/// Longer than the feed hub's blocking read (`XREAD BLOCK 5000`, src/adapters/valkey_feed.rs), after which a
+/// Longer than the feed hub's blocking read (`XREAD BLOCK 5000`, src/adapters/valkey/feed.rs), after which a
 /// hub that nobody listens to any more ends: the no-waiter baselines start after it, with no hub running.
 const HUB_END: Duration = Duration::from_secs(6);
 /// Concurrent waiters for the command counts.

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use crate::ports::{CacheError, Cursor, Feed, FeedEntry, FeedError, FeedPage};
 
-use super::valkey::{cache_error, drive, ValkeyCache};
+use super::{cache_error, drive, ValkeyCache};
 
 /// The entry field holding the item key.
 const KEY_FIELD: &str = "k";

@@ -4,14 +4,16 @@
 //! Works unchanged against a single node or a cluster (ElastiCache Serverless is always a cluster): a script
 //! names its only key in KEYS, so it runs on the node owning that key's slot.
 
+mod feed;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 
+use self::feed::FeedState;
 use crate::adapters::iam_auth::IamTokenProvider;
-use crate::adapters::valkey_feed::FeedState;
 use crate::audit::Provenance;
 use crate::config::ConfigError;
 use crate::ports::{
@@ -179,7 +181,7 @@ fn escape_glob(prefix: &str) -> String {
 /// Longest etag or reason an entry header carries; cache.lua reads this much of an entry (HEADER_MAX) to find
 /// its header, so the two limits move together.
 const HEADER_FIELD_MAX: usize = 1024;
-/// How much of an entry `snapshot` reads: every header fits (sequencers have at most 64 digits).
+/// How much of an entry `snapshot` and `unservable_many` read: every header fits (sequencers have at most 64 digits).
 const HEADER_READ_MAX: usize = 1200;
 // A sequencer (at most 64 digits), an etag or a reason (the other is empty), and three newlines.
 const _: () = assert!(64 + HEADER_FIELD_MAX + 3 <= HEADER_READ_MAX);
@@ -322,10 +324,6 @@ fn not_a_string(error: &Error) -> bool {
 }
 
 /// A read's raw answer, with a value of another type counted as no value.
-/// Enough of an entry to hold its three header fields (a sequencer, an ETag of at most ~70 bytes, a tombstone
-/// reason), and no body.
-const ENTRY_HEAD_BYTES: usize = 256;
-
 impl ValkeyCache {
     /// Each key's value (or its first `head` bytes) in one pipeline: fred writes each command to the node owning
     /// its key without waiting for answers, so a batch costs one round trip per node involved.
@@ -378,7 +376,7 @@ impl Cache for ValkeyCache {
         &self,
         cache_keys: &[String],
     ) -> Result<Vec<Option<Unservable>>, CacheError> {
-        let heads = self.fetch_many(cache_keys, Some(ENTRY_HEAD_BYTES)).await?;
+        let heads = self.fetch_many(cache_keys, Some(HEADER_READ_MAX)).await?;
         Ok(heads
             .iter()
             .map(|head| {

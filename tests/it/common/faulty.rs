@@ -119,7 +119,7 @@ async fn handle(
     let n = state.seen.fetch_add(1, Ordering::SeqCst);
     let fail = match state.fault.load(Ordering::SeqCst) {
         1 => true,
-        2 => n % 2 == 0,
+        2 => n.is_multiple_of(2),
         _ => false,
     };
     let (mut parts, body) = request.into_parts();
