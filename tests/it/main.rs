@@ -18,6 +18,8 @@ mod faults;
 mod history;
 mod listing;
 mod local;
+mod local_clients;
+mod local_crash;
 mod openapi;
 mod pipeline;
 mod reconcile;

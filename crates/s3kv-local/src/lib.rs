@@ -584,7 +584,7 @@ mod tests {
                 ("full-key-0123456789ab", "local0", Write, vec![]),
                 ("read-key-0123456789ab", "localread1", Read, vec![]),
                 (
-                    "writewrite",
+                    "write-key-0123456789a",
                     "localwrite1",
                     Write,
                     vec!["flags/".to_owned(), "config/".to_owned()]

@@ -568,13 +568,15 @@ impl S3 for NotifyingFs {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        if requested_version(&req.input.version_id).is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "s3kv-local keeps every version; deleting one version for good is not supported"
-            ));
-        }
         let _guard = self.mutation.lock().await;
+        if let Some(id) = requested_version(&req.input.version_id) {
+            let (bucket, key) = (&req.input.bucket, &req.input.key);
+            self.delete_version(bucket, key, id, &req).await?;
+            return Ok(S3Response::new(DeleteObjectOutput {
+                version_id: Some(id.to_owned()),
+                ..Default::default()
+            }));
+        }
         let input = req.input.clone();
         let marker = self.delete_one(input, &req).await?;
         let mut response = S3Response::new(DeleteObjectOutput::default());
@@ -593,13 +595,20 @@ impl S3 for NotifyingFs {
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for object in &req.input.delete.objects {
             let key = object.key.clone();
-            if requested_version(&object.version_id).is_some() {
-                errors.push(Error {
-                    code: Some("NotImplemented".into()),
-                    key: Some(key),
-                    message: Some("s3kv-local keeps every version".into()),
-                    version_id: object.version_id.clone(),
-                });
+            if let Some(id) = requested_version(&object.version_id) {
+                match self.delete_version(&bucket, &key, id, &req).await {
+                    Ok(()) => deleted.push(DeletedObject {
+                        key: Some(key),
+                        version_id: Some(id.to_owned()),
+                        ..Default::default()
+                    }),
+                    Err(e) => errors.push(Error {
+                        code: Some(e.code().as_str().to_owned()),
+                        key: Some(key),
+                        message: e.message().map(str::to_owned),
+                        version_id: Some(id.to_owned()),
+                    }),
+                }
                 continue;
             }
             let input = DeleteObjectInput::builder()

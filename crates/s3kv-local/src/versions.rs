@@ -144,6 +144,20 @@ impl Versions {
         Ok(id)
     }
 
+    /// Removes one version for good (S3's DeleteObject with a version id).
+    pub fn remove(&self, bucket: &str, key: &str, id: &str) -> std::io::Result<()> {
+        let dir = self.key_dir(bucket, key);
+        for extension in ["json", "body"] {
+            match std::fs::remove_file(dir.join(format!("{id}.{extension}"))) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
+        newest.remove(&(bucket.to_owned(), key.to_owned()));
+        Ok(())
+    }
+
     /// Removes the key's versions newer than `after` (all of them when `None`): what a change rolled back by
     /// [`crate::s3_endpoint::Journal`] had recorded.
     pub fn discard_after(

@@ -4,6 +4,8 @@
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 
+use s3kv::s3_event::EventName;
+
 use super::{internal, internal_error, kept, no_such_version, NotifyingFs};
 use crate::versions::{Listed, Version};
 
@@ -242,5 +244,87 @@ impl NotifyingFs {
             delete_markers: Some(markers),
             ..Default::default()
         }))
+    }
+
+    /// Deletes one version for good, as S3 does (rclone's purge deletes every version of every key this way). When
+    /// it was the key's current object, the version before it becomes current (its bytes are put back, and the
+    /// syncer told), or, when there is none or it is a delete marker, the object is removed. Called with the
+    /// mutation lock held; a version that does not exist is no error, as in S3.
+    pub(super) async fn delete_version<U>(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+        like: &S3Request<U>,
+    ) -> S3Result<()> {
+        let Some(version) = self.versions.get(bucket, key, id).map_err(internal_error)? else {
+            return Ok(());
+        };
+        let newest = self.versions.newest(bucket, key).map_err(internal_error)?;
+        let current = !version.delete_marker && newest.as_ref().map(|v| &v.id) == Some(&version.id);
+        if !current {
+            return self
+                .versions
+                .remove(bucket, key, id)
+                .map_err(internal_error);
+        }
+        let txn = self.begin(bucket, key).await?;
+        let result = self.replace_current(bucket, key, id, like).await;
+        let event = self.finish(txn, (bucket, key), result).await?;
+        match event {
+            Some(etag) => self.notify(EventName::Put, bucket, key, Some(&ETag::Strong(etag))),
+            None => self.notify(EventName::Delete, bucket, key, None),
+        }
+        Ok(())
+    }
+
+    /// Drops the current version `id` and puts the one before it in place; the ETag now current, if any.
+    async fn replace_current<U>(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+        like: &S3Request<U>,
+    ) -> S3Result<Option<String>> {
+        self.versions
+            .remove(bucket, key, id)
+            .map_err(internal_error)?;
+        let previous = self.versions.newest(bucket, key).map_err(internal_error)?;
+        match previous.filter(|v| !v.delete_marker) {
+            Some(previous) => {
+                let body = tokio::fs::read(self.versions.body_path(bucket, key, &previous.id))
+                    .await
+                    .map_err(internal_error)?;
+                let input = PutObjectInput::builder()
+                    .bucket(bucket.to_owned())
+                    .key(key.to_owned())
+                    .content_length(Some(body.len() as i64))
+                    .body(Some(StreamingBlob::from(s3s::Body::from(body))))
+                    .content_type(
+                        previous
+                            .content_type
+                            .as_deref()
+                            .and_then(|t| t.parse().ok()),
+                    )
+                    .metadata(Some(previous.metadata.clone().into_iter().collect()))
+                    .build()
+                    .map_err(internal_error)?;
+                self.fs
+                    .put_object(internal(input, http::Method::PUT, like))
+                    .await?;
+                Ok(previous.etag)
+            }
+            None => {
+                let input = DeleteObjectInput::builder()
+                    .bucket(bucket.to_owned())
+                    .key(key.to_owned())
+                    .build()
+                    .map_err(internal_error)?;
+                self.fs
+                    .delete_object(internal(input, http::Method::DELETE, like))
+                    .await?;
+                Ok(None)
+            }
+        }
     }
 }
