@@ -8,19 +8,9 @@ async fn main() -> std::process::ExitCode {
     // reqwest is built without a TLS provider of its own (see Cargo.toml); an error here means one is set.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
-    let json = cli.output == s3kv_cli::Output::Json;
+    let out = cli.output;
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(failure) => {
-            if json {
-                eprintln!(
-                    "{}",
-                    serde_json::json!({ "error": failure.to_string(), "exit": failure.exit_code() })
-                );
-            } else {
-                eprintln!("s3kv: {failure}");
-            }
-            std::process::ExitCode::from(failure.exit_code())
-        }
+        Err(failure) => std::process::ExitCode::from(failure.report(out)),
     }
 }

@@ -1,0 +1,190 @@
+//! The commands: [`Command`] lists them (each variant's doc comment is its `--help` summary), [`run`] sends each
+//! to its module, and the helpers below are the ones several modules share (key and prefix parsing, conditions,
+//! reading a value, batch reads). Each module owns its command's flags (a clap `Args` struct) beside the function
+//! that uses them, as cargo's `src/bin/cargo/commands/` does. Printing is in [`crate::output`].
+
+mod completions;
+mod configure;
+mod edit;
+mod history;
+mod items;
+mod schema;
+mod transfer;
+mod validate;
+mod watch;
+
+use clap::Subcommand;
+use s3kv::key::{ItemKey, KeyPrefix};
+
+use crate::api::{Api, ApiError, BatchItem, Condition};
+use crate::output::Failure;
+use crate::{profile, Cli, DEFAULT_ENDPOINT};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print an item's JSON, exactly as stored
+    Get(items::GetArgs),
+    /// Write an item from a file, or stdin (no FILE, or -)
+    Put(items::PutArgs),
+    /// Delete an item
+    Rm(items::RmArgs),
+    /// List item keys (every page)
+    Ls(items::LsArgs),
+    /// Read several items at once; prints {"key": value or null, ...}
+    BatchGet(items::BatchGetArgs),
+    /// Edit an item in $EDITOR; written back only if nobody changed it meanwhile
+    Edit(edit::EditArgs),
+    /// Print every item under a prefix as one JSON object {"key": value, ...}
+    Export(transfer::ExportArgs),
+    /// Write the items of an export file, or of a directory of KEY.json files
+    Import(transfer::ImportArgs),
+    /// An item's versions, newest first
+    History(history::HistoryArgs),
+    /// Make an older version the item again
+    Restore(history::RestoreArgs),
+    /// Print changes as they happen, one JSON line each, until stopped: an item's values (KEY), or what changes
+    /// under a prefix (--prefix)
+    ///
+    /// KEY: its current state first, then each new version as {"key","etag","writer","value"}, or
+    /// {"key","deleted":true}; a deleted item is watched until it comes back. --prefix: each changed item as
+    /// {"key","etag","deleted"} (its state now, not its value); the cursor to resume from (--after) goes to
+    /// stderr as "cursor: C" after each batch, and to --cursor-file. Waits ride out outages (retried with backoff).
+    Watch(watch::WatchArgs),
+    /// Check the stored items under PREFIX against their schemas; prints each violation of each invalid item
+    ///
+    /// For what the API's writes cannot catch: items uploaded straight to S3, and items written before their
+    /// schema changed. Each item is checked against the schema of the longest prefix it starts with; items under no
+    /// schema are counted, not checked. One line per violation on stdout ("KEY: PATH: MESSAGE (schema S, at
+    /// SCHEMA_PATH)"), or with --output json one line per invalid item {"key","schema","violations":[{"path",
+    /// "schemaPath","message"}]}, and a schema that does not compile as {"schema","problem"}; the counts go to
+    /// stderr. Needs a write key (schemas are visible to write keys only). Reads through the cache, as
+    /// export does.
+    #[command(
+        after_help = "Exit codes: 0 every item checked meets its schema, 1 an item breaks its schema or a \
+schema does not compile (or any other failure: unreachable, forbidden), 2 usage."
+    )]
+    Validate(validate::ValidateArgs),
+    /// The JSON Schemas that writes under a key prefix must meet: ls, get, put, rm (write keys only)
+    #[command(subcommand)]
+    Schema(schema::SchemaCommand),
+    /// Save an endpoint and its API key (read from stdin) as a profile (--profile)
+    Configure(configure::ConfigureArgs),
+    /// Print a shell completion script
+    Completions(completions::CompletionsArgs),
+}
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    // Neither needs an endpoint or a key: no profile is read for them.
+    match &cli.command {
+        Command::Completions(args) => return completions::exec(args),
+        Command::Configure(args) => return configure::exec(&cli, args).await,
+        _ => {}
+    }
+    let api = client(&cli)?;
+    let out = cli.output;
+    match cli.command {
+        Command::Get(args) => items::get(&api, out, args).await,
+        Command::Put(args) => items::put(&api, out, args).await,
+        Command::Rm(args) => items::rm(&api, out, args).await,
+        Command::Ls(args) => items::ls(&api, out, args).await,
+        Command::BatchGet(args) => items::batch_get(&api, out, args).await,
+        Command::Edit(args) => edit::exec(&api, out, args).await,
+        Command::Export(args) => transfer::export(&api, args).await,
+        Command::Import(args) => transfer::import(&api, out, args).await,
+        Command::History(args) => history::history(&api, out, args).await,
+        Command::Restore(args) => history::restore(&api, out, args).await,
+        Command::Watch(args) => watch::exec(&api, out, args).await,
+        Command::Validate(args) => validate::exec(&api, out, args).await,
+        Command::Schema(command) => schema::exec(&api, out, command).await,
+        Command::Configure(_) | Command::Completions(_) => unreachable!("handled above"),
+    }
+}
+
+/// Flags and environment first (clap read both), then the profile, then s3kv-local's address.
+fn client(cli: &Cli) -> Result<Api, Failure> {
+    let profiles = profile::load().map_err(Failure::Usage)?;
+    let saved = profiles.get(&cli.profile).cloned().unwrap_or_default();
+    if cli.profile != "default" && !profiles.contains_key(&cli.profile) {
+        return Err(Failure::Usage(format!(
+            "no profile {:?}; create it with `s3kv configure --profile {} --endpoint URL --api-key KEY`",
+            cli.profile, cli.profile
+        )));
+    }
+    let endpoint = cli
+        .endpoint
+        .clone()
+        .or(saved.endpoint.clone())
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(Failure::Usage(format!(
+            "endpoint {endpoint:?} must start with http:// or https://"
+        )));
+    }
+    // A profile's key goes to the profile's own endpoint only, never to one given by flag or environment.
+    let api_key = cli.api_key.clone().or_else(|| {
+        (saved.endpoint.as_deref() == Some(endpoint.as_str()))
+            .then_some(saved.api_key)
+            .flatten()
+    });
+    Ok(Api::new(&endpoint, api_key))
+}
+
+fn item_key(raw: &str) -> Result<ItemKey, Failure> {
+    ItemKey::parse(raw).map_err(|e| Failure::Usage(format!("invalid key {raw:?}: {e}")))
+}
+
+fn key_prefix(raw: &str) -> Result<KeyPrefix, Failure> {
+    KeyPrefix::parse(raw).map_err(|e| Failure::Usage(format!("invalid prefix {raw:?}: {e}")))
+}
+
+fn condition(create: bool, if_match: Option<&str>) -> Condition<'_> {
+    match (create, if_match) {
+        (true, _) => Condition::Absent,
+        (false, Some(etag)) => Condition::Matches(etag),
+        (false, None) => Condition::None,
+    }
+}
+
+fn valid_json(text: &str, what: &str) -> Result<(), Failure> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(drop)
+        .map_err(|e| Failure::Usage(format!("{what} is not valid JSON: {e}")))
+}
+
+/// A value or schema to write: from a file, or stdin (no FILE, or `-`).
+async fn read_source(file: Option<&str>) -> Result<String, Failure> {
+    let bytes = match file {
+        None | Some("-") => {
+            let mut buffer = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut buffer)
+                .await
+                .map_err(|e| Failure::Other(format!("reading stdin: {e}")))?;
+            buffer
+        }
+        Some(path) => tokio::fs::read(path)
+            .await
+            .map_err(|e| Failure::Usage(format!("{path}: {e}")))?,
+    };
+    String::from_utf8(bytes).map_err(|_| Failure::Usage("the value is not UTF-8 text".into()))
+}
+
+/// Batch gets of up to 100 keys; a batch whose answer would pass Lambda's 6 MB response limit is split in two
+/// until it fits.
+async fn fetch(api: &Api, keys: &[ItemKey]) -> Result<Vec<BatchItem>, Failure> {
+    let mut pending: Vec<&[ItemKey]> = keys.chunks(100).rev().collect();
+    let mut items = Vec::with_capacity(keys.len());
+    while let Some(batch) = pending.pop() {
+        match api.batch_get(batch).await {
+            Ok(answers) => items.extend(answers),
+            Err(ApiError::Status {
+                code: Some(code), ..
+            }) if code == "response_too_large" && batch.len() > 1 => {
+                let (first, second) = batch.split_at(batch.len() / 2);
+                pending.push(second);
+                pending.push(first);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(items)
+}
