@@ -1,0 +1,247 @@
+//! What every CLI test shares: a running s3kv-local ([`Local`]) and its API keys, `s3kv` run against it ([`Run`])
+//! or left running in the background ([`Watch`]), a fake `$EDITOR`, and an upload around the API.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use s3kv_local::{LocalStack, Options};
+
+pub const KEY: &str = "cli-test-key";
+pub const READ_KEY: &str = "cli-read-key";
+
+pub struct Local {
+    pub stack: LocalStack,
+    _valkey: testkit::Valkey,
+    pub dir: PathBuf,
+}
+
+impl Local {
+    pub async fn start(name: &str) -> Self {
+        let dir = testkit::temp_dir(&format!("test-cli-{name}"));
+        let valkey = tokio::task::spawn_blocking(testkit::Valkey::start)
+            .await
+            .unwrap();
+        let options = Options {
+            api_addr: "127.0.0.1:0".parse().unwrap(),
+            s3_addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.join("data"),
+            bucket: "s3kv".into(),
+            prefix: String::new(),
+            api_key: Some(KEY.into()),
+            read_keys: vec![s3kv_local::KeySpec {
+                value: READ_KEY.into(),
+                prefixes: Vec::new(),
+            }],
+            write_keys: Vec::new(),
+            public_prefix: None,
+            max_wait_secs: s3kv::config::MAX_WAIT_SECS,
+            valkey_url: Some(valkey.url()),
+        };
+        let stack = LocalStack::start(options)
+            .await
+            .expect("local stack starts");
+        Self {
+            stack,
+            _valkey: valkey,
+            dir,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.stack.api_addr)
+    }
+
+    /// Runs `s3kv ARGS` with this stack's endpoint and key in the environment, as a user would after pasting
+    /// the banner's export lines.
+    pub async fn s3kv(&self, args: &[&str]) -> Run {
+        self.s3kv_with(args, None, &[]).await
+    }
+
+    pub async fn s3kv_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3kv"));
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .env("S3KV_ENDPOINT", self.endpoint())
+            .env("S3KV_API_KEY", KEY)
+            .env("S3KV_CONFIG_DIR", self.dir.join("config"))
+            .env_remove("S3KV_PROFILE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("run s3kv");
+        let mut input = child.stdin.take().unwrap();
+        let text = stdin.unwrap_or_default().to_owned();
+        // A command that fails before reading stdin closes it: nothing to report.
+        let _ = tokio::io::AsyncWriteExt::write_all(&mut input, text.as_bytes()).await;
+        drop(input);
+        let out = child.wait_with_output().await.unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    pub async fn settle(&self) {
+        assert!(
+            self.stack.backlog.wait_idle(Duration::from_secs(30)).await,
+            "notifications not synced"
+        );
+    }
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    args: Vec<String>,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "s3kv {:?}: {}{}",
+            self.args, self.stdout, self.stderr
+        );
+        self
+    }
+    #[track_caller]
+    pub fn fails(self, code: i32, says: &str) -> Self {
+        assert_eq!(
+            self.code, code,
+            "s3kv {:?}: {}{}",
+            self.args, self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(says),
+            "s3kv {:?}: {:?} not in {}",
+            self.args,
+            says,
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+/// A fake `$EDITOR`: a shell script that runs `action` with the file as $1.
+pub fn editor(dir: &Path, name: &str, action: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\nset -e\n{action}\n")).unwrap();
+    let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&path, permissions).unwrap();
+    path.display().to_string()
+}
+
+/// A `s3kv watch` running in the background, read a line at a time: what it printed so far is how a test knows
+/// it is watching before it writes.
+pub struct Watch {
+    pub child: tokio::process::Child,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    stderr: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+    /// What it said on stderr besides cursors (warnings), so far.
+    pub said: Vec<String>,
+    args: Vec<String>,
+}
+
+/// Only against a hang: a watch that missed a change would wait forever, not fail.
+pub const HANG: Duration = Duration::from_secs(120);
+
+impl Local {
+    pub fn watch(&self, args: &[&str]) -> Watch {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3kv"))
+            .arg("watch")
+            .args(args)
+            .current_dir(&self.dir)
+            .env("S3KV_ENDPOINT", self.endpoint())
+            .env("S3KV_API_KEY", KEY)
+            .env("S3KV_CONFIG_DIR", self.dir.join("config"))
+            .env_remove("S3KV_PROFILE")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run s3kv watch");
+        use tokio::io::AsyncBufReadExt;
+        Watch {
+            stdout: tokio::io::BufReader::new(child.stdout.take().unwrap()).lines(),
+            stderr: tokio::io::BufReader::new(child.stderr.take().unwrap()).lines(),
+            child,
+            said: Vec::new(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+}
+
+impl Watch {
+    /// The next line on stdout, as JSON.
+    pub async fn line(&mut self) -> serde_json::Value {
+        let line = tokio::time::timeout(HANG, self.stdout.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("s3kv watch {:?} printed nothing", self.args))
+            .unwrap()
+            .unwrap_or_else(|| panic!("s3kv watch {:?} ended", self.args));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    /// The cursor of the next `cursor: C` line on stderr (after any warnings).
+    pub async fn cursor(&mut self) -> String {
+        loop {
+            let line = tokio::time::timeout(HANG, self.stderr.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("s3kv watch {:?} told no cursor", self.args))
+                .unwrap()
+                .unwrap_or_else(|| panic!("s3kv watch {:?} ended", self.args));
+            assert!(!line.contains("panicked"), "{line}");
+            match line.strip_prefix("cursor: ") {
+                Some(cursor) => return cursor.to_owned(),
+                None => self.said.push(line),
+            }
+        }
+    }
+
+    /// Waits for it to exit by itself (`--once`): its exit code and the rest of stdout, one JSON value a line.
+    pub async fn ends(mut self) -> (i32, Vec<serde_json::Value>) {
+        let status = tokio::time::timeout(HANG, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("s3kv watch {:?} did not end", self.args))
+            .unwrap();
+        let mut rest = Vec::new();
+        while let Some(line) = self.stdout.next_line().await.unwrap() {
+            rest.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")));
+        }
+        (status.code().unwrap_or(-1), rest)
+    }
+}
+
+/// Straight to s3kv-local's S3 endpoint, around the API and its schema check: what `validate` is for.
+pub async fn upload(local: &Local, object_key: &str, body: &str) {
+    let s3 = s3kv::adapters::s3::endpoint_client(
+        &format!("http://{}", local.stack.s3_addr),
+        s3kv_local::ACCESS_KEY,
+        s3kv_local::SECRET_KEY,
+        Duration::from_secs(10),
+    );
+    s3.put_object()
+        .bucket(&local.stack.bucket)
+        .key(object_key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(
+            body.as_bytes().to_vec(),
+        ))
+        .send()
+        .await
+        .expect("upload to the local S3 endpoint");
+}
