@@ -1,6 +1,7 @@
 //! The HTTP API's routes, in one table that everything else reads: the functions' dispatch ([`crate::api`]),
-//! s3kv-local's gateway (which routes paths as API Gateway does), the tests, and the template check
-//! (`tests/template_test.py` reads [`ROUTES`] from this file and holds `template.yaml` and `openapi.yaml` to it).
+//! s3kv-local's gateway (which routes paths as API Gateway does), and the tests; this module's tests hold
+//! `template.yaml`'s API events and `openapi.yaml`'s operations to it (`tests/template_test.py` reads the public
+//! route from it too).
 //! A new route is one row here, then an event in the template and a path in `openapi.yaml`.
 
 use http::Method;
@@ -240,6 +241,102 @@ mod tests {
                 assert_ne!(a.operation, b.operation);
             }
         }
+    }
+
+    /// A YAML file of the repository, CloudFormation's `!Ref`-style tags read as tagged values.
+    fn yaml(file: &str) -> serde_norway::Value {
+        let text = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
+    }
+
+    fn text(value: &serde_norway::Value) -> &str {
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("not a string: {value:?}"))
+    }
+
+    /// The template's API events, per function binary: (path, method, needs an API key).
+    fn template_routes() -> std::collections::BTreeSet<(&'static str, String, String, bool)> {
+        let template = yaml("template.yaml");
+        let api = &template["Resources"]["Api"]["Properties"];
+        assert_eq!(
+            api["Auth"]["ApiKeyRequired"],
+            serde_norway::Value::Bool(true),
+            "the stage requires keys"
+        );
+        let mut routes = std::collections::BTreeSet::new();
+        let resources = template["Resources"].as_mapping().expect("Resources");
+        for resource in resources.values() {
+            if resource["Type"] != "AWS::Serverless::Function" {
+                continue;
+            }
+            let function = match text(&resource["Metadata"]["BuildProperties"]["Binary"]) {
+                "writer" => "writer",
+                "reader" => "reader",
+                _ => continue,
+            };
+            let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+                continue;
+            };
+            for event in events.values().filter(|e| e["Type"] == "Api") {
+                let props = &event["Properties"];
+                let keyed = props["Auth"]["ApiKeyRequired"].as_bool().unwrap_or(true);
+                routes.insert((
+                    function,
+                    text(&props["Path"]).to_owned(),
+                    text(&props["Method"]).to_owned(),
+                    keyed,
+                ));
+            }
+        }
+        routes
+    }
+
+    #[test]
+    fn the_template_has_an_api_event_for_exactly_each_route_and_asks_a_key_where_it_needs_one() {
+        let table: std::collections::BTreeSet<_> = ROUTES
+            .iter()
+            .map(|r| {
+                let function = match r.function {
+                    Function::Writer => "writer",
+                    Function::Reader => "reader",
+                };
+                (
+                    function,
+                    r.resource.to_owned(),
+                    r.method.to_string(),
+                    r.needs_api_key(),
+                )
+            })
+            .collect();
+        assert_eq!(template_routes(), table);
+    }
+
+    #[test]
+    fn openapi_documents_exactly_the_route_table() {
+        let spec = yaml("openapi.yaml");
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, item) in spec["paths"].as_mapping().expect("paths") {
+            for (method, operation) in item.as_mapping().expect("a path item") {
+                let method = text(method).to_ascii_uppercase();
+                if ["GET", "PUT", "POST", "DELETE", "PATCH"].contains(&method.as_str()) {
+                    let id = text(&operation["operationId"]).to_owned();
+                    documented.insert((text(path).to_owned(), method, id));
+                }
+            }
+        }
+        let table: std::collections::BTreeSet<_> = ROUTES
+            .iter()
+            .map(|r| {
+                (
+                    r.resource.replace("{key+}", "{key}"),
+                    r.method.to_string(),
+                    r.operation.id().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(documented, table);
     }
 
     #[test]
