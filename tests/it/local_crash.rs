@@ -289,19 +289,18 @@ async fn verify(running: &Running, model: &Mutex<Model>, round: usize) {
         }
     }
     let http: Http = Client::builder(TokioExecutor::new()).build_http();
-    let mut model = model.lock().unwrap_or_else(|e| e.into_inner());
+    // A copy, so that no lock is held across the requests.
+    let expected = model.lock().unwrap_or_else(|e| e.into_inner()).keys.clone();
     for key in bucket.keys() {
         assert!(
-            model.keys.contains_key(key),
+            expected.contains_key(key),
             "round {round}: {key} was never written"
         );
     }
-    let keys: Vec<String> = model.keys.keys().cloned().collect();
-    for key in keys {
+    for (key, (acked, maybe)) in expected {
         let found = bucket.get(&key).cloned();
-        let (acked, maybe) = &model.keys[&key];
         assert!(
-            *acked == found || maybe.contains(&found),
+            acked == found || maybe.contains(&found),
             "round {round}: {key} holds {found:?}; acknowledged {acked:?}, in flight {maybe:?}"
         );
         let read = api(&http, running.api, "GET", &key, None)
@@ -316,7 +315,10 @@ async fn verify(running: &Running, model: &Mutex<Model>, round: usize) {
             served, found,
             "round {round}: the API serves {key} unlike the bucket"
         );
-        model.acked(&key, found);
+        model
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .acked(&key, found);
     }
 }
 
