@@ -15,10 +15,10 @@ use s3kv::sync::Syncer;
 
 use crate::binaries::binaries;
 use crate::data::{created_records, sync_all, upload_items};
-use crate::report::BILL;
 use crate::procs::{s3_client, serve_s3, start_s3, start_valkey};
 use crate::propagation::propagation;
 use crate::read_path::Bench;
+use crate::report::BILL;
 use crate::report::{load_average, report, unix_now, Metrics, RunRecord};
 use crate::settings::{release_binary, Settings};
 use crate::{BUCKET, PREFIX, READER_CACHE_TIMEOUT_MS, READ_BODY_BYTES};

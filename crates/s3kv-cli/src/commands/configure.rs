@@ -16,11 +16,7 @@ pub struct ConfigureArgs {
 /// history, and an exported S3KV_API_KEY (the quick start's) must not become another profile's key unnoticed.
 pub(super) async fn exec(cli: &Cli, args: &ConfigureArgs) -> Result<(), Failure> {
     let endpoint = args.endpoint.as_str();
-    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        return Err(Failure::Usage(format!(
-            "endpoint {endpoint:?} must start with http:// or https://"
-        )));
-    }
+    super::check_endpoint(endpoint)?;
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         eprint!("API key for {endpoint}: ");
     }

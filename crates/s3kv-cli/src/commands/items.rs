@@ -144,15 +144,11 @@ pub(super) async fn batch_get(api: &Api, out: Output, args: BatchGetArgs) -> Res
         .map(|k| item_key(k))
         .collect::<Result<Vec<_>, _>>()?;
     let mut values: BTreeMap<String, Option<Box<RawValue>>> = BTreeMap::new();
-    let mut answers = Vec::new();
     for item in fetch(api, &keys).await? {
-        {
-            if let Some(error) = &item.error {
-                eprintln!("{}: {error}", item.key);
-            }
-            answers.push(json!({ "key": item.key, "found": item.found, "etag": item.etag }));
-            values.insert(item.key, item.value.filter(|_| item.found));
+        if let Some(error) = &item.error {
+            eprintln!("{}: {error}", item.key);
         }
+        values.insert(item.key, item.value.filter(|_| item.found));
     }
     let text = serde_json::to_string_pretty(&values).map_err(|e| Failure::Other(e.to_string()))?;
     match out {
@@ -162,6 +158,5 @@ pub(super) async fn batch_get(api: &Api, out: Output, args: BatchGetArgs) -> Res
             serde_json::to_string(&values).map_err(|e| Failure::Other(e.to_string()))?
         ),
     }
-    drop(answers);
     Ok(())
 }

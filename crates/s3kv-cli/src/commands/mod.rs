@@ -100,13 +100,23 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// An endpoint is a base URL the HTTP client can call.
+fn check_endpoint(endpoint: &str) -> Result<(), Failure> {
+    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+        return Ok(());
+    }
+    Err(Failure::Usage(format!(
+        "endpoint {endpoint:?} must start with http:// or https://"
+    )))
+}
+
 /// Flags and environment first (clap read both), then the profile, then s3kv-local's address.
 fn client(cli: &Cli) -> Result<Api, Failure> {
     let profiles = profile::load().map_err(Failure::Usage)?;
     let saved = profiles.get(&cli.profile).cloned().unwrap_or_default();
     if cli.profile != "default" && !profiles.contains_key(&cli.profile) {
         return Err(Failure::Usage(format!(
-            "no profile {:?}; create it with `s3kv configure --profile {} --endpoint URL --api-key KEY`",
+            "no profile {:?}; create it with `echo \"$KEY\" | s3kv configure --profile {} URL`",
             cli.profile, cli.profile
         )));
     }
@@ -115,11 +125,7 @@ fn client(cli: &Cli) -> Result<Api, Failure> {
         .clone()
         .or(saved.endpoint.clone())
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-        return Err(Failure::Usage(format!(
-            "endpoint {endpoint:?} must start with http:// or https://"
-        )));
-    }
+    check_endpoint(&endpoint)?;
     // A profile's key goes to the profile's own endpoint only, never to one given by flag or environment.
     let api_key = cli.api_key.clone().or_else(|| {
         (saved.endpoint.as_deref() == Some(endpoint.as_str()))
@@ -145,10 +151,10 @@ fn condition(create: bool, if_match: Option<&str>) -> Condition<'_> {
     }
 }
 
+/// The API's own document rules (JSON, nesting, unique member names), checked before anything is sent.
 fn valid_json(text: &str, what: &str) -> Result<(), Failure> {
-    serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map(drop)
-        .map_err(|e| Failure::Usage(format!("{what} is not valid JSON: {e}")))
+    s3kv::document::validate(text.as_bytes())
+        .map_err(|e| Failure::Usage(format!("{what} is not a document the API accepts: {e}")))
 }
 
 /// A value or schema to write: from a file, or stdin (no FILE, or `-`).
