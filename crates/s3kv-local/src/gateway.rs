@@ -252,12 +252,19 @@ fn body_error(error: &(dyn std::error::Error + 'static)) -> Response<Full<Bytes>
     )
 }
 
+/// An answer of the gateway's own, as API Gateway's gateway responses: never cached, like every error the
+/// functions send (the template sets the same header on them).
 fn plain(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static(api::Caching::NoStore.cache_control()),
     );
     response
 }
