@@ -1,7 +1,7 @@
 //! All configuration, read once from the environment into one validated struct.
 //!
 //! Every error names the variable, because the person reading it is looking at a template or a shell, not at
-//! this code. The table in the README lists the same variables with the same defaults.
+//! this code. The table in docs/src/configuration.md lists the same variables with the same defaults.
 
 use std::time::Duration;
 
@@ -240,7 +240,7 @@ mod tests {
     }
 
     /// The docs page whose configuration table a test holds to [`Config`].
-    const CONFIG_DOC: &str = "README.md";
+    const CONFIG_DOC: &str = "docs/src/configuration.md";
     /// Documented variables that other code reads: the AWS SDK, the log subscriber, Lambda.
     const READ_ELSEWHERE: &[&str] = &["AWS_ENDPOINT_URL_S3", "AWS_REGION", "RUST_LOG"];
 

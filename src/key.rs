@@ -1,10 +1,10 @@
 //! Item keys, and the one mapping between an item key, its S3 object key and its Valkey key.
 //!
-//! Rules (also in the README): 1–512 bytes of UTF-8, no control characters and no U+FFFE or U+FFFF, no leading
-//! `/`, and no empty, `.` or `..` segments. They keep object keys unambiguous (`a//b` and `a/./b` would name
-//! different objects that look like the same path), keep every item addressable through the REST API and
-//! listable (S3's listings are XML 1.0, which cannot carry control characters or U+FFFE/U+FFFF), and leave room
-//! under S3's 1,024-byte object key limit for the prefix and the `.json` suffix. Keys under `.s3kv/` are
+//! Rules (also in docs/src/http-api/keys-and-limits.md): 1–512 bytes of UTF-8, no control characters and no U+FFFE
+//! or U+FFFF, no leading `/`, and no empty, `.` or `..` segments. They keep object keys unambiguous (`a//b` and
+//! `a/./b` would name different objects that look like the same path), keep every item addressable through the REST
+//! API and listable (S3's listings are XML 1.0, which cannot carry control characters or U+FFFE/U+FFFF), and leave
+//! room under S3's 1,024-byte object key limit for the prefix and the `.json` suffix. Keys under `.s3kv/` are
 //! reserved for s3kv's own objects (the schemas today), so that nothing s3kv adds there later can meet an item.
 
 use std::fmt;

@@ -282,8 +282,8 @@ mod tests {
         )
         .to_string();
         assert!(
-            include_str!("../README.md").contains(&line),
-            "README's example differs from {line}"
+            include_str!("../docs/src/metrics.md").contains(&line),
+            "docs/src/metrics.md's example differs from {line}"
         );
     }
 

@@ -347,7 +347,7 @@ fn precondition_advice(unmet: Unmet) -> &'static str {
 
 /// The docs page whose error table a test holds to [`ApiError`].
 #[cfg(test)]
-const ERRORS_DOC: &str = "README.md";
+const ERRORS_DOC: &str = "docs/src/http-api/errors.md";
 
 #[cfg(test)]
 mod tests {

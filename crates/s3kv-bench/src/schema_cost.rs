@@ -33,7 +33,8 @@ const DEFAULT_WRITES: usize = 300;
 /// The prefix whose schema governs the written keys.
 const GOVERNING: &str = "schema-bench/flags/";
 
-/// A schema of the kind the README shows for a flag document, sized for [`json_body`]'s documents.
+/// A schema of the kind docs/src/http-api/schemas.md shows for a flag document, sized for [`json_body`]'s
+/// documents.
 const SCHEMA: &str = r#"{
   "type": "object",
   "required": ["id", "name", "enabled", "tags"],

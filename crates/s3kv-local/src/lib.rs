@@ -594,7 +594,8 @@ mod tests {
         );
         assert_eq!(o.public_prefix.as_deref(), Some("public/"));
         assert!(parse(&["--read-key", "short"]).is_err());
-        // The README's walkthrough keys are accepted, and one rule holds for every kind of key.
+        // The walkthrough's keys (docs/src/running-locally.md) are accepted, and one rule holds for every kind of
+        // key.
         for args in [
             &["--api-key", "local-dev-full-access"][..],
             &["--read-key", "local-dev-browser-key"],
