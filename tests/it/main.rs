@@ -20,6 +20,7 @@ mod listing;
 mod local;
 mod local_clients;
 mod local_crash;
+mod local_repair;
 mod openapi;
 mod pipeline;
 mod reconcile;
