@@ -71,6 +71,7 @@ pub mod memory;
 pub mod metrics;
 pub mod percent;
 pub mod ports;
+pub mod push;
 pub mod read;
 pub mod reconcile;
 pub mod retry;

@@ -52,6 +52,7 @@ async fn child() {
         public_prefix: None,
         max_wait_secs: s3kv::config::MAX_WAIT_SECS,
         valkey_url: std::env::var(CHILD_VALKEY).ok(),
+        cors_origin: None,
     };
     match LocalStack::start(options).await {
         Ok(stack) => {

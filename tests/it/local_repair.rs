@@ -50,6 +50,7 @@ impl Local {
             public_prefix: None,
             max_wait_secs: s3kv::config::MAX_WAIT_SECS,
             valkey_url: Some(valkey.url()),
+            cors_origin: None,
         };
         let stack = LocalStack::start(options)
             .await

@@ -23,6 +23,7 @@ mod local_crash;
 mod local_repair;
 mod openapi;
 mod pipeline;
+mod push;
 mod reconcile;
 mod schemas;
 mod watch;

@@ -102,6 +102,7 @@ async fn the_api_behaves_as_openapi_yaml_says() {
         // The contract, not the waiting (tests/it/watch.rs): every generated wait answers at once.
         max_wait_secs: 0,
         valkey_url: Some(valkey.url()),
+        cors_origin: None,
     })
     .await
     .expect("local stack starts");

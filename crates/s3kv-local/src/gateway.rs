@@ -49,13 +49,18 @@ pub struct Gateway {
     pub read_timeout: Duration,
     pub writer: Writer<S3Store>,
     pub reader: Reader<S3Store, ValkeyCache>,
+    /// Push subscriptions, served on this address at [`crate::push::PATH`] like AppSync's realtime endpoint.
+    pub push: Arc<crate::push::Hub>,
 }
 
 impl Gateway {
     pub async fn serve(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
+        if let Some(upgrade) = self.push.upgrade(&mut request) {
+            return Ok(upgrade);
+        }
         let mut response = self.handle(request).await;
         self.cors.apply_to(response.headers_mut());
         Ok(response)

@@ -13,6 +13,7 @@
 pub mod gateway;
 mod key_index;
 pub mod outbox;
+pub mod push;
 pub mod s3_endpoint;
 pub mod timeouts;
 pub mod versions;
@@ -105,6 +106,32 @@ pub struct Options {
     /// Use this Valkey [default: a private valkey-server]
     #[arg(long, env = "VALKEY_URL")]
     pub valkey_url: Option<String>,
+    /// The origin browsers may call the API from (Access-Control-Allow-Origin) [default: *]
+    #[arg(long, env = "S3KV_CORS_ORIGIN")]
+    pub cors_origin: Option<String>,
+}
+
+impl Options {
+    /// A stack for tests and tools on free loopback ports, with `data_dir` and no keys but the generated one:
+    /// set what a test needs with struct update syntax (`Options { read_keys, ..Options::loopback(dir) }`), so a
+    /// new option changes one place.
+    pub fn loopback(data_dir: PathBuf) -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            api_addr: any,
+            s3_addr: any,
+            data_dir,
+            bucket: "s3kv".into(),
+            prefix: String::new(),
+            api_key: None,
+            read_keys: Vec::new(),
+            write_keys: Vec::new(),
+            public_prefix: None,
+            max_wait_secs: s3kv::config::MAX_WAIT_SECS,
+            valkey_url: None,
+            cors_origin: None,
+        }
+    }
 }
 
 /// An API key given on the command line: its x-api-key value and the item key prefixes it is limited to.
@@ -237,6 +264,7 @@ pub struct LocalStack {
     pub bucket: String,
     pub valkey_url: String,
     pub backlog: Arc<Backlog>,
+    pub push: Arc<push::Hub>,
     tasks: Vec<JoinHandle<()>>,
     _valkey: Option<testkit::Valkey>,
 }
@@ -319,7 +347,12 @@ impl LocalStack {
             "AWS_ENDPOINT_URL_S3" => Some(format!("http://{s3_addr}")),
             "S3KV_MAX_WAIT_SECS" => Some(options.max_wait_secs.to_string()),
             // Browser apps under development call the local API from their own dev server's origin.
-            "S3KV_CORS_ORIGIN" => std::env::var(name).ok().or_else(|| Some("*".to_owned())),
+            "S3KV_CORS_ORIGIN" => Some(
+                options
+                    .cors_origin
+                    .clone()
+                    .unwrap_or_else(|| "*".to_owned()),
+            ),
             // There is no CloudWatch here to read EMF lines; they would bury the log.
             "S3KV_METRICS" => std::env::var(name).ok().or_else(|| Some("off".to_owned())),
             other => std::env::var(other).ok(),
@@ -346,20 +379,34 @@ impl LocalStack {
             }
             Err(e) => return Err(LocalError::Reload(e.to_string())),
         }
-        let syncer = Arc::new(Syncer::new(store.clone(), syncer_cache, &config));
-        tasks.push(tokio::spawn(outbox::run(syncer, rx, backlog.clone())));
-
-        // API.
+        // Push: the hub stands in for AppSync Events; the notifier publishes each change once it is synced.
         let public_prefix = options.public_prefix.clone().filter(|p| !p.is_empty());
         let access = s3kv::access::Access::new(
             keys.iter().map(|k| (k.id.clone(), k.grant.clone())),
             public_prefix.clone(),
         );
+        let key_ids: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| (k.value.clone(), k.id.clone()))
+            .collect();
+        let push = push::Hub::new(access.clone(), key_ids.clone());
+        let notifier = Arc::new(s3kv::push::Notifier::new(
+            store.clone(),
+            push.clone(),
+            &config,
+        ));
+        let syncer = Arc::new(Syncer::new(store.clone(), syncer_cache, &config));
+        tasks.push(tokio::spawn(outbox::run(
+            syncer,
+            notifier,
+            rx,
+            backlog.clone(),
+        )));
+
+        // API.
         let gateway = Arc::new(Gateway {
-            keys: keys
-                .iter()
-                .map(|k| (k.value.clone(), k.id.clone()))
-                .collect(),
+            keys: key_ids,
+            push: push.clone(),
             access,
             cors: s3kv::api::Cors::from_config(&config),
             bucket: config.bucket.clone(),
@@ -383,7 +430,8 @@ impl LocalStack {
             async move {
                 let service =
                     hyper::service::service_fn(move |request| gateway.clone().serve(request));
-                let _ = builder.serve_connection(io, service).await;
+                // With upgrades: push subscriptions upgrade their connection to a WebSocket (crate::push).
+                let _ = builder.serve_connection_with_upgrades(io, service).await;
             }
         })));
 
@@ -396,9 +444,20 @@ impl LocalStack {
             bucket: options.bucket,
             valkey_url,
             backlog,
+            push,
             tasks,
             _valkey: valkey_child,
         })
+    }
+
+    /// Closes every push connection, as a lost network would: clients reconnect and catch up.
+    pub fn drop_push_connections(&self) {
+        self.push.drop_connections();
+    }
+
+    /// The push endpoint's URL (AppSync Events' protocol; the auth header's `host` is the API's address).
+    pub fn push_url(&self) -> String {
+        format!("ws://{}{}", self.api_addr, push::PATH)
     }
 
     /// The private valkey-server's process id, when the stack started one.
@@ -429,8 +488,9 @@ impl LocalStack {
             ));
         }
         format!(
-            "s3kv is running locally\n\n  API        http://{api}/items/{{key}}\n  S3         http://{s3}  bucket {bucket}  (access key {ACCESS_KEY}, secret {SECRET_KEY}, region {REGION})\n  Valkey     {valkey}\n\nAPI keys (x-api-key):\n{keys}\nThe CLI (scripts/s3kv, or s3kv once installed with cargo install --path crates/s3kv-cli):\n  export S3KV_ENDPOINT=http://{api} S3KV_API_KEY={key}\n  echo '{{\"enabled\": true}}' | scripts/s3kv put flags/maintenance\n  scripts/s3kv get flags/maintenance\n\nTry:\n  curl -X PUT -H 'x-api-key: {key}' -d '{{\"enabled\": true}}' http://{api}/items/flags/maintenance\n  echo '{{\"hello\": \"s3\"}}' > hello.json && AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_DEFAULT_REGION={REGION} aws --endpoint-url http://{s3} s3 cp hello.json s3://{bucket}/docs/hello.json\n  curl -H 'x-api-key: {key}' http://{api}/items/docs/hello\n\nWatch (in another terminal, then write again):\n  curl -H 'x-api-key: {key}' 'http://{api}/changes?wait=25'\n\nCtrl-C stops everything; objects stay in the data directory.\n",
+            "s3kv is running locally\n\n  API        http://{api}/items/{{key}}\n  S3         http://{s3}  bucket {bucket}  (access key {ACCESS_KEY}, secret {SECRET_KEY}, region {REGION})\n  Push       ws://{api}{push_path}  (AppSync Events' protocol; auth host {api})\n  Valkey     {valkey}\n\nAPI keys (x-api-key):\n{keys}\nThe CLI (scripts/s3kv, or s3kv once installed with cargo install --path crates/s3kv-cli):\n  export S3KV_ENDPOINT=http://{api} S3KV_API_KEY={key}\n  echo '{{\"enabled\": true}}' | scripts/s3kv put flags/maintenance\n  scripts/s3kv get flags/maintenance\n\nTry:\n  curl -X PUT -H 'x-api-key: {key}' -d '{{\"enabled\": true}}' http://{api}/items/flags/maintenance\n  echo '{{\"hello\": \"s3\"}}' > hello.json && AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_DEFAULT_REGION={REGION} aws --endpoint-url http://{s3} s3 cp hello.json s3://{bucket}/docs/hello.json\n  curl -H 'x-api-key: {key}' http://{api}/items/docs/hello\n\nWatch (in another terminal, then write again):\n  curl -H 'x-api-key: {key}' 'http://{api}/changes?wait=25'\n\nCtrl-C stops everything; objects stay in the data directory.\n",
             valkey = self.valkey_url,
+            push_path = push::PATH,
         )
     }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 use s3kv::ports::{Cache, Etag, Feed, ObjectStore};
+use s3kv::push::{Notifier, Publisher};
 use s3kv::s3_event::{self, EventName, ObjectChange};
 use s3kv::sequencer::Sequencer;
 use s3kv::sync::Syncer;
@@ -127,40 +128,71 @@ impl Outbox {
     }
 }
 
-pub async fn run<S, C>(
+/// Delivers each notification to the syncer, then to the push notifier: a change is pushed once the cache holds
+/// it, and counted in the backlog until both are done.
+pub async fn run<S, C, P>(
     syncer: Arc<Syncer<S, C>>,
+    notifier: Arc<Notifier<S, P>>,
     mut rx: mpsc::UnboundedReceiver<Notification>,
     backlog: Arc<Backlog>,
 ) where
     S: ObjectStore + 'static,
     C: Cache + Feed + 'static,
+    P: Publisher + 'static,
 {
     let workers = Arc::new(Semaphore::new(WORKERS));
     while let Some(notification) = rx.recv().await {
         let Ok(permit) = workers.clone().acquire_owned().await else {
             break;
         };
-        let (syncer, backlog) = (syncer.clone(), backlog.clone());
+        let (syncer, notifier, backlog) = (syncer.clone(), notifier.clone(), backlog.clone());
         tokio::spawn(async move {
             deliver(&syncer, &notification).await;
+            push(&notifier, &notification).await;
             backlog.done();
             drop(permit);
         });
     }
 }
 
+/// The S3 event record S3 would send for `n`.
+fn record_of(n: &Notification) -> aws_lambda_events::s3::S3EventRecord {
+    s3_event::record(&ObjectChange {
+        name: n.name,
+        bucket: &n.bucket,
+        object_key: &n.key,
+        etag: n.etag.as_ref(),
+        size: n.size,
+        version_id: None,
+        sequencer: &n.sequencer,
+    })
+}
+
+/// Publishes the change to push subscribers, a few times if the publisher fails; subscribers that miss one catch
+/// up from the change feed, so a failure here is logged, not retried forever.
+async fn push<S: ObjectStore, P: Publisher>(notifier: &Notifier<S, P>, n: &Notification) {
+    let record = match s3_event::decode(&record_of(n)) {
+        Ok(Some(record)) => record,
+        Ok(None) => return,
+        Err(reason) => {
+            return tracing::warn!(key = %n.key, %reason, "not pushed: the record does not decode")
+        }
+    };
+    for attempt in 1..=3 {
+        match notifier.notify(&record).await {
+            Ok(_) => return,
+            Err(error) if error.is_retryable() && attempt < 3 => {
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await
+            }
+            Err(error) => return tracing::warn!(key = %n.key, %error, "change not pushed"),
+        }
+    }
+}
+
 async fn deliver<S: ObjectStore, C: Cache + Feed>(syncer: &Syncer<S, C>, n: &Notification) {
     let mut wait = Duration::from_millis(50);
     for attempt in 1.. {
-        let record = s3_event::record(&ObjectChange {
-            name: n.name,
-            bucket: &n.bucket,
-            object_key: &n.key,
-            etag: n.etag.as_ref(),
-            size: n.size,
-            version_id: None,
-            sequencer: &n.sequencer,
-        });
+        let record = record_of(n);
         let deadline = Instant::now() + INVOCATION_TIMEOUT;
         match s3_event::handle(syncer, s3_event::event(vec![record]), deadline).await {
             Ok(_) => return,

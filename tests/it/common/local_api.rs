@@ -47,17 +47,8 @@ impl LocalApi {
         let dir = testkit::temp_dir(&format!("test-{name}"));
         let valkey = tokio::task::spawn_blocking(Valkey::start).await.unwrap();
         let mut options = s3kv_local::Options {
-            api_addr: "127.0.0.1:0".parse().unwrap(),
-            s3_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.join("data"),
-            bucket: "s3kv".into(),
-            prefix: String::new(),
-            api_key: None,
-            read_keys: Vec::new(),
-            write_keys: Vec::new(),
-            public_prefix: None,
-            max_wait_secs: s3kv::config::MAX_WAIT_SECS,
             valkey_url: Some(valkey.url()),
+            ..s3kv_local::Options::loopback(dir.join("data"))
         };
         keys(&mut options);
         let stack = s3kv_local::LocalStack::start(options)
