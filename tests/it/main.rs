@@ -24,6 +24,7 @@ mod local_repair;
 mod openapi;
 mod pipeline;
 mod push;
+mod push_browser;
 mod reconcile;
 mod schemas;
 mod watch;

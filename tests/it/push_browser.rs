@@ -1,0 +1,294 @@
+//! Push in a real browser (issue #32): Debian's Chromium, driven through chromedriver by `tests/browser/push.py`
+//! (selenium), loads a page from its own origin that imports the built browser client (`clients/push`) and
+//! subscribes to a local stack over its WebSocket (`ws://<api>/event/realtime`). The script changes items from
+//! outside the browser and checks what the page's subscriptions got: an API write, a manual upload with the aws CLI
+//! and a delete each arrive once with the exact text; after the stack drops every push connection, a change made
+//! while the page was disconnected is caught up; with push unreachable the client long-polls, and goes back to
+//! push; a `flags/`-limited key and a keyless subscriber get nothing outside what they may read (on the wire too)
+//! and their other subscriptions are refused; 100 rapid writes to one key end on the last with no step backwards.
+//!
+//! The page asks this test, over its own server, to drop the push connections (`POST /control/drop`) and to wait
+//! until the stack has synced every notification (`POST /control/settle`).
+//!
+//! The client is built here first (`npm ci`, when `node_modules` does not match the lock, then `npm run build`)
+//! whenever `clients/push/dist/s3kv-push.js` is missing or older than its sources, so `scripts/test` (and CI)
+//! always test the current TypeScript. Node 20 and npm are needed, as for `scripts/lint-openapi`; Chromium,
+//! chromedriver and selenium come from `scripts/test` (see `tests/it/browser.rs`).
+
+use crate::common::LocalApi;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use s3kv_local::KeySpec;
+
+const READ_KEY: &str = "push-read-key-0123456789";
+const WRITE_KEY: &str = "push-write-key-0123456789";
+/// A read key limited to `flags/`.
+const FLAGS_KEY: &str = "push-flags-key-0123456789";
+const PUBLIC_PREFIX: &str = "public/";
+const PAGE: &str = include_str!("../browser/push.html");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_get_every_change_pushed_caught_up_and_in_order() {
+    let tools = tools();
+    let module = tokio::task::spawn_blocking(built_module)
+        .await
+        .expect("build the push client");
+    let module = Bytes::from(std::fs::read(&module).expect("the built client"));
+
+    let page_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind the page's port");
+    let origin = format!("http://{}", page_listener.local_addr().unwrap());
+    let cors_origin = origin.clone();
+    let api = Arc::new(
+        LocalApi::start("push-browser", move |options| {
+            options.read_keys = vec![key_spec(READ_KEY, &[]), key_spec(FLAGS_KEY, &["flags/"])];
+            options.write_keys = vec![key_spec(WRITE_KEY, &[])];
+            options.public_prefix = Some(PUBLIC_PREFIX.into());
+            options.cors_origin = Some(cors_origin);
+        })
+        .await,
+    );
+    let page_server = AbortOnDrop(tokio::spawn(serve_page(
+        page_listener,
+        module,
+        Arc::clone(&api),
+    )));
+
+    let profile = testkit::temp_dir("test-push-browser-profile");
+    let driver_log = profile.with_extension("chromedriver.log");
+    let aws = testkit::program("S3KV_AWS_CLI", "aws").unwrap_or_else(|e| panic!("{e}"));
+    let config = serde_json::json!({
+        "chromium": tools.chromium,
+        "chromedriver": tools.chromedriver,
+        "profile_dir": profile,
+        "driver_log": driver_log,
+        "page": format!("{origin}/"),
+        "api": format!("http://{}", api.stack.api_addr),
+        // New sockets go here while the page blocks push: nothing listens.
+        "closed_ws": format!("ws://127.0.0.1:{}/event/realtime", testkit::free_port()),
+        "read_key": READ_KEY,
+        "write_key": WRITE_KEY,
+        "flags_key": FLAGS_KEY,
+        "aws": aws,
+        "s3_endpoint": format!("http://{}", api.stack.s3_addr),
+        "bucket": api.stack.bucket,
+        "aws_access_key": s3kv_local::ACCESS_KEY,
+        "aws_secret_key": s3kv_local::SECRET_KEY,
+        "aws_region": s3kv_local::REGION,
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/push.py");
+    let mut command = tokio::process::Command::new(&tools.python);
+    command
+        .arg(&script)
+        .arg(config.to_string())
+        .env("NO_PROXY", "*")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group: chromedriver and Chromium are killed with it, whatever happens.
+        .process_group(0)
+        .kill_on_drop(true);
+    for proxy in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        command.env_remove(proxy);
+    }
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tools.python));
+    let group = child.id().expect("the script's pid");
+    let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output()).await;
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{group}")])
+        .stderr(Stdio::null())
+        .status();
+    let output = output
+        .expect("the push browser script did not finish within 300 s (killed)")
+        .expect("the script's output");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let driver_lines = std::fs::read_to_string(&driver_log).unwrap_or_default();
+    let driver_lines: Vec<&str> = driver_lines.lines().collect();
+    let driver_tail = driver_lines[driver_lines.len().saturating_sub(40)..].join("\n");
+    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_file(&driver_log);
+    drop(page_server);
+    println!("--- the browser ({}):\n{log}---", script.display());
+    match output.status.code() {
+        Some(0) => {}
+        Some(1) => panic!(
+            "in the browser (its log is above):\n{}",
+            log.lines()
+                .filter(|l| l.starts_with("FAIL"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+        _ => panic!(
+            "the browser could not be driven ({}); run scripts/test if something is missing:\n{log}\n\
+             chromedriver's log (end):\n{driver_tail}",
+            output.status
+        ),
+    }
+}
+
+fn key_spec(value: &str, prefixes: &[&str]) -> KeySpec {
+    KeySpec {
+        value: value.into(),
+        prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+    }
+}
+
+/// Chromium, chromedriver and the Python with selenium: from `scripts/test`'s variables, or where it puts them.
+struct Tools {
+    chromium: String,
+    chromedriver: String,
+    python: String,
+}
+
+fn tools() -> Tools {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let find = |env: &str, default: PathBuf| {
+        let path = std::env::var(env)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or(default);
+        assert!(
+            path.is_file(),
+            "{} is missing ({env}): run scripts/test, which installs Debian's chromium and chromium-driver and \
+             selenium (into .venv) and exports their paths",
+            path.display()
+        );
+        path.to_string_lossy().into_owned()
+    };
+    Tools {
+        chromium: find("S3KV_CHROMIUM", "/usr/bin/chromium".into()),
+        chromedriver: find("S3KV_CHROMEDRIVER", "/usr/bin/chromedriver".into()),
+        python: find("S3KV_BROWSER_PYTHON", manifest.join(".venv/bin/python")),
+    }
+}
+
+/// `clients/push/dist/s3kv-push.js`, built first when it is missing or older than anything it is built from.
+fn built_module() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/push");
+    let out = dir.join("dist/s3kv-push.js");
+    let modified = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    };
+    let mut inputs: Vec<PathBuf> = ["package.json", "package-lock.json", "tsconfig.json"]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
+    inputs.extend(
+        std::fs::read_dir(dir.join("src"))
+            .expect("clients/push/src")
+            .map(|entry| entry.expect("clients/push/src").path()),
+    );
+    let newest = inputs.iter().map(|p| modified(p)).max().unwrap();
+    if out.is_file() && modified(&out) >= newest {
+        return out;
+    }
+    let npm = |args: &[&str]| {
+        let status = std::process::Command::new("npm")
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("cannot run npm ({e}): the push client needs Node 20 and npm")
+            });
+        assert!(status.success(), "npm {args:?} in clients/push failed");
+    };
+    // node_modules/.installed-lock is the lock it was installed from (as scripts/lint-openapi does).
+    let lock = dir.join("package-lock.json");
+    let installed = dir.join("node_modules/.installed-lock");
+    if std::fs::read(&lock).ok() != std::fs::read(&installed).ok() {
+        npm(&[
+            "ci",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ]);
+        std::fs::copy(&lock, &installed).expect("record the installed lock");
+    }
+    npm(&["run", "build", "--silent"]);
+    assert!(out.is_file(), "npm run build made no {}", out.display());
+    out
+}
+
+/// The page, the built client, and the two controls the script needs from this side.
+async fn serve_page(listener: tokio::net::TcpListener, module: Bytes, api: Arc<LocalApi>) {
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let (module, api) = (module.clone(), Arc::clone(&api));
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: http::Request<_>| {
+                let (module, api) = (module.clone(), Arc::clone(&api));
+                async move {
+                    let (status, content_type, body) =
+                        match (request.method(), request.uri().path()) {
+                            (&Method::GET, "/") => (
+                                StatusCode::OK,
+                                "text/html; charset=utf-8",
+                                Bytes::from_static(PAGE.as_bytes()),
+                            ),
+                            (&Method::GET, "/s3kv-push.js") => {
+                                (StatusCode::OK, "text/javascript; charset=utf-8", module)
+                            }
+                            (&Method::POST, "/control/drop") => {
+                                api.stack.drop_push_connections();
+                                (StatusCode::OK, "text/plain", Bytes::from_static(b"dropped"))
+                            }
+                            (&Method::POST, "/control/settle") => {
+                                api.settle().await;
+                                (StatusCode::OK, "text/plain", Bytes::from_static(b"settled"))
+                            }
+                            _ => (
+                                StatusCode::NOT_FOUND,
+                                "text/plain",
+                                Bytes::from_static(b"not here"),
+                            ),
+                        };
+                    http::Response::builder()
+                        .status(status)
+                        .header("content-type", content_type)
+                        .header("cache-control", "no-store")
+                        .body(Full::new(body))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(socket), service)
+                .await;
+        });
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
