@@ -45,18 +45,9 @@ fn temp_dir(name: &str) -> PathBuf {
 impl Local {
     async fn start(data_dir: &Path, valkey_url: Option<String>) -> Self {
         let options = Options {
-            api_addr: "127.0.0.1:0".parse().unwrap(),
-            s3_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data_dir.to_owned(),
-            bucket: "s3kv".into(),
-            prefix: String::new(),
             api_key: Some("test-key".into()),
-            read_keys: Vec::new(),
-            write_keys: Vec::new(),
-            public_prefix: None,
-            max_wait_secs: s3kv::config::MAX_WAIT_SECS,
             valkey_url,
-            cors_origin: None,
+            ..Options::loopback(data_dir.to_owned())
         };
         let stack = LocalStack::start(options)
             .await

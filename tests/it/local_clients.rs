@@ -40,18 +40,9 @@ impl Local {
         let valkey = testkit::Valkey::start();
         let dir = testkit::temp_dir(&format!("clients-{name}"));
         let options = Options {
-            api_addr: "127.0.0.1:0".parse().unwrap(),
-            s3_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.join("data"),
-            bucket: "s3kv".into(),
-            prefix: String::new(),
             api_key: Some(KEY.into()),
-            read_keys: Vec::new(),
-            write_keys: Vec::new(),
-            public_prefix: None,
-            max_wait_secs: s3kv::config::MAX_WAIT_SECS,
             valkey_url: Some(valkey.url()),
-            cors_origin: None,
+            ..Options::loopback(dir.join("data"))
         };
         let stack = LocalStack::start_tuned(options, tuning)
             .await

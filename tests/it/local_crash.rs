@@ -41,18 +41,9 @@ async fn child() {
         return;
     };
     let options = Options {
-        api_addr: "127.0.0.1:0".parse().unwrap(),
-        s3_addr: "127.0.0.1:0".parse().unwrap(),
-        data_dir: PathBuf::from(dir),
-        bucket: "s3kv".into(),
-        prefix: String::new(),
         api_key: Some(KEY.into()),
-        read_keys: Vec::new(),
-        write_keys: Vec::new(),
-        public_prefix: None,
-        max_wait_secs: s3kv::config::MAX_WAIT_SECS,
         valkey_url: std::env::var(CHILD_VALKEY).ok(),
-        cors_origin: None,
+        ..Options::loopback(PathBuf::from(dir))
     };
     match LocalStack::start(options).await {
         Ok(stack) => {

@@ -39,18 +39,10 @@ struct Local {
 impl Local {
     async fn start(data_dir: &Path, valkey: &testkit::Valkey) -> Self {
         let options = Options {
-            api_addr: "127.0.0.1:0".parse().unwrap(),
-            s3_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data_dir.to_owned(),
             bucket: BUCKET.into(),
-            prefix: String::new(),
             api_key: Some(KEY.into()),
-            read_keys: Vec::new(),
-            write_keys: Vec::new(),
-            public_prefix: None,
-            max_wait_secs: s3kv::config::MAX_WAIT_SECS,
             valkey_url: Some(valkey.url()),
-            cors_origin: None,
+            ..Options::loopback(data_dir.to_owned())
         };
         let stack = LocalStack::start(options)
             .await

@@ -89,20 +89,13 @@ async fn the_api_behaves_as_openapi_yaml_says() {
     let valkey = Valkey::start();
     let dir = temp_dir();
     let stack = LocalStack::start(Options {
-        api_addr: "127.0.0.1:0".parse().unwrap(),
-        s3_addr: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.join("data"),
-        bucket: "s3kv".into(),
-        prefix: String::new(),
         api_key: Some(API_KEY.into()),
-        read_keys: Vec::new(),
-        write_keys: Vec::new(),
         // The spec's public example reads a seeded item.
         public_prefix: Some("flags/".into()),
         // The contract, not the waiting (tests/it/watch.rs): every generated wait answers at once.
         max_wait_secs: 0,
         valkey_url: Some(valkey.url()),
-        cors_origin: None,
+        ..Options::loopback(dir.join("data"))
     })
     .await
     .expect("local stack starts");
