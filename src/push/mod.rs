@@ -43,6 +43,9 @@ use thiserror::Error;
 use crate::access::{Access, Denied, Permission};
 use crate::key::ItemKey;
 
+pub mod authorizer;
+pub mod eventbridge;
+
 /// The channel namespace: the first segment of every s3kv channel.
 pub const NAMESPACE: &str = "s3kv";
 /// Largest document a change carries inline (AppSync events are at most 240 KB).
@@ -244,50 +247,68 @@ impl<S: crate::ports::ObjectStore, P: Publisher> Notifier<S, P> {
         let crate::key::ObjectKind::Item(key) = self.keys.classify(&record.object_key) else {
             return Ok(Notified::Skipped);
         };
-        let change = match &record.change {
-            crate::sync::Change::Removed => Change {
-                key: key.as_str().to_owned(),
-                etag: None,
-                deleted: true,
-                sequencer: record.sequencer.as_str().to_owned(),
-                size: 0,
-                body: None,
-            },
-            crate::sync::Change::Created { etag } => {
-                let read = self
-                    .store
-                    .get(&record.object_key, etag.as_ref(), INLINE_MAX as u64)
-                    .await;
-                let (etag, size, body) = match read {
-                    Ok(object) => {
-                        let size = object.body.len() as u64;
-                        let body = String::from_utf8(object.body.to_vec()).ok();
-                        (object.etag, size, body)
-                    }
-                    // Too large to carry: subscribers re-read it by its ETag.
-                    Err(StoreError::TooLarge { size, .. }) => match etag {
-                        Some(etag) => (etag.clone(), size, None),
-                        None => return Ok(Notified::Skipped),
-                    },
-                    Err(StoreError::PreconditionFailed | StoreError::NotFound) => {
-                        return Ok(Notified::Skipped)
-                    }
-                    Err(e) => return Err(NotifyError::Store(e)),
-                };
-                // Only documents the API would serve are pushed as values; others push without a body.
-                let body = body.filter(|b| crate::document::validate(b.as_bytes()).is_ok());
-                Change {
-                    key: key.as_str().to_owned(),
-                    etag: Some(etag.as_str().to_owned()),
-                    deleted: false,
-                    sequencer: record.sequencer.as_str().to_owned(),
-                    size,
-                    body,
-                }
-            }
+        // Both kinds read S3's current state, as the syncer does. A create reads its own version (a 412 or 404
+        // means a newer change exists, and its record publishes it). A delete confirms the object is gone: in a
+        // versioned bucket, deleting a delete marker (or the newest version) brings an older version back and S3
+        // sends only a removal, so a delete whose object exists publishes that object under the delete's sequencer.
+        let if_match = match &record.change {
+            crate::sync::Change::Created { etag } => etag.as_ref(),
+            crate::sync::Change::Removed => None,
         };
+        let read = self
+            .store
+            .get(&record.object_key, if_match, INLINE_MAX as u64)
+            .await;
+        let (etag, size, body) = match read {
+            Ok(object) => {
+                let size = object.body.len() as u64;
+                let body = String::from_utf8(object.body.to_vec()).ok();
+                (object.etag, size, body)
+            }
+            Err(StoreError::NotFound) if record.change == crate::sync::Change::Removed => {
+                let change = Change {
+                    key: key.as_str().to_owned(),
+                    etag: None,
+                    deleted: true,
+                    sequencer: record.sequencer.as_str().to_owned(),
+                    size: 0,
+                    body: None,
+                };
+                return self.publish(&key, &change).await;
+            }
+            // Too large to carry: subscribers re-read it by its ETag.
+            Err(StoreError::TooLarge { size, .. }) => {
+                let etag = match &record.change {
+                    crate::sync::Change::Created { etag: Some(etag) } => etag.clone(),
+                    _ => match self.store.head(&record.object_key).await {
+                        Ok(etag) => etag,
+                        Err(StoreError::NotFound) => return Ok(Notified::Skipped),
+                        Err(e) => return Err(NotifyError::Store(e)),
+                    },
+                };
+                (etag, size, None)
+            }
+            Err(StoreError::PreconditionFailed | StoreError::NotFound) => {
+                return Ok(Notified::Skipped)
+            }
+            Err(e) => return Err(NotifyError::Store(e)),
+        };
+        // Only documents the API would serve are pushed as values; others push without a body.
+        let body = body.filter(|b| crate::document::validate(b.as_bytes()).is_ok());
+        let change = Change {
+            key: key.as_str().to_owned(),
+            etag: Some(etag.as_str().to_owned()),
+            deleted: false,
+            sequencer: record.sequencer.as_str().to_owned(),
+            size,
+            body,
+        };
+        self.publish(&key, &change).await
+    }
+
+    async fn publish(&self, key: &ItemKey, change: &Change) -> Result<Notified, NotifyError> {
         let event = change.event();
-        let channels = channels(&key);
+        let channels = channels(key);
         for channel in &channels {
             self.publisher.publish(channel, &event).await?;
         }
@@ -476,5 +497,89 @@ mod tests {
             &other,
         );
         assert!(matches!(result, Err(PushError::WrongChannel { .. })));
+    }
+
+    /// Records what is published, by channel.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<(String, Change)>>);
+
+    impl Publisher for Recorder {
+        async fn publish(&self, channel: &str, event: &str) -> Result<(), PublishError> {
+            let change = serde_json::from_str(event).unwrap();
+            self.0.lock().unwrap().push((channel.to_owned(), change));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_notifier_publishes_what_s3_holds_now() {
+        use crate::ports::{ObjectStore, PutMode};
+        use crate::sequencer::Sequencer;
+        use crate::sync::{Change as Kind, SyncRecord};
+        let store = crate::memory::MemoryStore::default();
+        let config = crate::config::Config::from_lookup(|v| match v {
+            "S3KV_BUCKET" => Some("b".into()),
+            "S3KV_PREFIX" => Some("items/".into()),
+            _ => None,
+        })
+        .unwrap();
+        let recorder = std::sync::Arc::new(Recorder::default());
+        let notifier = Notifier::new(store.clone(), recorder.clone(), &config);
+        let record = |change, sequencer: &str| SyncRecord {
+            object_key: "items/flags/a.json".into(),
+            sequencer: Sequencer::parse(sequencer).unwrap(),
+            change,
+            event_time: None,
+            principal: None,
+        };
+        let last = || recorder.0.lock().unwrap().last().cloned().unwrap().1;
+        let author = crate::audit::Author::default();
+        let put = |body: &'static str| {
+            store.put(
+                "items/flags/a.json",
+                bytes::Bytes::from(body),
+                PutMode::Overwrite,
+                &author,
+            )
+        };
+        let v1 = put(r#"{"on":true}"#).await.unwrap();
+        let created = record(
+            Kind::Created {
+                etag: Some(v1.clone()),
+            },
+            "0A",
+        );
+        assert_eq!(
+            notifier.notify(&created).await.unwrap(),
+            Notified::Published(3)
+        );
+        assert_eq!(
+            (last().etag, last().deleted, last().body),
+            (
+                Some(v1.as_str().to_owned()),
+                false,
+                Some(r#"{"on":true}"#.to_owned())
+            )
+        );
+        // A record for a version S3 no longer holds is left to the newer version's record.
+        let v2 = put(r#"{"on":false}"#).await.unwrap();
+        assert_eq!(notifier.notify(&created).await.unwrap(), Notified::Skipped);
+        // A removal while the object exists (a delete marker deleted: an older version is back) publishes it.
+        let removed = record(Kind::Removed, "0C");
+        notifier.notify(&removed).await.unwrap();
+        assert_eq!(
+            (last().etag, last().deleted, last().sequencer.as_str()),
+            (Some(v2.as_str().to_owned()), false, "0C")
+        );
+        store.delete("items/flags/a.json", None).await.unwrap();
+        notifier.notify(&record(Kind::Removed, "0D")).await.unwrap();
+        assert_eq!(
+            (last().etag, last().deleted, last().body),
+            (None, true, None)
+        );
+        // Not an item: nothing is published.
+        let mut other = record(Kind::Removed, "0E");
+        other.object_key = "elsewhere/a.json".into();
+        assert_eq!(notifier.notify(&other).await.unwrap(), Notified::Skipped);
     }
 }
