@@ -7,83 +7,28 @@ elsewhere sees the new value, that a read without a key or with an unknown key i
 answered from the cache, for keyed reads, ?version= reads, the public route and the other read routes, and that a
 write from the page (a CORS preflight first) works.
 
-One argument: a JSON object (see tests/it/browser.rs). Prints one line per check; exits 0 when all pass, 1 when
-any fails, 2 when the browser cannot be driven at all, 3 when selenium is missing.
+One argument: a JSON object (see tests/it/browser.rs). Prints one line per check; exits as common.py says.
 """
 
 import email.utils
 import json
-import os
-import sys
 import time
-import traceback
-import urllib.error
 import urllib.parse
-import urllib.request
 
-# Never reach out for a driver or a browser: the ones given are the ones to use.
-os.environ["SE_OFFLINE"] = "true"
-
-try:
-    from selenium import webdriver
-except ImportError as error:
-    print(f"selenium is missing ({error}): run scripts/test, which installs it into .venv", file=sys.stderr)
-    sys.exit(3)
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--no-proxy-server",
-]
+from common import Run, direct, main
 
 # Calls the page's own call(); the last argument is selenium's callback.
 CALL = "const done = arguments[arguments.length - 1]; call(...Array.from(arguments).slice(0, -1)).then(done);"
 
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
+class CacheRun(Run):
+    title = "s3kv browser test"
 
-def direct(method, url, key=None, body=None):
-    """One request outside the browser: (status, headers, body)."""
-    request = urllib.request.Request(url, method=method, data=None if body is None else body.encode())
-    if key is not None:
-        request.add_header("X-Api-Key", key)
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with DIRECT.open(request, timeout=10) as response:
-            return response.status, response.headers, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read().decode()
-
-
-class Run:
-    def __init__(self, config):
-        self.config = config
-        self.failures = []
-        self.driver = None
-
-    def start_browser(self):
-        options = webdriver.ChromeOptions()
-        options.binary_location = self.config["chromium"]
-        for flag in CHROMIUM_FLAGS + [f"--user-data-dir={self.config['profile_dir']}"]:
-            options.add_argument(flag)
+    def chrome_options(self):
+        options = super().chrome_options()
         # The network events say whether an answer came from the HTTP cache; for the messages only.
         options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-        service = webdriver.ChromeService(
-            executable_path=self.config["chromedriver"], log_output=self.config["driver_log"]
-        )
-        self.driver = webdriver.Chrome(options=options, service=service)
-        self.driver.set_script_timeout(30)
-        print(f"browser: {self.driver.capabilities.get('browserVersion')}", flush=True)
-        self.driver.get(self.config["page"])
-        title = self.driver.title
-        if title != "s3kv browser test":
-            raise RuntimeError(f"the test page did not load from {self.config['page']} (title {title!r})")
+        return options
 
     def fetch(self, method, url, key, body=None):
         """fetch() in the page: (status, body, how it was answered)."""
@@ -107,17 +52,13 @@ class Run:
         want = f"{status}" + (f" {body}" if body is not None else "")
         answer = f"{got_status} {got_body.strip()[:200]} ({how})"
         line = f"{what}: {method} {url} {describe_key(self.config, key)} -> {answer}"
-        if ok:
-            print(f"ok    {line}", flush=True)
-        else:
-            print(f"FAIL  {line}; want {want}", flush=True)
-            self.failures.append(f"{line}; want {want}")
+        self.check(line if ok else f"{line}; want {want}", ok)
 
     def wait_for_server(self, url, key, body):
         """Until the server itself (not the browser) answers `body`: the syncer has caught up."""
         deadline = time.monotonic() + 20
         while True:
-            status, _, got = direct("GET", url, key)
+            status, _, got = direct("GET", url, key, timeout=10)
             if status == 200 and json_equal(got, body):
                 return
             if time.monotonic() > deadline:
@@ -127,7 +68,7 @@ class Run:
     def wait_until_old(self, url, key):
         """Until the item's Last-Modified is old enough that Chrome would keep it fresh heuristically for a while
         (a tenth of its age) if nothing said otherwise, so a cached copy would visibly be used."""
-        status, headers, body = direct("GET", url, key)
+        status, headers, body = direct("GET", url, key, timeout=10)
         if status != 200 or headers.get("Last-Modified") is None:
             raise RuntimeError(f"{url}: {status} {body} with Last-Modified {headers.get('Last-Modified')}")
         modified = email.utils.parsedate_to_datetime(headers["Last-Modified"]).timestamp()
@@ -144,7 +85,6 @@ class Run:
         public = f"{api}/public/{c['public_item']}"
         v1, v2, v3 = '{"v": 1}', '{"v": 2}', '{"v": 3}'
 
-        self.start_browser()
         self.wait_until_old(item, read_key)
 
         # The first reads: what the browser may keep.
@@ -158,7 +98,7 @@ class Run:
 
         # A write made elsewhere (another tab, a CLI, a colleague): the browser is not told.
         for url in (item, f"{api}/items/{c['public_item']}"):
-            status, _, body = direct("PUT", url, write_key, v2)
+            status, _, body = direct("PUT", url, write_key, v2, timeout=10)
             if status not in (200, 201):
                 raise RuntimeError(f"PUT {url}: {status} {body}")
         self.wait_for_server(item, read_key, v2)
@@ -198,22 +138,5 @@ def describe_key(config, key):
     return names.get(key, "with an unknown key")
 
 
-def main():
-    run = Run(json.loads(sys.argv[1]))
-    try:
-        run.run()
-    except Exception:  # noqa: BLE001 - any error here means the browser could not be driven
-        traceback.print_exc()
-        return 2
-    finally:
-        if run.driver is not None:
-            run.driver.quit()
-    if run.failures:
-        print(f"{len(run.failures)} check(s) failed", flush=True)
-        return 1
-    print("every check passed", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    main(CacheRun)

@@ -8,55 +8,19 @@ onChange got: every change once, the exact text, deletes, a catch-up after the s
 long-poll fallback and the way back, prefix-limited keys and keyless subscribers held to what they may read (on the
 wire too), and 100 rapid writes to one key with no step backwards.
 
-One argument: a JSON object (see tests/it/push_browser.rs). Prints one line per check; exits 0 when all pass, 1 when
-any fails, 2 when the browser cannot be driven at all, 3 when selenium is missing.
+One argument: a JSON object (see tests/it/push_browser.rs). Prints one line per check; exits as common.py says.
 """
 
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
-import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
 
-os.environ["SE_OFFLINE"] = "true"
-
-try:
-    from selenium import webdriver
-except ImportError as error:
-    print(f"selenium is missing ({error}): run scripts/test, which installs it into .venv", file=sys.stderr)
-    sys.exit(3)
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--no-proxy-server",
-]
-
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def direct(method, url, key=None, body=None):
-    """One request outside the browser: (status, body)."""
-    request = urllib.request.Request(url, method=method, data=None if body is None else body.encode())
-    if key is not None:
-        request.add_header("X-Api-Key", key)
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with DIRECT.open(request, timeout=30) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+from common import DIRECT, Run, direct, main
 
 
 def seq_key(sequencer):
@@ -68,34 +32,12 @@ class Failed(Exception):
     pass
 
 
-class Run:
-    def __init__(self, config):
-        self.config = config
-        self.failures = []
-        self.driver = None
+class PushRun(Run):
+    title = "s3kv push test"
+    # A check that cannot go on fails, and the others still count.
+    errors_are_failures = True
 
     # ---- plumbing ----
-
-    def start_browser(self):
-        options = webdriver.ChromeOptions()
-        options.binary_location = self.config["chromium"]
-        for flag in CHROMIUM_FLAGS + [f"--user-data-dir={self.config['profile_dir']}"]:
-            options.add_argument(flag)
-        service = webdriver.ChromeService(
-            executable_path=self.config["chromedriver"], log_output=self.config["driver_log"]
-        )
-        self.driver = webdriver.Chrome(options=options, service=service)
-        self.driver.set_script_timeout(30)
-        print(f"browser: {self.driver.capabilities.get('browserVersion')}", flush=True)
-        self.driver.get(self.config["page"])
-        deadline = time.monotonic() + 10
-        while self.driver.title != "s3kv push test":
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the push page did not load from {self.config['page']} (title {self.driver.title!r}); "
-                    f"console: {self.driver.get_log('browser') if hasattr(self.driver, 'get_log') else '?'}"
-                )
-            time.sleep(0.05)
 
     def log(self):
         return self.driver.execute_script("return t_log();")
@@ -108,13 +50,13 @@ class Run:
         self.driver.execute_script("t_block(arguments[0]);", self.config["closed_ws"] if on else None)
 
     def control(self, what):
-        status, body = direct("POST", f"{self.config['page']}control/{what}")
+        status, _, body = direct("POST", f"{self.config['page']}control/{what}")
         if status != 200:
             raise RuntimeError(f"control/{what}: {status} {body}")
 
     def api(self, method, key, body=None, api_key=None):
         url = f"{self.config['api']}/items/{urllib.parse.quote(key)}"
-        status, text = direct(method, url, api_key or self.config["write_key"], body)
+        status, _, text = direct(method, url, api_key or self.config["write_key"], body)
         if status not in (200, 201, 204):
             raise RuntimeError(f"{method} {key}: {status} {text}")
         return text
@@ -159,14 +101,6 @@ class Run:
             if time.monotonic() > deadline:
                 raise Failed(f"{what}: not within {timeout} s; the page saw:\n{summary(log)}")
             time.sleep(0.1)
-
-    def check(self, what, ok, detail=""):
-        line = f"{what}" + (f": {detail}" if detail else "")
-        if ok:
-            print(f"ok    {line}", flush=True)
-        else:
-            print(f"FAIL  {line}", flush=True)
-            self.failures.append(line)
 
     def step(self, what, run):
         try:
@@ -390,32 +324,5 @@ def summary(log):
     return "\n".join(lines)
 
 
-def main():
-    config = json.loads(sys.argv[1])
-    run = Run(config)
-    try:
-        run.start_browser()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(2)
-    try:
-        run.run()
-    except Exception:
-        traceback.print_exc()
-        print("FAIL  the script stopped (traceback above)", flush=True)
-        run.failures.append("the script stopped")
-    finally:
-        try:
-            for entry in run.driver.get_log("browser"):
-                print(f"console: {entry.get('level')} {entry.get('message')}", flush=True)
-        except Exception:
-            pass
-        run.driver.quit()
-    if run.failures:
-        print(f"{len(run.failures)} failure(s)", flush=True)
-        sys.exit(1)
-    print("all passed", flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    main(PushRun)

@@ -10,22 +10,17 @@
 //! items are made old enough first that a cached copy would visibly be used: the test waits about
 //! [`ITEM_AGE_SECS`].
 //!
-//! CORS must name the page's origin, and s3kv-local reads it from `S3KV_CORS_ORIGIN` in the environment. Setting
-//! that in this process would change the other suites' stacks, so the test runs itself again in a child process
-//! (the same test binary, this one test) with the variable set there, in its own process group, which is killed
-//! when the child ends or hangs: no browser or server outlives the test. `scripts/test` installs Chromium,
-//! chromedriver and selenium and exports their paths; without them the test fails and says so.
+//! CORS names the page's origin (the stack's `cors_origin`, which is `S3KV_CORS_ORIGIN` for s3kv-local). The
+//! script runs in its own process group, which is killed when it ends or hangs: no browser outlives the test.
+//! `scripts/test` installs Chromium, chromedriver and selenium and exports their paths; without them the test
+//! fails and says so (`tests/it/common/browser.rs`).
 
-use crate::common::{LocalApi, Reply};
+use crate::common::{BrowserScript, LocalApi, PageOrigin, Reply};
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Method;
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
 use s3kv::key::KeyPrefix;
 use s3kv_local::KeySpec;
 
@@ -42,109 +37,28 @@ const PUBLIC_ITEM: &str = "pub/doc";
 const ITEM_AGE_SECS: u64 = 30;
 /// The page, on its own origin.
 const PAGE: &str = include_str!("../browser/page.html");
-/// Set in the child: the port the page is served on (its origin is the one CORS names).
-const PAGE_PORT_ENV: &str = "S3KV_BROWSER_TEST_PAGE_PORT";
-const TEST_NAME: &str =
-    "browsers_never_answer_a_read_from_their_cache_when_stale_or_without_the_key";
 
+/// The stack, the page, the header checks, then the browser.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_never_answer_a_read_from_their_cache_when_stale_or_without_the_key() {
-    match std::env::var(PAGE_PORT_ENV) {
-        Ok(port) => in_child(port.parse().expect("page port")).await,
-        Err(_) => run_in_child().await,
-    }
-}
-
-/// Chromium, chromedriver and the Python with selenium: from `scripts/test`'s variables, or where it puts them.
-struct Tools {
-    chromium: String,
-    chromedriver: String,
-    python: String,
-}
-
-fn tools() -> Tools {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let find = |env: &str, default: PathBuf| {
-        let path = std::env::var(env)
-            .ok()
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or(default);
-        assert!(
-            path.is_file(),
-            "{} is missing ({env}): run scripts/test, which installs Debian's chromium and chromium-driver and \
-             selenium (into .venv) and exports their paths",
-            path.display()
-        );
-        path.to_string_lossy().into_owned()
-    };
-    Tools {
-        chromium: find("S3KV_CHROMIUM", "/usr/bin/chromium".into()),
-        chromedriver: find("S3KV_CHROMEDRIVER", "/usr/bin/chromedriver".into()),
-        python: find("S3KV_BROWSER_PYTHON", manifest.join(".venv/bin/python")),
-    }
-}
-
-/// The parent: runs this test again in a child process with `S3KV_CORS_ORIGIN` naming the page's origin.
-async fn run_in_child() {
-    tools(); // fail here, plainly, when something is missing
-    let port = testkit::free_port();
-    let exe = std::env::current_exe().expect("the test binary");
-    let name = format!(
-        "{}::{TEST_NAME}",
-        module_path!().split_once("::").unwrap().1
-    );
-    let mut command = tokio::process::Command::new(&exe);
-    command
-        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
-        .env(PAGE_PORT_ENV, port.to_string())
-        .env("S3KV_CORS_ORIGIN", format!("http://127.0.0.1:{port}"))
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group: everything it starts (servers, python, chromedriver, Chromium) is killed with it.
-        .process_group(0)
-        .kill_on_drop(true);
-    let child = command.spawn().expect("run the test binary again");
-    let group = child.id().expect("child pid");
-    let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output()).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{group}")])
-        .stderr(Stdio::null())
-        .status();
-    let output = output.expect("the browser test did not finish within 300 s (killed)");
-    let output = output.expect("the browser test's output");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "the browser test failed ({}):\n{log}",
-        output.status
-    );
-    print!("{log}");
-}
-
-/// The child: the stack, the page, the header checks, then the browser.
-async fn in_child(page_port: u16) {
-    let tools = tools();
-    let origin = format!("http://127.0.0.1:{page_port}");
-    assert_eq!(
-        std::env::var("S3KV_CORS_ORIGIN").ok().as_deref(),
-        Some(origin.as_str())
-    );
-    let page_listener = tokio::net::TcpListener::bind(("127.0.0.1", page_port))
-        .await
-        .expect("bind the page's port");
-    let page_server = AbortOnDrop(tokio::spawn(serve_page(page_listener)));
+    let script = BrowserScript::new("http_cache.py", "test-browser-profile");
+    let page = PageOrigin::bind().await;
+    let origin = page.origin.clone();
+    let cors_origin = origin.clone();
+    // The test page, for any path.
+    let page_server = page.serve(|_, _| async {
+        (
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            Bytes::from_static(PAGE.as_bytes()),
+        )
+    });
 
     let api = LocalApi::start("browser", |options| {
         options.read_keys = vec![key_spec(READ_KEY)];
         options.write_keys = vec![key_spec(WRITE_KEY)];
         options.public_prefix = Some(PUBLIC_PREFIX.into());
+        options.cors_origin = Some(cors_origin);
         // The change feed answers at once.
         options.max_wait_secs = 0;
     })
@@ -190,13 +104,7 @@ async fn in_child(page_port: u16) {
 
     let mut problems = header_problems(&api, &origin, &version, &schema_path).await;
 
-    let profile = testkit::temp_dir("test-browser-profile");
     let config = serde_json::json!({
-        "chromium": tools.chromium,
-        "chromedriver": tools.chromedriver,
-        "profile_dir": profile,
-        "driver_log": profile.with_extension("chromedriver.log"),
-        "page": format!("{origin}/"),
         "api": format!("http://{}", api.stack.api_addr),
         "read_key": READ_KEY,
         "write_key": WRITE_KEY,
@@ -208,59 +116,11 @@ async fn in_child(page_port: u16) {
         "schema_path": schema_path,
         "min_age_secs": ITEM_AGE_SECS,
     });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/http_cache.py");
-    let mut command = tokio::process::Command::new(&tools.python);
-    command
-        .arg(&script)
-        .arg(config.to_string())
-        .env("NO_PROXY", "*")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for proxy in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        command.env_remove(proxy);
+    // What each fetch got, and whether the cache answered it, is in the browser's log.
+    if let Err(failed) = script.run(&origin, config, Duration::from_secs(240)).await {
+        problems.push(failed);
     }
-    let output = tokio::time::timeout(Duration::from_secs(240), command.output())
-        .await
-        .expect("the browser script did not finish within 240 s")
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tools.python));
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let driver_log = profile.with_extension("chromedriver.log");
-    let driver_lines = std::fs::read_to_string(&driver_log).unwrap_or_default();
-    let driver_lines: Vec<&str> = driver_lines.lines().collect();
-    let driver_tail = driver_lines[driver_lines.len().saturating_sub(40)..].join("\n");
-    let _ = std::fs::remove_dir_all(&profile);
-    let _ = std::fs::remove_file(&driver_log);
     drop(page_server);
-    // The browser's log, whatever the outcome: what each fetch got, and whether the cache answered it.
-    println!("--- the browser ({}):\n{log}---", script.display());
-    match output.status.code() {
-        Some(0) => {}
-        Some(1) => problems.push(format!(
-            "in the browser (its log is above):\n{}",
-            log.lines()
-                .filter(|l| l.starts_with("FAIL"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )),
-        _ => panic!(
-            "the browser could not be driven ({}); run scripts/test if something is missing:\n{log}\n\
-             chromedriver's log (end):\n{driver_tail}",
-            output.status
-        ),
-    }
     assert!(
         problems.is_empty(),
         "{} problem(s):\n\n{}",
@@ -498,33 +358,5 @@ fn check_once(problems: &mut Vec<String>, what: &str, reply: &Reply) {
         problems.push(format!(
             "{what}: Vary {raw:?} ({lines} line(s)), want each token once in one line"
         ));
-    }
-}
-
-/// The test page, for any path, never cached.
-async fn serve_page(listener: tokio::net::TcpListener) {
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(|_request| async {
-                http::Response::builder()
-                    .header("content-type", "text/html; charset=utf-8")
-                    .header("cache-control", "no-store")
-                    .body(Full::new(Bytes::from_static(PAGE.as_bytes())))
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(socket), service)
-                .await;
-        });
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

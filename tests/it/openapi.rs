@@ -10,7 +10,6 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -148,43 +147,19 @@ async fn the_api_behaves_as_openapi_yaml_says() {
         report.to_string_lossy().into_owned(),
     ];
     let started = Instant::now();
-    let mut command = tokio::process::Command::new(&schemathesis);
+    let mut command = common::child(&schemathesis);
     command
         .args(&args)
         .current_dir(&dir)
         .env("SCHEMATHESIS_HOOKS", "s3kv_openapi_hooks")
         .env("PYTHONPATH", &dir)
-        .env("NO_COLOR", "1")
-        .env("NO_PROXY", "*")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for proxy in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        command.env_remove(proxy);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(300), command.output())
-        .await
-        .expect("schemathesis did not finish within 300 s")
-        .unwrap_or_else(|e| panic!("cannot run {schemathesis}: {e}"));
+        .env("NO_COLOR", "1");
+    let (status, output) = common::finish(command, Duration::from_secs(300)).await;
     let elapsed = started.elapsed();
-    let log = format!(
-        "$ {schemathesis} {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let log = format!("$ {schemathesis} {}\n{output}", args.join(" "));
     assert!(
-        output.status.success(),
-        "schemathesis found problems ({}):\n{log}",
-        output.status
+        status.success(),
+        "schemathesis found problems ({status}):\n{log}"
     );
 
     // Exit 0 also when nothing ran: make sure every operation and every phase did.

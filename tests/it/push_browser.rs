@@ -13,9 +13,9 @@
 //! The client is built here first (`npm ci`, when `node_modules` does not match the lock, then `npm run build`)
 //! whenever `clients/push/dist/s3kv-push.js` is missing or older than its sources, so `scripts/test` (and CI)
 //! always test the current TypeScript. Node 20 and npm are needed, as for `scripts/lint-openapi`; Chromium,
-//! chromedriver and selenium come from `scripts/test` (see `tests/it/browser.rs`).
+//! chromedriver and selenium come from `scripts/test` (see `tests/it/common/browser.rs`).
 
-use crate::common::LocalApi;
+use crate::common::{BrowserScript, LocalApi, PageAnswer, PageOrigin};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -24,8 +24,6 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use s3kv_local::KeySpec;
 
 const READ_KEY: &str = "push-read-key-0123456789";
@@ -37,16 +35,14 @@ const PAGE: &str = include_str!("../browser/push.html");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_get_every_change_pushed_caught_up_and_in_order() {
-    let tools = tools();
+    let script = BrowserScript::new("push.py", "test-push-browser-profile");
     let module = tokio::task::spawn_blocking(built_module)
         .await
         .expect("build the push client");
     let module = Bytes::from(std::fs::read(&module).expect("the built client"));
 
-    let page_listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .expect("bind the page's port");
-    let origin = format!("http://{}", page_listener.local_addr().unwrap());
+    let page = PageOrigin::bind().await;
+    let origin = page.origin.clone();
     let cors_origin = origin.clone();
     let api = Arc::new(
         LocalApi::start("push-browser", move |options| {
@@ -57,21 +53,13 @@ async fn browsers_get_every_change_pushed_caught_up_and_in_order() {
         })
         .await,
     );
-    let page_server = AbortOnDrop(tokio::spawn(serve_page(
-        page_listener,
-        module,
-        Arc::clone(&api),
-    )));
+    let page_server = {
+        let api = Arc::clone(&api);
+        page.serve(move |method, path| answer(method, path, module.clone(), Arc::clone(&api)))
+    };
 
-    let profile = testkit::temp_dir("test-push-browser-profile");
-    let driver_log = profile.with_extension("chromedriver.log");
     let aws = testkit::program("S3KV_AWS_CLI", "aws").unwrap_or_else(|e| panic!("{e}"));
     let config = serde_json::json!({
-        "chromium": tools.chromium,
-        "chromedriver": tools.chromedriver,
-        "profile_dir": profile,
-        "driver_log": driver_log,
-        "page": format!("{origin}/"),
         "api": format!("http://{}", api.stack.api_addr),
         // New sockets go here while the page blocks push: nothing listens.
         "closed_ws": format!("ws://127.0.0.1:{}/event/realtime", testkit::free_port()),
@@ -85,66 +73,10 @@ async fn browsers_get_every_change_pushed_caught_up_and_in_order() {
         "aws_secret_key": s3kv_local::SECRET_KEY,
         "aws_region": s3kv_local::REGION,
     });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/push.py");
-    let mut command = tokio::process::Command::new(&tools.python);
-    command
-        .arg(&script)
-        .arg(config.to_string())
-        .env("NO_PROXY", "*")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group: chromedriver and Chromium are killed with it, whatever happens.
-        .process_group(0)
-        .kill_on_drop(true);
-    for proxy in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        command.env_remove(proxy);
-    }
-    let child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tools.python));
-    let group = child.id().expect("the script's pid");
-    let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output()).await;
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{group}")])
-        .stderr(Stdio::null())
-        .status();
-    let output = output
-        .expect("the push browser script did not finish within 300 s (killed)")
-        .expect("the script's output");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let driver_lines = std::fs::read_to_string(&driver_log).unwrap_or_default();
-    let driver_lines: Vec<&str> = driver_lines.lines().collect();
-    let driver_tail = driver_lines[driver_lines.len().saturating_sub(40)..].join("\n");
-    let _ = std::fs::remove_dir_all(&profile);
-    let _ = std::fs::remove_file(&driver_log);
+    let outcome = script.run(&origin, config, Duration::from_secs(300)).await;
     drop(page_server);
-    println!("--- the browser ({}):\n{log}---", script.display());
-    match output.status.code() {
-        Some(0) => {}
-        Some(1) => panic!(
-            "in the browser (its log is above):\n{}",
-            log.lines()
-                .filter(|l| l.starts_with("FAIL"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-        _ => panic!(
-            "the browser could not be driven ({}); run scripts/test if something is missing:\n{log}\n\
-             chromedriver's log (end):\n{driver_tail}",
-            output.status
-        ),
+    if let Err(failed) = outcome {
+        panic!("{failed}");
     }
 }
 
@@ -152,36 +84,6 @@ fn key_spec(value: &str, prefixes: &[&str]) -> KeySpec {
     KeySpec {
         value: value.into(),
         prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
-    }
-}
-
-/// Chromium, chromedriver and the Python with selenium: from `scripts/test`'s variables, or where it puts them.
-struct Tools {
-    chromium: String,
-    chromedriver: String,
-    python: String,
-}
-
-fn tools() -> Tools {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let find = |env: &str, default: PathBuf| {
-        let path = std::env::var(env)
-            .ok()
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or(default);
-        assert!(
-            path.is_file(),
-            "{} is missing ({env}): run scripts/test, which installs Debian's chromium and chromium-driver and \
-             selenium (into .venv) and exports their paths",
-            path.display()
-        );
-        path.to_string_lossy().into_owned()
-    };
-    Tools {
-        chromium: find("S3KV_CHROMIUM", "/usr/bin/chromium".into()),
-        chromedriver: find("S3KV_CHROMEDRIVER", "/usr/bin/chromedriver".into()),
-        python: find("S3KV_BROWSER_PYTHON", manifest.join(".venv/bin/python")),
     }
 }
 
@@ -237,58 +139,28 @@ fn built_module() -> PathBuf {
 }
 
 /// The page, the built client, and the two controls the script needs from this side.
-async fn serve_page(listener: tokio::net::TcpListener, module: Bytes, api: Arc<LocalApi>) {
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let (module, api) = (module.clone(), Arc::clone(&api));
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: http::Request<_>| {
-                let (module, api) = (module.clone(), Arc::clone(&api));
-                async move {
-                    let (status, content_type, body) =
-                        match (request.method(), request.uri().path()) {
-                            (&Method::GET, "/") => (
-                                StatusCode::OK,
-                                "text/html; charset=utf-8",
-                                Bytes::from_static(PAGE.as_bytes()),
-                            ),
-                            (&Method::GET, "/s3kv-push.js") => {
-                                (StatusCode::OK, "text/javascript; charset=utf-8", module)
-                            }
-                            (&Method::POST, "/control/drop") => {
-                                api.stack.drop_push_connections();
-                                (StatusCode::OK, "text/plain", Bytes::from_static(b"dropped"))
-                            }
-                            (&Method::POST, "/control/settle") => {
-                                api.settle().await;
-                                (StatusCode::OK, "text/plain", Bytes::from_static(b"settled"))
-                            }
-                            _ => (
-                                StatusCode::NOT_FOUND,
-                                "text/plain",
-                                Bytes::from_static(b"not here"),
-                            ),
-                        };
-                    http::Response::builder()
-                        .status(status)
-                        .header("content-type", content_type)
-                        .header("cache-control", "no-store")
-                        .body(Full::new(body))
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(socket), service)
-                .await;
-        });
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+async fn answer(method: Method, path: String, module: Bytes, api: Arc<LocalApi>) -> PageAnswer {
+    match (&method, path.as_str()) {
+        (&Method::GET, "/") => (
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            Bytes::from_static(PAGE.as_bytes()),
+        ),
+        (&Method::GET, "/s3kv-push.js") => {
+            (StatusCode::OK, "text/javascript; charset=utf-8", module)
+        }
+        (&Method::POST, "/control/drop") => {
+            api.stack.drop_push_connections();
+            (StatusCode::OK, "text/plain", Bytes::from_static(b"dropped"))
+        }
+        (&Method::POST, "/control/settle") => {
+            api.settle().await;
+            (StatusCode::OK, "text/plain", Bytes::from_static(b"settled"))
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            Bytes::from_static(b"not here"),
+        ),
     }
 }

@@ -26,8 +26,11 @@ use s3kv::write::Writer;
 use s3kv::{api, key::ItemKey};
 pub use testkit::Valkey;
 
+mod browser;
 mod faulty;
 mod local_api;
+#[allow(unused_imports)] // the browser tests' harness; openapi.rs runs its child with it too
+pub use browser::{child, finish, BrowserScript, PageAnswer, PageOrigin, PageServer};
 #[allow(unused_imports)] // only the fault tests use it
 pub use faulty::{Fault, FaultyS3};
 #[allow(unused_imports)] // the cluster test's binary does not use it
@@ -219,7 +222,7 @@ impl Stack {
         reader_cache.connect(Duration::from_secs(5)).await;
         syncer_cache.connect(Duration::from_secs(5)).await;
         Self {
-            access: s3kv::access::Access::from_config(&config).expect("test access config"),
+            access: s3kv::access::Access::from_config(&config),
             writer: Writer::new(store(), &config),
             reader: Reader::new(store(), reader_cache, &config),
             syncer: Syncer::new(store(), syncer_cache, &config),
