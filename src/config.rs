@@ -75,6 +75,9 @@ pub struct Config {
     /// `S3KV_MAX_WAIT_SECS`: the longest `?wait=` the reader honours, 0 to 25 (default 25; 0 answers every wait at
     /// once). Each waiting request holds one reader instance, so small accounts may want it lower.
     pub max_wait: Duration,
+    /// `S3KV_PUSH_ENDPOINT`: the notifier's AppSync Event API, its HTTP domain (`Dns.Http`) or a base URL; the
+    /// notifier publishes each change to `<endpoint>/event`.
+    pub push_endpoint: Option<String>,
 }
 
 /// `S3KV_CACHE_PREFIX` and `S3KV_FEED_RETENTION` when unset.
@@ -183,6 +186,7 @@ impl Config {
                         )
                     })?,
             }),
+            push_endpoint: get("S3KV_PUSH_ENDPOINT"),
         })
     }
 
@@ -199,6 +203,14 @@ impl Config {
         self.aws_region.as_deref().ok_or(ConfigError::Missing {
             var: "AWS_REGION",
             hint: "S3KV_VALKEY_IAM_CACHE needs the region to sign tokens for (Lambda sets AWS_REGION itself)",
+        })
+    }
+
+    /// The notifier cannot publish without its Event API.
+    pub fn require_push_endpoint(&self) -> Result<&str, ConfigError> {
+        self.push_endpoint.as_deref().ok_or(ConfigError::Missing {
+            var: "S3KV_PUSH_ENDPOINT",
+            hint: "set it to the AppSync Event API's HTTP domain (the template's PushApi Dns.Http)",
         })
     }
 
