@@ -29,6 +29,8 @@ REQUIRED = {
     "syncer": {"S3KV_BUCKET", "VALKEY_URL"},
     "reader": {"S3KV_BUCKET", "VALKEY_URL"},
     "reconcile": {"S3KV_BUCKET", "VALKEY_URL"},
+    "notifier": {"S3KV_BUCKET", "S3KV_PUSH_ENDPOINT"},
+    "push-authorizer": {"S3KV_BUCKET", "S3KV_API_KEYS"},
 }
 ROUTES_RS = (ROOT / "src" / "routes.rs").read_text()
 RESOURCE_CONSTS = dict(re.findall(r'pub const ([A-Z_]+): &str = "([^"]+)";', ROUTES_RS))
@@ -44,7 +46,15 @@ ROUTES = [
 KEYLESS = {(RESOURCE_CONSTS[r], m) for _, r, m, _, permission in ROUTE_ROWS if permission == "Public"}
 # Every function's non-API trigger; the API events are held to the route table by src/routes.rs's tests
 # (`the_template_has_an_api_event_for_exactly_each_route_...`), with openapi.yaml.
-OTHER_EVENTS = {"writer": set(), "reader": set(), "syncer": {"S3"}, "reconcile": {"Schedule"}}
+OTHER_EVENTS = {
+    "writer": set(),
+    "reader": set(),
+    "syncer": {"S3"},
+    "reconcile": {"Schedule"},
+    "notifier": {"EventBridgeRule"},
+    "push-authorizer": set(),
+}
+BINARIES = ["notifier", "push-authorizer", "reader", "reconcile", "syncer", "writer"]
 API_RS = "".join(p.read_text() for p in sorted((ROOT / "src" / "api").glob("*.rs")))
 
 
@@ -64,9 +74,10 @@ def test_every_function_builds_a_binary_that_exists():
     cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())
     bins = {b["name"]: b["path"] for b in cargo["bin"]}
     # The product package builds the functions and nothing else: the local stack and tools are other members.
-    assert sorted(bins) == ["reader", "reconcile", "syncer", "writer"]
+    assert sorted(bins) == BINARIES
+    assert all(b.get("test") is False for b in cargo["bin"])
     assert "." in cargo["workspace"]["default-members"]
-    assert sorted(binary(f) for f in FUNCTIONS.values()) == ["reader", "reconcile", "syncer", "writer"]
+    assert sorted(binary(f) for f in FUNCTIONS.values()) == BINARIES
     for name, function in FUNCTIONS.items():
         assert function["Metadata"]["BuildMethod"] == "rust-cargolambda", name
         assert (ROOT / bins[binary(function)]).is_file(), name
@@ -97,7 +108,7 @@ def test_notification_filter_matches_the_key_mapping():
 
 def test_each_function_has_its_triggers():
     for function in FUNCTIONS.values():
-        others = {e["Type"] for e in function["Properties"]["Events"].values() if e["Type"] != "Api"}
+        others = {e["Type"] for e in function["Properties"].get("Events", {}).values() if e["Type"] != "Api"}
         assert others == OTHER_EVENTS[binary(function)], binary(function)
 
 
@@ -311,3 +322,102 @@ def test_the_reader_outlives_the_longest_wait_and_api_gateway_does_not_cut_it_of
     assert env(reader)["S3KV_MAX_WAIT_SECS"] == {"Ref": "MaxWaitSeconds"}
     # Every function that appends to the feed (the syncer, and reconcile's repairs) trims it to the same length.
     assert GLOBAL_ENV["S3KV_FEED_RETENTION"] == {"Ref": "FeedRetention"}
+
+
+# ---------------------------------------------------------------- push (docs/src/http-api/push.md)
+PUSH_RS = (ROOT / "src" / "push" / "mod.rs").read_text()
+EVENTBRIDGE_RS = (ROOT / "src" / "push" / "eventbridge.rs").read_text()
+
+
+def _statements(function):
+    return [st for policy in RESOURCES[function]["Properties"]["Policies"] for st in policy.get("Statement", [])]
+
+
+def _actions(function):
+    actions = {}
+    for statement in _statements(function):
+        for action in statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]:
+            actions[action] = statement["Resource"]
+    return actions
+
+
+def test_the_bucket_sends_to_eventbridge_beside_the_syncers_trigger():
+    bucket = RESOURCES["ItemsBucket"]["Properties"]
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    (event,) = RESOURCES["SyncerFunction"]["Properties"]["Events"].values()
+    assert event["Type"] == "S3" and event["Properties"]["Bucket"] == {"Ref": "ItemsBucket"}
+    # SAM merges the syncer's trigger into the bucket's configuration: both must survive the transform.
+    import copy
+    import os
+
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    template = copy.deepcopy(TEMPLATE)
+    template["Globals"]["Function"]["CodeUri"] = "s3://bucket/code.zip"  # the build's job; the transform wants S3
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    out = transform(json.loads(json.dumps(template)), {}, NoManagedPolicies())
+    merged = out["Resources"]["ItemsBucket"]["Properties"]["NotificationConfiguration"]
+    assert merged["EventBridgeConfiguration"] == {"EventBridgeEnabled": True}
+    lambdas = merged["LambdaConfigurations"]
+    assert {c["Event"] for c in lambdas} == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    assert all(c["Function"] == {"Fn::GetAtt": ["SyncerFunction", "Arn"]} for c in lambdas)
+
+
+def test_the_notifier_gets_the_item_changes_the_decoder_reads():
+    (event,) = RESOURCES["NotifierFunction"]["Properties"]["Events"].values()
+    pattern = event["Properties"]["Pattern"]
+    decoded = set(re.findall(r'pub const OBJECT_[A-Z]+: &str = "([^"]+)";', EVENTBRIDGE_RS))
+    assert decoded == {"Object Created", "Object Deleted"}
+    assert set(pattern["detail-type"]) == decoded
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail"]["bucket"]["name"] == [RESOURCES["ItemsBucket"]["Properties"]["BucketName"]]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": {"Ref": "ItemPrefix"}}]
+    assert env(RESOURCES["NotifierFunction"])["S3KV_PUSH_ENDPOINT"] == {"Fn::GetAtt": ["PushApi", "Dns.Http"]}
+
+
+def test_the_push_functions_are_small_outside_the_vpc_and_least_privileged():
+    assert TEMPLATE["Globals"]["Function"]["Architectures"] == ["arm64"]
+    for name in ("NotifierFunction", "PushAuthorizerFunction"):
+        props = RESOURCES[name]["Properties"]
+        assert "VpcConfig" not in props, name
+        assert props["MemorySize"] == 128, name
+    notifier = _actions("NotifierFunction")
+    assert set(notifier) == {"s3:GetObject", "s3:ListBucket", "appsync:EventPublish"}
+    assert "${ItemPrefix}*" in notifier["s3:GetObject"]["Fn::Sub"]
+    assert notifier["appsync:EventPublish"] == {"Fn::GetAtt": ["PushNamespace", "ChannelNamespaceArn"]}
+    assert _actions("PushAuthorizerFunction") == {
+        "apigateway:GET": {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/apikeys"}
+    }
+
+
+def test_clients_subscribe_through_the_authorizer_and_only_iam_publishes():
+    (namespace,) = re.findall(r'pub const NAMESPACE: &str = "([^"]+)";', PUSH_RS)
+    ns = RESOURCES["PushNamespace"]["Properties"]
+    assert ns["Name"] == namespace
+    assert ns["ApiId"] == {"Fn::GetAtt": ["PushApi", "ApiId"]}
+    assert ns["SubscribeAuthModes"] == [{"AuthType": "AWS_LAMBDA"}]
+    assert ns["PublishAuthModes"] == [{"AuthType": "AWS_IAM"}]
+    config = RESOURCES["PushApi"]["Properties"]["EventConfig"]
+    assert config["ConnectionAuthModes"] == [{"AuthType": "AWS_LAMBDA"}]
+    assert config["DefaultSubscribeAuthModes"] == [{"AuthType": "AWS_LAMBDA"}]
+    assert config["DefaultPublishAuthModes"] == [{"AuthType": "AWS_IAM"}]
+    providers = {p["AuthType"]: p for p in config["AuthProviders"]}
+    assert set(providers) == {"AWS_LAMBDA", "AWS_IAM"}
+    lambda_config = providers["AWS_LAMBDA"]["LambdaAuthorizerConfig"]
+    assert lambda_config["AuthorizerUri"] == {"Fn::GetAtt": ["PushAuthorizerFunction", "Arn"]}
+    # The function decides what AppSync may cache (ttlOverride); the API caches nothing by itself.
+    assert lambda_config["AuthorizerResultTtlInSeconds"] == 0
+    permission = RESOURCES["PushAuthorizerPermission"]["Properties"]
+    assert permission == {
+        "FunctionName": {"Fn::GetAtt": ["PushAuthorizerFunction", "Arn"]},
+        "Action": "lambda:InvokeFunction",
+        "Principal": "appsync.amazonaws.com",
+        "SourceArn": {"Fn::GetAtt": ["PushApi", "ApiArn"]},
+    }
+    outputs = TEMPLATE["Outputs"]
+    assert outputs["PushRealtimeUrl"]["Value"] == {"Fn::Sub": "wss://${PushApi.Dns.Realtime}/event/realtime"}
+    assert outputs["PushHttpHost"]["Value"] == {"Fn::GetAtt": ["PushApi", "Dns.Http"]}
