@@ -215,43 +215,72 @@ impl Access {
         }
     }
 
-    /// From `S3KV_API_KEYS`, `S3KV_EXTRA_API_KEYS` and `S3KV_PUBLIC_PREFIX`, each error naming its variable.
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+    /// From `S3KV_API_KEYS`, `S3KV_EXTRA_API_KEYS` and `S3KV_PUBLIC_PREFIX`, logging each problem (see [`Access::load`]).
+    /// A function never fails to start over a grant: a typo in one would otherwise answer every call with 502.
+    pub fn from_config(config: &Config) -> Self {
+        let (access, problems) = Self::load(config);
+        for problem in &problems {
+            tracing::error!(error = %problem, "access configuration: this entry is ignored and its key denied");
+        }
+        access
+    }
+
+    /// The grants that can be used, and what could not, each naming its variable. Fails closed: an entry that
+    /// cannot be read denies its key (the others keep working), a variable that is not JSON denies all of its
+    /// keys, an id granted twice is denied in both, and a public prefix that breaks the rules leaves public reads
+    /// off. Once either grants variable is set, keys are checked, even if nothing in it could be read.
+    pub fn load(config: &Config) -> (Self, Vec<ConfigError>) {
+        let mut problems = Vec::new();
         let mut grants: Option<BTreeMap<String, Grant>> = None;
+        let mut twice = Vec::new();
         for (var, raw) in [
             ("S3KV_API_KEYS", &config.api_keys),
             ("S3KV_EXTRA_API_KEYS", &config.extra_api_keys),
         ] {
             let Some(raw) = raw else { continue };
-            let parsed = parse_grants(raw).map_err(|reason| ConfigError::Invalid {
+            let all = grants.get_or_insert_with(BTreeMap::new);
+            let invalid = |reason: String| ConfigError::Invalid {
                 var,
                 value: raw.clone(),
                 reason,
-            })?;
-            let all = grants.get_or_insert_with(BTreeMap::new);
+            };
+            let (parsed, bad) = parse_grants(raw);
+            problems.extend(bad.into_iter().map(invalid));
             for (id, grant) in parsed {
                 if all.contains_key(&id) {
-                    return Err(ConfigError::Invalid {
-                        var,
-                        value: raw.clone(),
-                        reason: format!("key id {id} is granted twice"),
-                    });
+                    problems.push(invalid(format!(
+                        "key id {id} is granted twice; it is denied"
+                    )));
+                    twice.push(id);
+                    continue;
                 }
                 all.insert(id, grant);
             }
         }
-        if let Some(prefix) = &config.public_prefix {
-            check_prefix(prefix).map_err(|reason| ConfigError::Invalid {
-                var: "S3KV_PUBLIC_PREFIX",
-                value: prefix.clone(),
-                reason,
-            })?;
+        if let Some(all) = &mut grants {
+            for id in &twice {
+                all.remove(id);
+            }
         }
+        let public_prefix = config.public_prefix.clone().filter(|prefix| {
+            let checked = check_prefix(prefix);
+            if let Err(reason) = &checked {
+                problems.push(ConfigError::Invalid {
+                    var: "S3KV_PUBLIC_PREFIX",
+                    value: prefix.clone(),
+                    reason: format!("{reason}; public reads are off"),
+                });
+            }
+            checked.is_ok()
+        });
         // A public prefix alone does not turn key checks on: with no grants, keys stay unrestricted.
-        Ok(Self {
-            grants,
-            public_prefix: config.public_prefix.clone(),
-        })
+        (
+            Self {
+                grants,
+                public_prefix,
+            },
+            problems,
+        )
     }
 
     pub fn public_prefix(&self) -> Option<&str> {
@@ -310,36 +339,56 @@ fn quoted_list(items: &[String]) -> String {
         .join(", ")
 }
 
-fn parse_grants(raw: &str) -> Result<BTreeMap<String, Grant>, String> {
-    let grants: BTreeMap<String, Grant> = serde_json::from_str(raw).map_err(|e| {
-        format!(
-            "{e}; expected a JSON object of API key id to grant, such as \
-             {{\"a1b2c3d4e5\": {{\"role\": \"write\", \"prefixes\": [\"flags/\"], \"name\": \"flags-bot\"}}}}"
-        )
-    })?;
-    for (id, grant) in &grants {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(format!(
-                "{id:?} is not an API key id (API Gateway's ids are letters and digits)"
-            ));
+/// The grants in `raw` that are sound, and why each other entry is not (a `raw` that is not a JSON object is one
+/// reason and no grants).
+fn parse_grants(raw: &str) -> (BTreeMap<String, Grant>, Vec<String>) {
+    let entries: BTreeMap<String, serde_json::Value> = match serde_json::from_str(raw) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let reason = format!(
+                "{e}; expected a JSON object of API key id to grant, such as \
+                 {{\"a1b2c3d4e5\": {{\"role\": \"write\", \"prefixes\": [\"flags/\"], \"name\": \"flags-bot\"}}}}; \
+                 every key in it is denied"
+            );
+            return (BTreeMap::new(), vec![reason]);
         }
-        for prefix in &grant.prefixes {
-            check_prefix(prefix).map_err(|reason| format!("key {id}: {reason}"))?;
-        }
-        if let Some(name) = &grant.name {
-            let ok = !name.is_empty()
-                && name.len() <= 128
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_. ".contains(&b));
-            if !ok {
-                return Err(format!(
-                    "key {id}: name {name:?} must be 1 to 128 letters, digits, spaces, '-', '_' or '.'"
-                ));
+    };
+    let mut grants = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (id, value) in entries {
+        match parse_grant(&id, value) {
+            Ok(grant) => {
+                grants.insert(id, grant);
             }
+            Err(reason) => problems.push(format!("{reason}; key {id} is denied")),
         }
     }
-    Ok(grants)
+    (grants, problems)
+}
+
+fn parse_grant(id: &str, value: serde_json::Value) -> Result<Grant, String> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "{id:?} is not an API key id (API Gateway's ids are letters and digits)"
+        ));
+    }
+    let grant: Grant = serde_json::from_value(value).map_err(|e| format!("key {id}: {e}"))?;
+    for prefix in &grant.prefixes {
+        check_prefix(prefix).map_err(|reason| format!("key {id}: {reason}"))?;
+    }
+    if let Some(name) = &grant.name {
+        let ok = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_. ".contains(&b));
+        if !ok {
+            return Err(format!(
+                "key {id}: name {name:?} must be 1 to 128 letters, digits, spaces, '-', '_' or '.'"
+            ));
+        }
+    }
+    Ok(grant)
 }
 
 /// The rule for a grant's prefixes and the public prefix, for s3kv-local's flags too.
@@ -426,7 +475,7 @@ mod tests {
         );
     }
 
-    fn config(vars: &[(&str, &str)]) -> Result<Access, ConfigError> {
+    fn config(vars: &[(&str, &str)]) -> (Access, Vec<ConfigError>) {
         let config = Config::from_lookup(|name| {
             if name == "S3KV_BUCKET" {
                 return Some("b".into());
@@ -434,13 +483,14 @@ mod tests {
             vars.iter()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
-        })?;
-        Access::from_config(&config)
+        })
+        .unwrap();
+        Access::load(&config)
     }
 
     #[test]
-    fn grants_come_from_both_variables_and_errors_name_the_variable() {
-        let access = config(&[
+    fn grants_come_from_both_variables() {
+        let (access, problems) = config(&[
             (
                 "S3KV_API_KEYS",
                 r#"{"abc": {"role": "read", "name": "s3kv-read"}}"#,
@@ -449,39 +499,93 @@ mod tests {
                 "S3KV_EXTRA_API_KEYS",
                 r#"{"def": {"role": "write", "prefixes": ["flags/"]}}"#,
             ),
-        ])
-        .unwrap();
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
         let grants = access.grants().unwrap();
         assert_eq!(grants["abc"].name.as_deref(), Some("s3kv-read"));
         assert_eq!(grants["def"].prefixes, vec!["flags/".to_owned()]);
-        for (var, value) in [
-            ("S3KV_API_KEYS", r#"{"abc": {"role": "admin"}}"#),
-            ("S3KV_API_KEYS", r#"["abc"]"#),
-            ("S3KV_EXTRA_API_KEYS", r#"{"a-b": {"role": "read"}}"#),
+    }
+
+    #[test]
+    fn a_bad_entry_denies_its_key_names_its_variable_and_leaves_the_others_working() {
+        let good = r#""good": {"role": "read"}"#;
+        for (var, bad) in [
+            ("S3KV_API_KEYS", r#""abc": {"role": "admin"}"#),
+            ("S3KV_EXTRA_API_KEYS", r#""a-b": {"role": "read"}"#),
             (
                 "S3KV_EXTRA_API_KEYS",
-                r#"{"ab": {"role": "read", "prefixes": [""]}}"#,
+                r#""ab": {"role": "read", "prefixes": [""]}"#,
             ),
             (
                 "S3KV_EXTRA_API_KEYS",
-                r#"{"ab": {"role": "read", "extra": 1}}"#,
+                r#""ab": {"role": "read", "extra": 1}"#,
             ),
-            ("S3KV_PUBLIC_PREFIX", "bad\u{1}"),
+            ("S3KV_API_KEYS", r#""ab": {"role": "read", "name": "a/b"}"#),
         ] {
-            let err = config(&[(var, value)]).unwrap_err();
-            assert!(err.to_string().starts_with(&format!("{var}=")), "{err}");
+            let (access, problems) = config(&[(var, &format!("{{{bad}, {good}}}"))]);
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            let problem = problems[0].to_string();
+            assert!(
+                problem.starts_with(&format!("{var}=")) && problem.contains("denied"),
+                "{problem}"
+            );
+            assert!(
+                access.authorize(Some("good"), Permission::Read).is_ok(),
+                "{bad}"
+            );
+            for denied in ["abc", "a-b", "ab"] {
+                assert!(
+                    access.authorize(Some(denied), Permission::Read).is_err(),
+                    "{bad}"
+                );
+            }
         }
-        let twice = config(&[
-            ("S3KV_API_KEYS", r#"{"abc": {"role": "read"}}"#),
+    }
+
+    #[test]
+    fn a_variable_that_is_not_json_denies_its_keys_but_never_opens_the_api() {
+        // Only the broken variable set: keys are still checked, and none may do anything.
+        let (access, problems) =
+            config(&[("S3KV_EXTRA_API_KEYS", r#"{"abc": {"role": "read"},}"#)]);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].to_string().starts_with("S3KV_EXTRA_API_KEYS="));
+        assert!(access.authorize(Some("abc"), Permission::Read).is_err());
+        assert!(access
+            .authorize(Some("anything"), Permission::Read)
+            .is_err());
+        // Beside a sound variable: its keys keep working.
+        let (access, _) = config(&[
+            ("S3KV_API_KEYS", r#"{"abc": {"role": "write"}}"#),
+            ("S3KV_EXTRA_API_KEYS", "[\"def\"]"),
+        ]);
+        assert!(access.authorize(Some("abc"), Permission::Write).is_ok());
+        assert!(access.authorize(Some("def"), Permission::Read).is_err());
+    }
+
+    #[test]
+    fn an_id_granted_twice_is_denied_and_a_bad_public_prefix_turns_public_reads_off() {
+        let (access, problems) = config(&[
+            (
+                "S3KV_API_KEYS",
+                r#"{"abc": {"role": "read"}, "xyz": {"role": "read"}}"#,
+            ),
             ("S3KV_EXTRA_API_KEYS", r#"{"abc": {"role": "write"}}"#),
-        ])
-        .unwrap_err();
-        assert!(twice.to_string().contains("granted twice"), "{twice}");
+            ("S3KV_PUBLIC_PREFIX", "bad\u{1}"),
+        ]);
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(text[0].contains("granted twice"), "{text:?}");
+        assert!(
+            text[1].starts_with("S3KV_PUBLIC_PREFIX=") && text[1].contains("public reads are off")
+        );
+        assert!(access.authorize(Some("abc"), Permission::Read).is_err());
+        assert!(access.authorize(Some("xyz"), Permission::Read).is_ok());
+        assert!(access.authorize(None, Permission::Public).is_err());
     }
 
     #[test]
     fn a_public_prefix_alone_keeps_keys_unrestricted() {
-        let access = config(&[("S3KV_PUBLIC_PREFIX", "public/")]).unwrap();
+        let (access, _) = config(&[("S3KV_PUBLIC_PREFIX", "public/")]);
         assert_eq!(access.grants(), None);
         assert_eq!(access.public_prefix(), Some("public/"));
         assert!(access.authorize(Some("any"), Permission::Write).is_ok());

@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     cache.connect(Duration::from_secs(1)).await;
     let reader = &Reader::new(S3Store::from_config(&config).await, cache, &config);
     let cors = &api::Cors::from_config(&config);
-    let access = &Access::from_config(&config)?;
+    let access = &Access::from_config(&config);
     let metrics = &Metrics::from_config(&config);
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let writer = &Writer::new(S3Store::from_config(&config).await, &config);
     let cors = &api::Cors::from_config(&config);
-    let access = &Access::from_config(&config)?;
+    let access = &Access::from_config(&config);
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);

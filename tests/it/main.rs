@@ -13,6 +13,7 @@ mod cache_full;
 mod conditional;
 mod convergence;
 mod events;
+mod functions;
 mod exact;
 mod faults;
 mod history;

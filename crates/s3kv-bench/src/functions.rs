@@ -18,9 +18,9 @@ use crate::load::percentile;
 use crate::procs::status_field;
 use crate::read_path::Bench;
 use crate::report::{at_most, mean_billed_ms, Metrics, BILL};
-use crate::runtime_api::{Answer, AnswerKind, RuntimeApi};
 use crate::settings::{cpu_ns, release_binary};
 use crate::{BUCKET, PREFIX, READER_CACHE_TIMEOUT_MS, READ_BODY_BYTES};
+use testkit::runtime_api::{Answer, AnswerKind, RuntimeApi};
 
 #[derive(Clone, Copy, PartialEq)]
 pub(crate) enum Function {

@@ -26,7 +26,7 @@
 //! meaningless, so any wrong answer stops the run.
 //!
 //! The modules follow a run: [`settings`], the servers ([`procs`]), [`load`] generation, test [`data`], the
-//! [`read_path`] and [`sync_path`], the Lambda [`functions`] behind a local [`runtime_api`], what schema
+//! [`read_path`] and [`sync_path`], the Lambda [`functions`] behind a local Runtime API ([`testkit::runtime_api`]), what schema
 //! validation costs a write ([`schema_cost`]), [`propagation`]
 //! and [`watch`] through s3kv-local, a bulk [`cli_import`] (`s3kv import` against `aws s3 cp`), the [`binaries`]
 //! it lists, and the [`report`]; [`run`] ties them together.
@@ -43,7 +43,6 @@ mod read_path;
 mod reconcile_scale;
 mod report;
 mod run;
-mod runtime_api;
 mod schema_cost;
 mod settings;
 mod sync_path;

@@ -18,6 +18,7 @@ pub mod ports;
 pub mod process;
 pub mod redis_cluster;
 pub mod resp;
+pub mod runtime_api;
 pub mod valkey;
 
 pub use moto::Moto;

@@ -1,5 +1,6 @@
 //! A minimal Lambda Runtime API (2018-06-01), enough for lambda_runtime: it hands out queued events on
-//! `/invocation/next` and records each answer, with when the event went out and when the answer came in.
+//! `/invocation/next` and records each answer, with when the event went out and when the answer came in. The
+//! benchmarks time the functions' binaries behind it, and the tests run them as Lambda would.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -7,42 +8,42 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::ChildServer;
 use bytes::Bytes;
 use http::Method;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use testkit::ChildServer;
 use tokio::sync::mpsc;
 
-pub(crate) enum AnswerKind {
+pub enum AnswerKind {
     Response,
     Error,
     InitError,
 }
 
-pub(crate) struct Answer {
-    pub(crate) kind: AnswerKind,
-    pub(crate) body: Bytes,
-    pub(crate) at: Instant,
+pub struct Answer {
+    pub kind: AnswerKind,
+    pub body: Bytes,
+    pub at: Instant,
     /// When the event was handed out by `/next`.
-    pub(crate) served: Option<Instant>,
+    pub served: Option<Instant>,
 }
 
-pub(crate) struct ApiState {
-    pub(crate) events: tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Vec<u8>)>>,
-    pub(crate) answers: mpsc::UnboundedSender<Answer>,
-    pub(crate) served: Mutex<HashMap<String, Instant>>,
-    pub(crate) first_poll: Mutex<Option<Instant>>,
+pub struct ApiState {
+    pub events: tokio::sync::Mutex<mpsc::UnboundedReceiver<(String, Vec<u8>)>>,
+    pub answers: mpsc::UnboundedSender<Answer>,
+    pub served: Mutex<HashMap<String, Instant>>,
+    pub first_poll: Mutex<Option<Instant>>,
 }
 
-pub(crate) struct RuntimeApi {
-    pub(crate) addr: SocketAddr,
-    pub(crate) events: mpsc::UnboundedSender<(String, Vec<u8>)>,
-    pub(crate) answers: mpsc::UnboundedReceiver<Answer>,
-    pub(crate) state: Arc<ApiState>,
-    pub(crate) server: tokio::task::JoinHandle<()>,
-    pub(crate) next_id: u64,
+pub struct RuntimeApi {
+    pub addr: SocketAddr,
+    pub events: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    pub answers: mpsc::UnboundedReceiver<Answer>,
+    pub state: Arc<ApiState>,
+    pub server: tokio::task::JoinHandle<()>,
+    pub next_id: u64,
 }
 
 impl Drop for RuntimeApi {
@@ -51,7 +52,7 @@ impl Drop for RuntimeApi {
     }
 }
 
-pub(crate) fn reply(status: u16, body: &'static str) -> http::Response<Full<Bytes>> {
+pub fn reply(status: u16, body: &'static str) -> http::Response<Full<Bytes>> {
     http::Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -59,7 +60,7 @@ pub(crate) fn reply(status: u16, body: &'static str) -> http::Response<Full<Byte
         .expect("response")
 }
 
-pub(crate) async fn runtime_api(
+pub async fn runtime_api(
     state: Arc<ApiState>,
     request: http::Request<Incoming>,
 ) -> Result<http::Response<Full<Bytes>>, Infallible> {
@@ -94,7 +95,7 @@ pub(crate) async fn runtime_api(
             .header("Lambda-Runtime-Deadline-Ms", deadline_ms.to_string())
             .header(
                 "Lambda-Runtime-Invoked-Function-Arn",
-                "arn:aws:lambda:us-east-1:000000000000:function:s3kv-bench",
+                "arn:aws:lambda:us-east-1:000000000000:function:s3kv-local-runtime",
             )
             .header(
                 "Lambda-Runtime-Trace-Id",
@@ -135,7 +136,7 @@ pub(crate) async fn runtime_api(
 }
 
 impl RuntimeApi {
-    pub(crate) async fn start() -> Self {
+    pub async fn start() -> Self {
         let (events, events_rx) = mpsc::unbounded_channel();
         let (answers_tx, answers) = mpsc::unbounded_channel();
         let state = Arc::new(ApiState {
@@ -176,14 +177,14 @@ impl RuntimeApi {
         }
     }
 
-    pub(crate) fn queue(&mut self, event: Vec<u8>) {
+    pub fn queue(&mut self, event: Vec<u8>) {
         self.next_id += 1;
-        let id = format!("bench-{:08}", self.next_id);
+        let id = format!("event-{:08}", self.next_id);
         self.events.send((id, event)).expect("queue event");
     }
 
     /// The next answer to an event, from `function`'s process; its output explains a crash or a silence.
-    pub(crate) async fn answer(&mut self, function: &mut ChildServer) -> Answer {
+    pub async fn answer(&mut self, function: &mut ChildServer) -> Answer {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             match tokio::time::timeout(Duration::from_millis(100), self.answers.recv()).await {
@@ -208,7 +209,7 @@ impl RuntimeApi {
         }
     }
 
-    pub(crate) async fn invoke(&mut self, event: Vec<u8>, function: &mut ChildServer) -> Answer {
+    pub async fn invoke(&mut self, event: Vec<u8>, function: &mut ChildServer) -> Answer {
         self.queue(event);
         self.answer(function).await
     }
