@@ -1,4 +1,4 @@
-//! Named profiles (endpoint and API key) in the user's config directory, written by `s3kv configure`:
+//! Named profiles (endpoint, API key, and `watch`'s push endpoint) in the user's config directory, written by `s3kv configure`:
 //! `<config dir>/s3kv/profiles.json` (`~/.config/s3kv/` on Linux; `S3KV_CONFIG_DIR` overrides the directory).
 //! The file holds API keys, so it is created readable by its owner only.
 
@@ -11,6 +11,12 @@ use serde::{Deserialize, Serialize};
 pub struct Profile {
     pub endpoint: Option<String>,
     pub api_key: Option<String>,
+    /// `watch`'s push endpoint (`configure --push-url`); absent from older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_url: Option<String>,
+    /// The host push credentials name, when not the one derived from the push URL (`configure --push-host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_host: Option<String>,
 }
 
 pub fn dir() -> Option<PathBuf> {

@@ -52,6 +52,16 @@ impl Api {
         }
     }
 
+    /// The base URL, as given (without a trailing `/`).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The API key sent as `x-api-key`, if any (push sends it in its tokens).
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
     fn url(&self, route: &str, key: Option<&ItemKey>) -> String {
         match key {
             Some(key) => format!(
@@ -67,6 +77,16 @@ impl Api {
     /// [`Api::send_tries`]).
     pub async fn look(&self, key: &ItemKey) -> Result<Item, ApiError> {
         let request = self.http.get(self.url("items", Some(key)));
+        Self::item(self.send_tries(request, 1).await?).await
+    }
+
+    /// An item's current state straight from S3 (`?consistent=true`), tried once: what a watch prints when push
+    /// says the item changed (the cache may not hold the change yet).
+    pub async fn look_consistent(&self, key: &ItemKey) -> Result<Item, ApiError> {
+        let request = self
+            .http
+            .get(self.url("items", Some(key)))
+            .query(&[("consistent", "true")]);
         Self::item(self.send_tries(request, 1).await?).await
     }
 

@@ -1,4 +1,4 @@
-//! `configure`: an endpoint and its API key saved as a profile (see [`crate::profile`]).
+//! `configure`: an endpoint and its API key (and `watch`'s push endpoint) saved as a profile (see [`crate::profile`]).
 
 use clap::Args;
 use serde_json::json;
@@ -10,6 +10,13 @@ use crate::{profile, Cli};
 pub struct ConfigureArgs {
     /// The API's base URL
     endpoint: String,
+    /// `watch`'s push endpoint: the Event API's realtime URL (wss://ID.appsync-realtime-api.REGION.amazonaws.com/event/realtime);
+    /// not needed for s3kv-local, whose push is on the API's own address
+    #[arg(long, value_name = "URL")]
+    push_url: Option<String>,
+    /// The host push credentials name, when not the push URL's (AppSync: appsync-realtime-api read as appsync-api)
+    #[arg(long, value_name = "HOST", requires = "push_url")]
+    push_host: Option<String>,
 }
 
 /// The key is read from stdin, never from a flag or the environment: a flag shows in `ps` and the shell's
@@ -17,6 +24,9 @@ pub struct ConfigureArgs {
 pub(super) async fn exec(cli: &Cli, args: &ConfigureArgs) -> Result<(), Failure> {
     let endpoint = args.endpoint.as_str();
     super::check_endpoint(endpoint)?;
+    if let Some(url) = &args.push_url {
+        super::watch::check_push_url(url)?;
+    }
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         eprint!("API key for {endpoint}: ");
     }
@@ -34,6 +44,8 @@ pub(super) async fn exec(cli: &Cli, args: &ConfigureArgs) -> Result<(), Failure>
     let saved = profile::Profile {
         endpoint: Some(endpoint.to_owned()),
         api_key: Some(api_key.to_owned()),
+        push_url: args.push_url.clone(),
+        push_host: args.push_host.clone(),
     };
     let path = profile::save(&cli.profile, saved).map_err(Failure::Other)?;
     print(

@@ -49,6 +49,8 @@ pub enum Command {
     /// {"key","deleted":true}; a deleted item is watched until it comes back. --prefix: each changed item as
     /// {"key","etag","deleted"} (its state now, not its value); the cursor to resume from (--after) goes to
     /// stderr as "cursor: C" after each batch, and to --cursor-file. Waits ride out outages (retried with backoff).
+    /// Changes are learnt of over push (a WebSocket subscription; after a lost connection it reconnects and
+    /// catches up) unless --transport poll, or push cannot be reached, when it long-polls.
     Watch(watch::WatchArgs),
     /// Check the stored items under PREFIX against their schemas; prints each violation of each invalid item
     ///
@@ -80,7 +82,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Configure(args) => return configure::exec(&cli, args).await,
         _ => {}
     }
-    let api = client(&cli)?;
+    let (api, own) = client(&cli)?;
     let out = cli.output;
     match cli.command {
         Command::Get(args) => items::get(&api, out, args).await,
@@ -93,7 +95,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import(args) => transfer::import(&api, out, args).await,
         Command::History(args) => history::history(&api, out, args).await,
         Command::Restore(args) => history::restore(&api, out, args).await,
-        Command::Watch(args) => watch::exec(&api, out, args).await,
+        Command::Watch(args) => watch::exec(&api, out, args, own.as_ref()).await,
         Command::Validate(args) => validate::exec(&api, out, args).await,
         Command::Schema(command) => schema::exec(&api, out, command).await,
         Command::Configure(_) | Command::Completions(_) => unreachable!("handled above"),
@@ -110,8 +112,9 @@ fn check_endpoint(endpoint: &str) -> Result<(), Failure> {
     )))
 }
 
-/// Flags and environment first (clap read both), then the profile, then s3kv-local's address.
-fn client(cli: &Cli) -> Result<Api, Failure> {
+/// Flags and environment first (clap read both), then the profile, then s3kv-local's address; with the profile
+/// when the endpoint is its own (its other settings, as its key, go to that endpoint only).
+fn client(cli: &Cli) -> Result<(Api, Option<profile::Profile>), Failure> {
     let profiles = profile::load().map_err(Failure::Usage)?;
     let saved = profiles.get(&cli.profile).cloned().unwrap_or_default();
     if cli.profile != "default" && !profiles.contains_key(&cli.profile) {
@@ -127,12 +130,12 @@ fn client(cli: &Cli) -> Result<Api, Failure> {
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
     check_endpoint(&endpoint)?;
     // A profile's key goes to the profile's own endpoint only, never to one given by flag or environment.
-    let api_key = cli.api_key.clone().or_else(|| {
-        (saved.endpoint.as_deref() == Some(endpoint.as_str()))
-            .then_some(saved.api_key)
-            .flatten()
-    });
-    Ok(Api::new(&endpoint, api_key))
+    let own = (saved.endpoint.as_deref() == Some(endpoint.as_str())).then_some(saved);
+    let api_key = cli
+        .api_key
+        .clone()
+        .or_else(|| own.as_ref().and_then(|p| p.api_key.clone()));
+    Ok((Api::new(&endpoint, api_key), own))
 }
 
 fn item_key(raw: &str) -> Result<ItemKey, Failure> {

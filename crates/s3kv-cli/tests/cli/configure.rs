@@ -114,3 +114,43 @@ async fn an_unknown_profile_is_a_usage_error() {
         .await
         .fails(2, "no profile");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configure_saves_a_push_url_that_watch_uses() {
+    let local = Local::start("configure-push").await;
+    let endpoint = local.endpoint();
+    local
+        .s3kv_with(
+            &[
+                "configure",
+                "--push-url",
+                "https://x/event/realtime",
+                &endpoint,
+            ],
+            Some(KEY),
+            &[],
+        )
+        .await
+        .fails(2, "push URL");
+    // The profile's push URL (here one nothing listens on) rather than the one derived from the endpoint.
+    local
+        .s3kv_with(
+            &[
+                "configure",
+                "--push-url",
+                "ws://127.0.0.1:1/event/realtime",
+                &endpoint,
+            ],
+            Some(KEY),
+            &[],
+        )
+        .await
+        .ok();
+    let mut watch = local.watch(&["flags/x"]);
+    let said = watch.said_line().await;
+    assert!(
+        said.contains("push unavailable") && said.contains("127.0.0.1:1/"),
+        "{said}"
+    );
+    assert_eq!(watch.line().await["deleted"], true);
+}

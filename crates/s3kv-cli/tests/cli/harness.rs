@@ -52,6 +52,45 @@ impl Local {
         format!("http://{}", self.stack.api_addr)
     }
 
+    /// Where s3kv-local serves push (what `watch` derives from [`Local::endpoint`] by itself).
+    pub fn push_url(&self) -> String {
+        self.stack.push_url()
+    }
+
+    /// Closes every push connection, as a lost network would.
+    pub fn drop_push_connections(&self) {
+        self.stack.drop_push_connections();
+    }
+
+    /// Push connections open now: a watch over push holds one.
+    pub fn push_connections(&self) -> usize {
+        self.stack.push.connections()
+    }
+
+    /// A write through the API from the test itself (no `s3kv` process): for writes in quick succession.
+    pub async fn put(&self, key: &str, body: &str) {
+        let url = format!(
+            "{}/items/{}",
+            self.endpoint(),
+            s3kv::percent::encode_path(key)
+        );
+        // reqwest is built without a TLS provider of its own (see Cargo.toml): the one `s3kv` installs.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let response = reqwest::Client::new()
+            .put(url)
+            .header("x-api-key", KEY)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("the API answers");
+        assert!(
+            response.status().is_success(),
+            "PUT {key}: {}",
+            response.status()
+        );
+    }
+
     /// Runs `s3kv ARGS` with this stack's endpoint and key in the environment, as a user would after pasting
     /// the banner's export lines.
     pub async fn s3kv(&self, args: &[&str]) -> Run {
@@ -67,6 +106,8 @@ impl Local {
             .env("S3KV_API_KEY", KEY)
             .env("S3KV_CONFIG_DIR", self.dir.join("config"))
             .env_remove("S3KV_PROFILE")
+            .env_remove("S3KV_PUSH_URL")
+            .env_remove("S3KV_PUSH_HOST")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
@@ -170,6 +211,8 @@ impl Local {
             .env("S3KV_API_KEY", KEY)
             .env("S3KV_CONFIG_DIR", self.dir.join("config"))
             .env_remove("S3KV_PROFILE")
+            .env_remove("S3KV_PUSH_URL")
+            .env_remove("S3KV_PUSH_HOST")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -190,12 +233,32 @@ impl Local {
 impl Watch {
     /// The next line on stdout, as JSON.
     pub async fn line(&mut self) -> serde_json::Value {
-        let line = tokio::time::timeout(HANG, self.stdout.next_line())
+        let line = self.raw_line().await;
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    /// The next line on stdout as printed, for values that must be byte for byte.
+    pub async fn raw_line(&mut self) -> String {
+        tokio::time::timeout(HANG, self.stdout.next_line())
             .await
             .unwrap_or_else(|_| panic!("s3kv watch {:?} printed nothing", self.args))
             .unwrap()
-            .unwrap_or_else(|| panic!("s3kv watch {:?} ended", self.args));
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+            .unwrap_or_else(|| panic!("s3kv watch {:?} ended", self.args))
+    }
+
+    /// The next line on stderr other than a cursor (a warning, a note).
+    pub async fn said_line(&mut self) -> String {
+        loop {
+            let line = tokio::time::timeout(HANG, self.stderr.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("s3kv watch {:?} said nothing", self.args))
+                .unwrap()
+                .unwrap_or_else(|| panic!("s3kv watch {:?} ended", self.args));
+            assert!(!line.contains("panicked"), "{line}");
+            if !line.starts_with("cursor: ") {
+                return line;
+            }
+        }
     }
 
     /// The cursor of the next `cursor: C` line on stderr (after any warnings).

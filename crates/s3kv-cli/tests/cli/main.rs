@@ -16,3 +16,4 @@ mod usage;
 mod validate;
 mod watch_item;
 mod watch_prefix;
+mod watch_push;

@@ -3,9 +3,11 @@
 use std::time::Instant;
 
 use s3kv::key::ItemKey;
+use s3kv::push::Topic;
 use serde_json::value::RawValue;
 
-use super::{pace, Backoff};
+use super::push::{newer, Push, Subscription};
+use super::{fall_back, pace, Backoff};
 use crate::api::{Api, ApiError, Item, Watched, MAX_WAIT_SECS};
 use crate::commands::item_key;
 use crate::output::{emit, Failure, ItemLine, Output};
@@ -61,36 +63,120 @@ fn state_line(key: &ItemKey, item: Option<&Item>) -> Result<String, Failure> {
 
 /// `watch KEY`: the item's state now, then each state it changes to, every line JSON whatever `--output` says
 /// (a stream of values is only usable with the key and ETag on each). The first line tells a script what the
-/// watch started from, and that it is watching.
+/// watch started from, and that it is watching. Over push when `push` says where (and it connects), else by
+/// long-poll.
 pub(super) async fn watch_item(
     api: &Api,
     out: Output,
     raw_key: &str,
     once: bool,
+    push: Option<&Push>,
 ) -> Result<(), Failure> {
     let key = item_key(raw_key)?;
+    // Subscribed before the state is read: a change after the read is pushed, so none falls in between.
+    let topic = Topic::Key(key.clone());
+    let subscription = match push {
+        Some(push) => match push.subscribe(&topic).await {
+            Ok(subscription) => Some((push, subscription)),
+            Err(why) => {
+                fall_back(out, &why);
+                None
+            }
+        },
+        None => None,
+    };
     let mut backoff = Backoff::new();
-    let mut state = loop {
+    let state = loop {
         match api.look(&key).await {
             Ok(item) => break Some(item),
             Err(e) if e.status() == Some(404) => break None,
             Err(e) => backoff.retry(out, e).await?,
         }
     };
-    let mut printed = 0;
+    if !emit(&state_line(&key, state.as_ref())?)? {
+        return Ok(());
+    }
+    match subscription {
+        Some((push, subscription)) => {
+            let shown = state.map(|item| item.etag);
+            pushed(api, out, &key, once, shown, (push, subscription)).await
+        }
+        None => polled(api, out, &key, once, state).await,
+    }
+}
+
+/// Long-poll: a wait on the item's ETag, or on the feed while it is deleted, and the state it ended with.
+async fn polled(
+    api: &Api,
+    out: Output,
+    key: &ItemKey,
+    once: bool,
+    mut state: Option<Item>,
+) -> Result<(), Failure> {
     loop {
-        if !emit(&state_line(&key, state.as_ref())?)? {
-            return Ok(());
-        }
-        printed += 1;
-        // The state it started from, then the first change.
-        if once && printed == 2 {
-            return Ok(());
-        }
         state = match &state {
-            Some(item) => changed_from(api, out, &key, &item.etag).await?,
-            None => back(api, out, &key).await.map(Some)?,
+            Some(item) => changed_from(api, out, key, &item.etag).await?,
+            None => back(api, out, key).await.map(Some)?,
         };
+        // The state it started from, then the first change.
+        if !emit(&state_line(key, state.as_ref())?)? || once {
+            return Ok(());
+        }
+    }
+}
+
+/// Push: each change delivered says the item changed, and a consistent read says to what, so a line carries the
+/// writer as a long-poll's does and never states what S3 no longer holds: a change delivered late or twice (push
+/// is at least once, in no particular order) is dropped by its sequencer, or found to be the state shown already.
+/// After the connection is lost, the read on subscribing again catches up with whatever changed meanwhile.
+async fn pushed(
+    api: &Api,
+    out: Output,
+    key: &ItemKey,
+    once: bool,
+    mut shown: Option<String>,
+    (push, mut subscription): (&Push, Subscription),
+) -> Result<(), Failure> {
+    let topic = Topic::Key(key.clone());
+    let mut newest: Option<String> = None;
+    loop {
+        match subscription.next().await {
+            Ok(change) => {
+                if change.key != key.as_str() || !newer(&change.sequencer, newest.as_deref()) {
+                    continue;
+                }
+                let pushed_etag = if change.deleted { None } else { change.etag };
+                newest = Some(change.sequencer);
+                if pushed_etag == shown {
+                    continue;
+                }
+            }
+            Err(why) => subscription = push.resubscribe(&topic, out, &why).await,
+        }
+        let Some(now) = read_now(api, out, key).await? else {
+            continue;
+        };
+        if now.as_ref().map(|item| &item.etag) == shown.as_ref() {
+            continue;
+        }
+        if !emit(&state_line(key, now.as_ref())?)? || once {
+            return Ok(());
+        }
+        shown = now.map(|item| item.etag);
+    }
+}
+
+/// The item as S3 holds it now (`Some(None)`: deleted), retried through outages; `None` when it is no document
+/// the API serves (uploaded around it), which is no state to print: the next change may be.
+async fn read_now(api: &Api, out: Output, key: &ItemKey) -> Result<Option<Option<Item>>, Failure> {
+    let mut backoff = Backoff::new();
+    loop {
+        match api.look_consistent(key).await {
+            Ok(item) => return Ok(Some(Some(item))),
+            Err(e) if e.status() == Some(404) => return Ok(Some(None)),
+            Err(e) if e.status() == Some(409) => return Ok(None),
+            Err(e) => backoff.retry(out, e).await?,
+        }
     }
 }
 
