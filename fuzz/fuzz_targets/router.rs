@@ -157,7 +157,7 @@ fn world() -> &'static World {
                 .unwrap(),
             writer: Writer::new(store.clone(), &config),
             reader: Reader::new(store.clone(), Down, &config),
-            access: Access::from_config(&config).unwrap(),
+            access: Access::from_config(&config),
             store,
             config,
         }
