@@ -5,7 +5,10 @@ Run by scripts/validate-template (pytest, in .venv-lint). Uses cfn-lint's loader
 as CloudFormation does.
 """
 
+import copy
+import functools
 import json
+import os
 import pathlib
 import re
 import tomllib
@@ -56,6 +59,22 @@ OTHER_EVENTS = {
 }
 BINARIES = ["notifier", "push-authorizer", "reader", "reconcile", "syncer", "writer"]
 API_RS = "".join(p.read_text() for p in sorted((ROOT / "src" / "api").glob("*.rs")))
+
+
+@functools.cache
+def transformed():
+    """The template as SAM's transform turns it into plain CloudFormation, offline (no credentials: the managed
+    policy lookup is stubbed, and the template names no managed policy)."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    template = copy.deepcopy(TEMPLATE)
+    template["Globals"]["Function"]["CodeUri"] = "s3://bucket/code.zip"  # the build's job; the transform wants S3
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    return transform(json.loads(json.dumps(template)), {}, NoManagedPolicies())
 
 
 def binary(function):
@@ -347,20 +366,7 @@ def test_the_bucket_sends_to_eventbridge_beside_the_syncers_trigger():
     (event,) = RESOURCES["SyncerFunction"]["Properties"]["Events"].values()
     assert event["Type"] == "S3" and event["Properties"]["Bucket"] == {"Ref": "ItemsBucket"}
     # SAM merges the syncer's trigger into the bucket's configuration: both must survive the transform.
-    import copy
-    import os
-
-    from samtranslator.translator.transform import transform
-
-    class NoManagedPolicies:
-        def load(self):
-            return {}
-
-    template = copy.deepcopy(TEMPLATE)
-    template["Globals"]["Function"]["CodeUri"] = "s3://bucket/code.zip"  # the build's job; the transform wants S3
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    out = transform(json.loads(json.dumps(template)), {}, NoManagedPolicies())
-    merged = out["Resources"]["ItemsBucket"]["Properties"]["NotificationConfiguration"]
+    merged = transformed()["Resources"]["ItemsBucket"]["Properties"]["NotificationConfiguration"]
     assert merged["EventBridgeConfiguration"] == {"EventBridgeEnabled": True}
     lambdas = merged["LambdaConfigurations"]
     assert {c["Event"] for c in lambdas} == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
@@ -421,3 +427,20 @@ def test_clients_subscribe_through_the_authorizer_and_only_iam_publishes():
     outputs = TEMPLATE["Outputs"]
     assert outputs["PushRealtimeUrl"]["Value"] == {"Fn::Sub": "wss://${PushApi.Dns.Realtime}/event/realtime"}
     assert outputs["PushHttpHost"]["Value"] == {"Fn::GetAtt": ["PushApi", "Dns.Http"]}
+
+
+def test_the_api_has_exactly_the_intended_stage():
+    # Without OpenApiVersion SAM also deploys a stage named "Stage" (its Deployment gets StageName: Stage), with
+    # no throttle, no access log and no usage plan: GET /Stage/public/{key} would reach the reader unthrottled.
+    resources = transformed()["Resources"]
+    stages = {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::ApiGateway::Stage"}
+    assert list(stages) == ["ApiStage"]
+    assert stages["ApiStage"]["StageName"] == {"Ref": "StageName"}
+    assert "AccessLogSetting" in stages["ApiStage"] and "MethodSettings" in stages["ApiStage"]
+    deployments = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Deployment"]
+    assert deployments and all("StageName" not in d for d in deployments)
+    # The usage plans are on that stage (Api.Stage resolves to it).
+    for plan in ("ReadUsagePlan", "WriteUsagePlan"):
+        (stage,) = resources[plan]["Properties"]["ApiStages"]
+        assert stage["Stage"] == {"Ref": "ApiStage"}, plan
+    assert RESOURCES["Api"]["Properties"]["OpenApiVersion"] == "3.0.1"  # quoted: 3.1.x is refused at deploy
