@@ -12,6 +12,7 @@ import os
 import pathlib
 import re
 import tomllib
+import unicodedata
 
 from cfnlint.decode import cfn_yaml
 
@@ -444,3 +445,136 @@ def test_the_api_has_exactly_the_intended_stage():
         (stage,) = resources[plan]["Properties"]["ApiStages"]
         assert stage["Stage"] == {"Ref": "ApiStage"}, plan
     assert RESOURCES["Api"]["Properties"]["OpenApiVersion"] == "3.0.1"  # quoted: 3.1.x is refused at deploy
+
+
+# ---------------------------------------------------------------- parameters the functions parse (#33 item 5)
+# CloudFormation accepts any string unless the parameter says otherwise, and a value the functions refuse is an
+# outage found only at run time. Each rule below restates, in Python, what the Rust code accepts (src/config.rs,
+# src/access.rs); the template's constraint must accept every sample the code accepts, and refuse the samples the
+# code refuses. CloudFormation applies AllowedPattern as a Java regex to the whole value; the patterns use only
+# syntax Java and Python's re read alike (classes, \xhh, \uhhhh, \s), matched here with fullmatch.
+
+
+def parameter_allows(name, value):
+    p = PARAMETERS[name]
+    if "AllowedValues" in p:
+        return str(value) in [str(v) for v in p["AllowedValues"]]
+    if p["Type"] == "Number":
+        return float(p.get("MinValue", "-inf")) <= float(value) <= float(p.get("MaxValue", "inf"))
+    if not int(p.get("MinLength", 0)) <= len(value) <= int(p.get("MaxLength", 4096)):
+        return False
+    return "AllowedPattern" not in p or re.fullmatch(p["AllowedPattern"], value) is not None
+
+
+def _ascii_graphic(s):
+    return all(0x21 <= ord(c) <= 0x7E for c in s)
+
+
+def config_accepts_cors_origin(value):  # src/config.rs
+    return _ascii_graphic(value) and "," not in value
+
+
+def access_accepts_prefix(value):  # src/access.rs check_prefix, with key.rs xml_safe
+    control = lambda c: unicodedata.category(c) == "Cc" or c in "\ufffe\uffff"
+    return value != "" and len(value.encode()) <= 512 and not any(control(c) for c in value)
+
+
+def access_accepts_grants(value):  # src/access.rs parse_grants / parse_grant: True when no key is denied
+    try:
+        entries = json.loads(value)
+    except ValueError:
+        return False
+    if not isinstance(entries, dict):
+        return False
+    for key_id, grant in entries.items():
+        if not (key_id.isascii() and key_id.isalnum()) or not isinstance(grant, dict):
+            return False
+        if grant.get("role") not in ("read", "write") or set(grant) - {"role", "prefixes", "name"}:
+            return False
+        if not all(access_accepts_prefix(p) for p in grant.get("prefixes", [])):
+            return False
+        name = grant.get("name")
+        if name is not None and not re.fullmatch(r"[A-Za-z0-9\-_. ]{1,128}", name):
+            return False
+    return True
+
+
+def test_every_parameter_a_function_reads_is_constrained():
+    referenced = set()
+    for function in FUNCTIONS.values():
+        for value in env(function).values():
+            if isinstance(value, dict) and "Ref" in value:
+                referenced.add(value["Ref"])
+            elif isinstance(value, dict) and "Fn::Sub" in value:
+                referenced |= set(re.findall(r"\$\{(\w+)\}", json.dumps(value["Fn::Sub"]))) & set(PARAMETERS)
+    assert {"ItemPrefix", "CorsOrigin", "ExtraApiKeys", "PublicReadPrefix", "FeedRetention", "MaxWaitSeconds"} <= referenced
+    for name in referenced & set(PARAMETERS):
+        p = PARAMETERS[name]
+        assert {"AllowedPattern", "AllowedValues", "MinValue"} & set(p), name
+        assert "AllowedValues" in p or "ConstraintDescription" in p or p["Type"] == "Number", name
+        assert parameter_allows(name, p["Default"]), name
+
+
+def test_cors_origin_pattern_matches_the_config_rule():
+    accepted = ["*", "https://app.example.com", "http://localhost:5173", "null"]
+    refused = ["https://a.example, https://b.example", "https://a.example https://b.example", " *", "*\t",
+               "https://café.example", ""]
+    for value in accepted:
+        assert config_accepts_cors_origin(value) and parameter_allows("CorsOrigin", value), value
+    for value in refused[:-1]:
+        assert not config_accepts_cors_origin(value) and not parameter_allows("CorsOrigin", value), value
+    # Stricter than the code, on purpose: empty would put '' in the gateway's CORS header (the functions read it
+    # as unset), and a quote would end the gateway's '...' literal.
+    assert not parameter_allows("CorsOrigin", "")
+    assert config_accepts_cors_origin("https://o'brien.example") and not parameter_allows("CorsOrigin", "https://o'brien.example")
+
+
+def test_public_read_prefix_pattern_matches_the_access_rule():
+    assert parameter_allows("PublicReadPrefix", "")  # the default: public reads off
+    for value in ["public/", "p", "docs/v1/", "café/", "a" * 128]:
+        assert access_accepts_prefix(value) and parameter_allows("PublicReadPrefix", value), value
+    for value in ["public/\n", "tab\there", "\x7f", "bell\x07", "x\u0085", "a" * 513]:
+        assert not access_accepts_prefix(value) and not parameter_allows("PublicReadPrefix", value), repr(value)
+    # Stricter than the code: spaces (a trailing one is a typo), and 129 to 512 characters (128 characters are
+    # at most 512 bytes of UTF-8, which a Java regex cannot count).
+    for value in ["public/ ", "my docs/", "a" * 129]:
+        assert access_accepts_prefix(value) and not parameter_allows("PublicReadPrefix", value), value
+
+
+def test_extra_api_keys_pattern_refuses_what_is_not_a_grants_object():
+    assert parameter_allows("ExtraApiKeys", "")  # the default: only the stack's two keys
+    accepted = [
+        "{}",
+        '{"a1b2c3d4e5": {"role": "read"}}',
+        '{"a1b2c3d4e5": {"role": "write", "prefixes": ["flags/"], "name": "flags-bot"}, "x9": {"role": "read"}}',
+        '  {\n "a1b2c3d4e5" : { "role" : "read" }\n}\n',
+    ]
+    for value in accepted:
+        assert access_accepts_grants(value) and parameter_allows("ExtraApiKeys", value), value
+    refused = [
+        '{"a1b2c3d4e5": {"role": "read"}',  # a brace short
+        '"a1b2c3d4e5": {"role": "read"}',  # not wrapped in an object
+        '[{"a1b2c3d4e5": {"role": "read"}}]',
+        '{"a1b2-c3d4": {"role": "read"}}',  # not an API key id
+        '{"a1b2c3d4e5": "read"}',  # a grant must be an object
+        "{'a1b2c3d4e5': {'role': 'read'}}",  # single quotes are not JSON
+        "a1b2c3d4e5=read",
+    ]
+    for value in refused:
+        assert not access_accepts_grants(value) and not parameter_allows("ExtraApiKeys", value), value
+    # The shape only: what is inside a grant is the functions' check (they deny that key and log why).
+    assert not access_accepts_grants('{"a1b2c3d4e5": {"role": "admin"}}')
+    assert parameter_allows("ExtraApiKeys", '{"a1b2c3d4e5": {"role": "admin"}}')
+
+
+def test_item_prefix_and_numbers_stay_in_the_ranges_config_accepts():
+    for value in ["items/", "x", "a" * 500]:
+        assert parameter_allows("ItemPrefix", value), value
+    for value in ["/items/", "", "a" * 501]:  # config refuses a leading '/' and over 500 bytes; the filter needs one
+        assert not parameter_allows("ItemPrefix", value), value
+    # Whole numbers above 0 (config's `positive`); the wait 0 to MAX_WAIT_SECS.
+    assert not parameter_allows("FeedRetention", 0) and parameter_allows("FeedRetention", 1)
+    (max_wait,) = re.findall(r"pub const MAX_WAIT_SECS: u64 = (\d+);", CONFIG_RS)
+    assert parameter_allows("MaxWaitSeconds", 0) and parameter_allows("MaxWaitSeconds", int(max_wait))
+    assert not parameter_allows("MaxWaitSeconds", int(max_wait) + 1)
+    assert parameter_allows("LogLevel", "info") and not parameter_allows("LogLevel", "verbose")
