@@ -578,3 +578,45 @@ def test_item_prefix_and_numbers_stay_in_the_ranges_config_accepts():
     assert parameter_allows("MaxWaitSeconds", 0) and parameter_allows("MaxWaitSeconds", int(max_wait))
     assert not parameter_allows("MaxWaitSeconds", int(max_wait) + 1)
     assert parameter_allows("LogLevel", "info") and not parameter_allows("LogLevel", "verbose")
+
+
+# ---------------------------------------------------------------- abuse limits (#33 item 4)
+
+
+def test_the_read_key_has_no_monthly_quota_unless_asked():
+    # The read key ships in browsers: a quota on it is one budget for every browser and anyone who copies the key.
+    assert str(PARAMETERS["ReadKeyMonthlyQuota"]["Default"]) == "0"
+    assert TEMPLATE["Conditions"]["ReadKeyQuota"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ReadKeyMonthlyQuota"}, "0"]}]}
+    quota = RESOURCES["ReadUsagePlan"]["Properties"]["Quota"]["Fn::If"]
+    assert quota == [
+        "ReadKeyQuota",
+        {"Limit": {"Ref": "ReadKeyMonthlyQuota"}, "Period": "MONTH"},
+        {"Ref": "AWS::NoValue"},
+    ]
+    assert RESOURCES["WriteUsagePlan"]["Properties"]["Quota"]["Limit"] == {"Ref": "ApiMonthlyQuota"}
+
+
+def test_an_optional_waf_rate_limits_each_ip_on_the_whole_stage():
+    assert PARAMETERS["WafRateLimitPerIp"]["Default"] == "0"
+    for value in ("0", "10", "100", "2000", "999999999"):
+        assert parameter_allows("WafRateLimitPerIp", value), value
+    for value in ("1", "9", "010", "-5", "", "1e3", "1000000000"):  # WAF's lowest limit is 10
+        assert not parameter_allows("WafRateLimitPerIp", value), value
+    assert TEMPLATE["Conditions"]["WafRateLimit"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WafRateLimitPerIp"}, "0"]}]}
+    wafs = {name for name, r in RESOURCES.items() if r["Type"].startswith("AWS::WAFv2::")}
+    assert wafs == {"WebAcl", "WebAclAssociation"}
+    assert all(RESOURCES[name]["Condition"] == "WafRateLimit" for name in wafs)
+    acl = RESOURCES["WebAcl"]["Properties"]
+    assert acl["Scope"] == "REGIONAL" and acl["DefaultAction"] == {"Allow": {}}
+    (rule,) = acl["Rules"]
+    assert rule["Action"] == {"Block": {}}
+    assert rule["Statement"] == {
+        "RateBasedStatement": {"Limit": {"Ref": "WafRateLimitPerIp"}, "EvaluationWindowSec": 300, "AggregateKeyType": "IP"}
+    }
+    # No scope-down: every route, the keyless GET /public/{key} included, counts toward the one per-IP limit.
+    # After SAM's transform the association names the API's only stage, and refers to it (so waits for it).
+    association = transformed()["Resources"]["WebAclAssociation"]["Properties"]
+    assert association["WebACLArn"] == {"Fn::GetAtt": ["WebAcl", "Arn"]}
+    assert association["ResourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${Api}/stages/${ApiStage}"
+    }
