@@ -620,3 +620,24 @@ def test_an_optional_waf_rate_limits_each_ip_on_the_whole_stage():
     assert association["ResourceArn"] == {
         "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${Api}/stages/${ApiStage}"
     }
+
+
+# ---------------------------------------------------------------- alarms notify someone (#33 item 6)
+
+
+def test_every_alarm_notifies_the_alarm_topic_and_the_email_is_optional():
+    alarms = {name: r["Properties"] for name, r in RESOURCES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert len(alarms) >= 5
+    for name, alarm in alarms.items():
+        assert {"Ref": "AlarmTopic"} in alarm.get("AlarmActions", []), name
+        assert {"Ref": "AlarmTopic"} in alarm.get("OKActions", []), name
+    assert RESOURCES["AlarmTopic"]["Type"] == "AWS::SNS::Topic" and "Condition" not in RESOURCES["AlarmTopic"]
+    subscription = RESOURCES["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "AlarmEmailSet"
+    assert subscription["Properties"] == {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}
+    assert TEMPLATE["Conditions"]["AlarmEmailSet"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+    assert PARAMETERS["AlarmEmail"]["Default"] == ""
+    for value in ("", "ops@example.com", "a.b+s3kv@mail.example.org"):
+        assert parameter_allows("AlarmEmail", value), value
+    for value in ("ops", "ops@example", "ops@example.com, dev@example.com", " ops@example.com"):
+        assert not parameter_allows("AlarmEmail", value), value
