@@ -394,7 +394,7 @@ def test_the_push_functions_are_small_outside_the_vpc_and_least_privileged():
         assert props["MemorySize"] == 128, name
     notifier = _actions("NotifierFunction")
     assert set(notifier) == {"s3:GetObject", "s3:ListBucket", "appsync:EventPublish"}
-    assert "${ItemPrefix}*" in notifier["s3:GetObject"]["Fn::Sub"]
+    assert notifier["s3:GetObject"]["Fn::Sub"][0].endswith("/${ItemPrefix}*")
     assert notifier["appsync:EventPublish"] == {"Fn::GetAtt": ["PushNamespace", "ChannelNamespaceArn"]}
     assert _actions("PushAuthorizerFunction") == {
         "apigateway:GET": {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/apikeys"}
@@ -641,3 +641,71 @@ def test_every_alarm_notifies_the_alarm_topic_and_the_email_is_optional():
         assert parameter_allows("AlarmEmail", value), value
     for value in ("ops", "ops@example", "ops@example.com, dev@example.com", " ops@example.com"):
         assert not parameter_allows("AlarmEmail", value), value
+
+
+# ---------------------------------------------------------------- names (#33 item 7)
+# The properties that name a resource within an account (and region), by resource type. A name built from the
+# Name parameter alone collides when two stacks keep the default.
+NAME_PROPERTIES = {
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::ElastiCache::ServerlessCache": "ServerlessCacheName",
+    "AWS::ElastiCache::User": "UserId",
+    "AWS::ElastiCache::UserGroup": "UserGroupId",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::SNS::Topic": "TopicName",
+    "AWS::CloudWatch::Alarm": "AlarmName",
+    "AWS::CloudWatch::Dashboard": "DashboardName",
+    "AWS::Serverless::Api": "Name",
+    "AWS::ApiGateway::ApiKey": "Name",
+    "AWS::ApiGateway::UsagePlan": "UsagePlanName",
+    "AWS::AppSync::Api": "Name",
+    "AWS::WAFv2::WebACL": "Name",
+    "AWS::Serverless::Function": "FunctionName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::EC2::SecurityGroup": "GroupName",
+}
+STACK_SUFFIX = {"Fn::Select": [0, {"Fn::Split": ["-", {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}]}]}
+
+
+def _unique_to_the_stack(name):
+    """Whether a name expression differs between two stacks: it holds the stack name, the stack id, or the name
+    of a resource CloudFormation generated (which holds the stack name)."""
+    if isinstance(name, dict) and "Ref" in name:
+        return name["Ref"] in ("AWS::StackName", "AWS::StackId") or name["Ref"] in RESOURCES
+    if isinstance(name, dict) and "Fn::Sub" in name:
+        sub = name["Fn::Sub"]
+        (text, variables) = (sub, {}) if isinstance(sub, str) else sub
+        refs = set(re.findall(r"\$\{([\w:]+)(?:\.\w+)?\}", text))
+        if refs & {"AWS::StackName", "AWS::StackId"} or refs & set(RESOURCES):
+            return True
+        return any(variables.get(v) == STACK_SUFFIX for v in refs)
+    return False
+
+
+def test_no_resource_name_is_built_from_name_alone_so_two_stacks_never_collide():
+    named = {}
+    for logical, resource in RESOURCES.items():
+        prop = NAME_PROPERTIES.get(resource["Type"])
+        if prop and prop in resource.get("Properties", {}):
+            named[logical] = resource["Properties"][prop]
+    assert {"ItemsBucket", "Cache", "CacheUser", "CacheUserGroup", "ApiAccessLogs", "Dashboard", "SyncFailureAlarm"} <= set(named)
+    for logical, name in named.items():
+        assert _unique_to_the_stack(name), (logical, name)
+    # The cache user's name is its id; the bucket's name, wherever the functions and the push rule build it, is
+    # the bucket's own expression (test_functions_use_the_bucket_the_template_creates).
+    assert RESOURCES["CacheUser"]["Properties"]["UserName"] == RESOURCES["CacheUser"]["Properties"]["UserId"]
+    bucket = RESOURCES["ItemsBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+    assert bucket == ["${Name}-items-${StackSuffix}-${AWS::AccountId}-${AWS::Region}", {"StackSuffix": STACK_SUFFIX}]
+    # Every S3 ARN the policies grant is on that bucket.
+    for function in FUNCTIONS:
+        for statement in _statements(function):
+            resource = json.dumps(statement["Resource"])
+            if "arn:${AWS::Partition}:s3:::" in resource:
+                assert "${Name}-items-${StackSuffix}-${AWS::AccountId}-${AWS::Region}" in resource, function
+                assert json.dumps(STACK_SUFFIX) in resource, function
+    # The metrics namespace, which the alarms and the dashboard read, is the stack's too.
+    assert GLOBAL_ENV["S3KV_METRICS_NAMESPACE"] == {"Fn::Sub": "s3kv/${AWS::StackName}"}
+    # The longest bucket name fits S3's 63 characters: Name at its longest, a 12-digit account, a 14-letter region.
+    longest = f"{'a' * PARAMETERS['Name']['MaxLength']}-items-{'0' * 8}-{'1' * 12}-ap-southeast-2"
+    assert len(longest) <= 63
