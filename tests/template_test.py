@@ -709,3 +709,27 @@ def test_no_resource_name_is_built_from_name_alone_so_two_stacks_never_collide()
     # The longest bucket name fits S3's 63 characters: Name at its longest, a 12-digit account, a 14-letter region.
     longest = f"{'a' * PARAMETERS['Name']['MaxLength']}-items-{'0' * 8}-{'1' * 12}-ap-southeast-2"
     assert len(longest) <= 63
+
+
+def test_a_deploy_with_every_default_sets_the_logging_role_the_access_log_needs():
+    # A REST stage with access logs fails until the account's CloudWatch Logs role is set (one per region), well
+    # into the deploy; the defaults must set it, and the stage must wait for it.
+    assert PARAMETERS["ConfigureApiGatewayLogging"]["Default"] == "true"
+    assert TEMPLATE["Conditions"]["ConfigureApiGatewayLoggingCondition"] == {
+        "Fn::Equals": [{"Ref": "ConfigureApiGatewayLogging"}, "true"]
+    }
+    role = RESOURCES["ApiGatewayLoggingRole"]["Properties"]
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    assert role["ManagedPolicyArns"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"}
+    ]
+    account = RESOURCES["ApiGatewayAccount"]["Properties"]
+    assert account == {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLoggingRole", "Arn"]}}
+    # After the transform the stage (with its access log) refers to the RestApi, which waits for the handle, which
+    # refers to the account setting when it is made.
+    resources = transformed()["Resources"]
+    assert "AccessLogSetting" in resources["ApiStage"]["Properties"]
+    assert resources["ApiStage"]["Properties"]["RestApiId"] == {"Ref": "Api"}
+    depends = resources["Api"]["DependsOn"]
+    assert "ApiGatewayAccountReady" in ([depends] if isinstance(depends, str) else depends)
