@@ -70,6 +70,8 @@ pub struct Item {
     pub body: String,
     pub etag: String,
     pub writer: Option<String>,
+    /// Where the answer came from (`X-Cache`: `HIT`, `MISS`, `BYPASS`), when the API said.
+    pub cache: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -97,10 +97,12 @@ impl Api {
         };
         let etag = header("etag").unwrap_or_default();
         let writer = header("x-s3kv-writer");
+        let cache = header("x-cache");
         Ok(Item {
             body: Self::text(response).await?,
             etag: etag.trim_matches('"').to_owned(),
             writer,
+            cache,
         })
     }
 

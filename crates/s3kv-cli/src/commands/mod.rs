@@ -5,6 +5,7 @@
 
 mod completions;
 mod configure;
+mod doctor;
 mod edit;
 mod history;
 mod items;
@@ -69,6 +70,13 @@ schema does not compile (or any other failure: unreachable, forbidden), 2 usage.
     /// The JSON Schemas that writes under a key prefix must meet: ls, get, put, rm (write keys only)
     #[command(subcommand)]
     Schema(schema::SchemaCommand),
+    /// Check a stack end to end: the API and the key, and a write reaching the cache (OK or FAIL with the fix)
+    ///
+    /// Run it first after a deploy. Checks that the API answers and refuses a wrong key, that the key reads, and
+    /// for a write key that a scratch item written under --scratch-prefix is served from the cache (X-Cache: HIT)
+    /// within --within seconds, then deletes it (always). A read key's write checks are skipped.
+    #[command(after_help = "Exit codes: 0 every check passed, 1 a check failed, 2 usage.")]
+    Doctor(doctor::DoctorArgs),
     /// Save an endpoint and its API key (read from stdin) as a profile (--profile)
     Configure(configure::ConfigureArgs),
     /// Print a shell completion script
@@ -98,6 +106,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Watch(args) => watch::exec(&api, out, args, own.as_ref()).await,
         Command::Validate(args) => validate::exec(&api, out, args).await,
         Command::Schema(command) => schema::exec(&api, out, command).await,
+        Command::Doctor(args) => doctor::exec(&api, out, args).await,
         Command::Configure(_) | Command::Completions(_) => unreachable!("handled above"),
     }
 }

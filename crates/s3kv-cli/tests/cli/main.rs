@@ -5,6 +5,7 @@
 //! [`harness`].
 
 mod configure;
+mod doctor;
 mod edit;
 mod exact;
 mod harness;

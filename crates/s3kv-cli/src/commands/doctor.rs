@@ -1,0 +1,354 @@
+//! `s3kv doctor`: a stack checked end to end through its API, one line per check (`OK`, `FAIL` with the fix, or
+//! `SKIP` with why), as the first command after a deploy. The API must answer and refuse a wrong key; the key must
+//! read; a write key must write a scratch item that a cached read then serves (`X-Cache: HIT`) within `--within`
+//! seconds, and delete it again (always, even when a check on the way failed). What needs AWS's own APIs is
+//! listed as not checked here.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use s3kv::key::ItemKey;
+
+use crate::api::{Api, ApiError, Condition};
+use crate::output::{Failure, Output};
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Seconds a write has to reach the cache (a read answered `X-Cache: HIT` with the written version)
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    within: u64,
+    /// Where the scratch item is written and deleted (a write key limited to prefixes needs one of its own)
+    #[arg(long, default_value = ".s3kv-doctor/", value_name = "PREFIX")]
+    scratch_prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok,
+    Fail,
+    Skip,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+        }
+    }
+}
+
+/// The checks' lines, printed as they are made.
+struct Report {
+    out: Output,
+    failed: usize,
+}
+
+impl Report {
+    fn line(&mut self, check: &str, status: Status, detail: &str, fix: Option<&str>) {
+        self.failed += usize::from(status == Status::Fail);
+        match self.out {
+            Output::Text => {
+                println!("{:<4} {check}: {detail}", status.as_str());
+                if let Some(fix) = fix {
+                    println!("     fix: {fix}");
+                }
+            }
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({
+                    "check": check,
+                    "status": status.as_str(),
+                    "detail": detail,
+                    "fix": fix,
+                })
+            ),
+        }
+    }
+    fn ok(&mut self, check: &str, detail: &str) {
+        self.line(check, Status::Ok, detail, None);
+    }
+    fn fail(&mut self, check: &str, detail: &str, fix: &str) {
+        self.line(check, Status::Fail, detail, Some(fix));
+    }
+    fn skip(&mut self, check: &str, detail: &str) {
+        self.line(check, Status::Skip, detail, None);
+    }
+}
+
+/// The fix for an answer the key got where it should have been let in.
+fn key_fix(error: &ApiError) -> &'static str {
+    match error {
+        ApiError::Unreachable { .. } => {
+            "check the endpoint (--endpoint, S3KV_ENDPOINT or the profile): the stage URL without /items, e.g. \
+             https://ID.execute-api.REGION.amazonaws.com/v1"
+        }
+        ApiError::Status { status: 401 | 403, .. } => {
+            "use a key of this stack (--api-key, S3KV_API_KEY or `s3kv configure`): `aws apigateway get-api-key \
+             --include-value --api-key ID` with the ReadKeyId or WriteKeyId output; a new key takes up to a \
+             minute to work"
+        }
+        ApiError::Status { status: 404, .. } => {
+            "the endpoint is not s3kv's API: use the stage URL without /items (ApiUrl minus items/)"
+        }
+        _ => "see the message; the functions' logs (sam logs --stack-name STACK) say more",
+    }
+}
+
+fn scratch_key(prefix: &str) -> Result<ItemKey, Failure> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let raw = format!("{prefix}{:x}-{nanos:x}", std::process::id());
+    ItemKey::parse(&raw).map_err(|e| {
+        Failure::Usage(format!(
+            "--scratch-prefix {prefix:?} makes no valid key ({raw:?}): {e}"
+        ))
+    })
+}
+
+pub(super) async fn exec(api: &Api, out: Output, args: DoctorArgs) -> Result<(), Failure> {
+    let scratch = scratch_key(&args.scratch_prefix)?;
+    let mut report = Report { out, failed: 0 };
+
+    // 1. The API answers, and refuses a wrong key.
+    let stranger = Api::new(api.endpoint(), Some("s3kv-doctor-not-a-key".into()));
+    match stranger.get(&scratch, None, true).await {
+        Err(e @ ApiError::Unreachable { .. }) => {
+            report.fail("api", &e.to_string(), key_fix(&e));
+            return finish(report);
+        }
+        Err(ApiError::Status { status, .. }) if matches!(status, 401 | 403) => report.ok(
+            "api",
+            &format!("{} answers; a wrong key gets {status}", api.endpoint()),
+        ),
+        Err(ApiError::Status {
+            status: 404,
+            code: Some(_),
+            ..
+        })
+        | Ok(_) => report.fail(
+            "api",
+            &format!("{} answers, and lets a wrong key read", api.endpoint()),
+            "give the API keys (s3kv-local: --api-key; AWS: the stage's methods require API keys)",
+        ),
+        Err(e) => report.fail(
+            "api",
+            &format!("{} answers a wrong key with {e}", api.endpoint()),
+            key_fix(&e),
+        ),
+    }
+
+    // 2. The key reads (the scratch key is absent: 404 not_found is a read that worked).
+    if api.api_key().is_none() {
+        report.fail(
+            "key",
+            "no API key given",
+            "pass --api-key, set S3KV_API_KEY, or save a profile with `s3kv configure`",
+        );
+        return finish(report);
+    }
+    match api.get(&scratch, None, true).await {
+        Ok(_)
+        | Err(ApiError::Status {
+            status: 404,
+            code: Some(_),
+            ..
+        }) => {}
+        Err(e) => {
+            report.fail("key reads", &e.to_string(), key_fix(&e));
+            return finish(report);
+        }
+    }
+
+    // 3. A write, seen in the cache, then deleted: a read key is told so by the write's refusal.
+    let body = format!(
+        "{{\"s3kv-doctor\":{}}}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    let written = match api.put(&scratch, body, Condition::Absent).await {
+        Ok((written, _)) => written,
+        Err(e) if e.is_read_only_refusal() => {
+            report.ok("key", "a read key: reads work");
+            for check in ["write", "cache", "delete"] {
+                report.skip(
+                    check,
+                    "a read key cannot write; run doctor with a write key to check writes",
+                );
+            }
+            not_checked_here(&mut report);
+            return finish(report);
+        }
+        Err(e) => {
+            report.ok("key", "reads work");
+            let fix = match &e {
+                ApiError::Status { status: 403, .. } => {
+                    "the key may not write under --scratch-prefix: pass one it may write under"
+                }
+                ApiError::Status {
+                    status: 400 | 422, ..
+                } => "a schema refuses the scratch item: pass a --scratch-prefix no schema covers",
+                _ => key_fix(&e),
+            };
+            report.fail("write", &format!("PUT {scratch}: {e}"), fix);
+            not_checked_here(&mut report);
+            return finish(report);
+        }
+    };
+    report.ok("key", "a write key: reads and writes work");
+    let within = Duration::from_secs(args.within);
+    synced(api, &mut report, &scratch, &written.etag, within).await;
+
+    // Always, whatever came before.
+    match api.delete(&scratch, Condition::None).await {
+        Ok(()) | Err(ApiError::Status { status: 404, .. }) => {
+            match wait_for(api, &scratch, None, within).await {
+                Ok(after) => report.ok(
+                    "delete",
+                    &format!(
+                        "deleted {scratch}; the cache stopped serving it after {:.1} s",
+                        after.as_secs_f64()
+                    ),
+                ),
+                Err(last) => report.fail(
+                    "delete",
+                    &format!(
+                        "deleted {scratch}, but the cache still served it after {} s (last read: {last})",
+                        args.within
+                    ),
+                    SYNC_FIX,
+                ),
+            }
+        }
+        Err(e) => report.fail(
+            "delete",
+            &format!("DELETE {scratch}: {e}"),
+            &format!("delete it by hand: s3kv rm '{scratch}'"),
+        ),
+    }
+
+    not_checked_here(&mut report);
+    finish(report)
+}
+
+const SYNC_FIX: &str =
+    "the syncer is not applying S3's notifications: check its logs and errors (sam logs \
+     --stack-name STACK), the bucket's notification configuration, and the failure queue; \
+     or allow more time with --within";
+
+/// The write check and the cache check. A read fills the cache only on a miss, so a cached first version could
+/// come from a read; an update replacing it in the cache can only come from the syncer. So: once the first
+/// version is cached, write a second and wait for a cached read of it.
+async fn synced(api: &Api, report: &mut Report, scratch: &ItemKey, first: &str, within: Duration) {
+    if let Err(last) = wait_for(api, scratch, Some(first), within).await {
+        report.ok("write", &format!("wrote {scratch}"));
+        report.fail(
+            "cache",
+            &format!(
+                "the write was not served from the cache within {} s (last read: {last})",
+                within.as_secs()
+            ),
+            SYNC_FIX,
+        );
+        return;
+    }
+    let second = match api
+        .put(
+            scratch,
+            "{\"s3kv-doctor\":2}".into(),
+            Condition::Matches(first),
+        )
+        .await
+    {
+        Ok((written, _)) => written.etag,
+        Err(e) => {
+            report.fail(
+                "write",
+                &format!("PUT {scratch} (the second version): {e}"),
+                key_fix(&e),
+            );
+            return;
+        }
+    };
+    report.ok("write", &format!("wrote {scratch}, twice"));
+    match wait_for(api, scratch, Some(&second), within).await {
+        Ok(after) => report.ok(
+            "cache",
+            &format!(
+                "the syncer put the update in the cache after {:.1} s (a read: X-Cache: HIT, the new ETag)",
+                after.as_secs_f64()
+            ),
+        ),
+        Err(last) => report.fail(
+            "cache",
+            &format!("the update was not in the cache within {} s (last read: {last})", within.as_secs()),
+            SYNC_FIX,
+        ),
+    }
+}
+
+/// Reads through the cache until it serves `etag` (`X-Cache: HIT`), or no item (`None`): how long that took, or
+/// the last read's answer when `within` ran out.
+async fn wait_for(
+    api: &Api,
+    key: &ItemKey,
+    etag: Option<&str>,
+    within: Duration,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    loop {
+        let last = match (api.get(key, None, false).await, etag) {
+            (Ok(item), Some(etag)) if item.cache.as_deref() == Some("HIT") && item.etag == etag => {
+                return Ok(started.elapsed());
+            }
+            (
+                Err(ApiError::Status {
+                    status: 404,
+                    code: Some(_),
+                    ..
+                }),
+                None,
+            ) => {
+                return Ok(started.elapsed());
+            }
+            (Ok(item), _) => format!(
+                "X-Cache: {}, ETag {}",
+                item.cache.as_deref().unwrap_or("(none)"),
+                item.etag
+            ),
+            (Err(e), _) => e.to_string(),
+        };
+        if started.elapsed() >= within {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What needs AWS's own APIs and is not checked here.
+fn not_checked_here(report: &mut Report) {
+    report.skip(
+        "failure queue",
+        "not checked here: the SyncFailureQueueUrl queue should be empty",
+    );
+    report.skip(
+        "cache storage",
+        "not checked here: compare the cache's BytesUsedForCache with its storage cap in CloudWatch",
+    );
+    report.skip(
+        "S3 from the VPC",
+        "not checked here: the functions reach S3 through the VPC's gateway endpoint; a write seen in the cache \
+         above shows the syncer reached it",
+    );
+}
+
+fn finish(report: Report) -> Result<(), Failure> {
+    match report.failed {
+        0 => Ok(()),
+        1 => Err(Failure::Other("1 check failed".into())),
+        n => Err(Failure::Other(format!("{n} checks failed"))),
+    }
+}
