@@ -2,7 +2,7 @@
 //! `SKIP` with why), as the first command after a deploy. The API must answer and refuse a wrong key; the key must
 //! read; a write key must write a scratch item that a cached read then serves (`X-Cache: HIT`) within `--within`
 //! seconds, and delete it again (always, even when a check on the way failed). What needs AWS's own APIs is
-//! listed as not checked here.
+//! listed as not checked here, but the failure queue with `--queue-url` (the SQS client `redrive` uses).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +20,10 @@ pub struct DoctorArgs {
     /// Where the scratch item is written and deleted (a write key limited to prefixes needs one of its own)
     #[arg(long, default_value = ".s3kv-doctor/", value_name = "PREFIX")]
     scratch_prefix: String,
+    /// The syncer's failure queue (the stack's SyncFailureQueueUrl output): checked to be empty, with the
+    /// standard AWS credentials
+    #[arg(long, value_name = "URL")]
+    queue_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +183,8 @@ pub(super) async fn exec(api: &Api, out: Output, args: DoctorArgs) -> Result<(),
                     "a read key cannot write; run doctor with a write key to check writes",
                 );
             }
-            not_checked_here(&mut report);
+            not_checked_here(&mut report, args.queue_url.is_some());
+            queue_check(&mut report, args.queue_url.as_deref()).await;
             return finish(report);
         }
         Err(e) => {
@@ -194,7 +199,8 @@ pub(super) async fn exec(api: &Api, out: Output, args: DoctorArgs) -> Result<(),
                 _ => key_fix(&e),
             };
             report.fail("write", &format!("PUT {scratch}: {e}"), fix);
-            not_checked_here(&mut report);
+            not_checked_here(&mut report, args.queue_url.is_some());
+            queue_check(&mut report, args.queue_url.as_deref()).await;
             return finish(report);
         }
     };
@@ -230,13 +236,13 @@ pub(super) async fn exec(api: &Api, out: Output, args: DoctorArgs) -> Result<(),
         ),
     }
 
-    not_checked_here(&mut report);
+    not_checked_here(&mut report, args.queue_url.is_some());
+    queue_check(&mut report, args.queue_url.as_deref()).await;
     finish(report)
 }
 
-const SYNC_FIX: &str =
-    "the syncer is not applying S3's notifications: check its logs and errors (sam logs \
-     --stack-name STACK), the bucket's notification configuration, and the failure queue; \
+const SYNC_FIX: &str = "the syncer is not applying S3's notifications: check its logs and errors (sam logs \
+     --stack-name STACK), the bucket's notification configuration, and the failure queue (then `s3kv redrive`); \
      or allow more time with --within";
 
 /// The write check and the cache check. A read fills the cache only on a miss, so a cached first version could
@@ -329,11 +335,13 @@ async fn wait_for(
 }
 
 /// What needs AWS's own APIs and is not checked here.
-fn not_checked_here(report: &mut Report) {
-    report.skip(
-        "failure queue",
-        "not checked here: the SyncFailureQueueUrl queue should be empty",
-    );
+fn not_checked_here(report: &mut Report, queue: bool) {
+    if !queue {
+        report.skip(
+            "failure queue",
+            "not checked here without --queue-url (the SyncFailureQueueUrl output); it should be empty",
+        );
+    }
     report.skip(
         "cache storage",
         "not checked here: compare the cache's BytesUsedForCache with its storage cap in CloudWatch",
@@ -343,6 +351,25 @@ fn not_checked_here(report: &mut Report) {
         "not checked here: the functions reach S3 through the VPC's gateway endpoint; a write seen in the cache \
          above shows the syncer reached it",
     );
+}
+
+/// The failure queue holds no message (SQS's approximate counts, visible and in flight).
+async fn queue_check(report: &mut Report, queue_url: Option<&str>) {
+    let Some(queue_url) = queue_url else { return };
+    match super::redrive::queue_depth(queue_url).await {
+        Ok(0) => report.ok("failure queue", "empty"),
+        Ok(n) => report.fail(
+            "failure queue",
+            &format!("about {n} failed syncs wait in the queue"),
+            &format!("replay them: s3kv redrive --queue-url {queue_url}"),
+        ),
+        Err(e) => report.fail(
+            "failure queue",
+            &e,
+            "check the URL (the SyncFailureQueueUrl output) and the AWS credentials and region \
+             (sqs:GetQueueAttributes)",
+        ),
+    }
 }
 
 fn finish(report: Report) -> Result<(), Failure> {

@@ -9,6 +9,7 @@ mod doctor;
 mod edit;
 mod history;
 mod items;
+mod redrive;
 mod schema;
 mod transfer;
 mod validate;
@@ -74,9 +75,21 @@ schema does not compile (or any other failure: unreachable, forbidden), 2 usage.
     ///
     /// Run it first after a deploy. Checks that the API answers and refuses a wrong key, that the key reads, and
     /// for a write key that a scratch item written under --scratch-prefix is served from the cache (X-Cache: HIT)
-    /// within --within seconds, then deletes it (always). A read key's write checks are skipped.
+    /// within --within seconds, then deletes it (always). A read key's write checks are skipped. With
+    /// --queue-url, that the syncer's failure queue is empty (AWS credentials).
     #[command(after_help = "Exit codes: 0 every check passed, 1 a check failed, 2 usage.")]
     Doctor(doctor::DoctorArgs),
+    /// Replay the syncs that failed after retries: each failure-queue record's S3 event is sent to the syncer
+    /// again (an asynchronous Lambda invoke), then the message is deleted
+    ///
+    /// Talks to SQS and Lambda with the standard AWS credentials (environment, profile, SSO); needs
+    /// sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility and lambda:InvokeFunction on the
+    /// syncer. Replays are safe: the syncer keeps only changes newer than what the cache holds. --dry-run lists the
+    /// messages' keys and leaves them in the queue.
+    #[command(
+        after_help = "Exit codes: 0 every message replayed (or listed), 1 a message could not be, 2 usage."
+    )]
+    Redrive(redrive::RedriveArgs),
     /// Save an endpoint and its API key (read from stdin) as a profile (--profile)
     Configure(configure::ConfigureArgs),
     /// Print a shell completion script
@@ -89,6 +102,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Completions(args) => return completions::exec(args),
         Command::Configure(args) => return configure::exec(&cli, args).await,
         _ => {}
+    }
+    // Needs AWS credentials, not the API.
+    if let Command::Redrive(args) = cli.command {
+        return redrive::exec(cli.output, args).await;
     }
     let (api, own) = client(&cli)?;
     let out = cli.output;
@@ -107,7 +124,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Validate(args) => validate::exec(&api, out, args).await,
         Command::Schema(command) => schema::exec(&api, out, command).await,
         Command::Doctor(args) => doctor::exec(&api, out, args).await,
-        Command::Configure(_) | Command::Completions(_) => unreachable!("handled above"),
+        Command::Configure(_) | Command::Completions(_) | Command::Redrive(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

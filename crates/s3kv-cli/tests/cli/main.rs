@@ -11,6 +11,7 @@ mod exact;
 mod harness;
 mod history;
 mod items;
+mod redrive;
 mod schema;
 mod transfer;
 mod usage;

@@ -1,0 +1,326 @@
+//! `redrive`: the failure queue's records read from moto's SQS (its JSON protocol, as the CLI speaks it), each
+//! replayed as an asynchronous Lambda invoke to a local server that records what it got (moto's Lambda would run
+//! the function in Docker), and deleted once the invoke is accepted; and `doctor --queue-url` on the same queue.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use crate::harness::Local;
+
+const FUNCTION_ARN: &str = "arn:aws:lambda:eu-west-1:123456789012:function:s3kv-syncer:$LATEST";
+
+/// A failure record as Lambda's on-failure destination writes it, for one S3 change.
+fn record(object_key: &str, sequencer: &str) -> String {
+    serde_json::json!({
+        "version": "1.0",
+        "timestamp": "2026-12-07T10:00:00.000Z",
+        "requestContext": {
+            "requestId": "0f1e2d3c-aaaa-bbbb-cccc-000000000000",
+            "functionArn": FUNCTION_ARN,
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3
+        },
+        "requestPayload": {"Records": [{
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": "eu-west-1",
+            "eventName": "ObjectCreated:Put",
+            "s3": {
+                "bucket": {"name": "s3kv-items"},
+                "object": {"key": object_key, "size": 2, "eTag": "abc", "sequencer": sequencer}
+            }
+        }]},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorType": "SyncFailed", "errorMessage": "the cache did not answer"}
+    })
+    .to_string()
+}
+
+/// moto's SQS, not signed (moto does not check signatures).
+async fn sqs(moto: &str, action: &str, body: serde_json::Value) -> serde_json::Value {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let response = reqwest::Client::new()
+        .post(format!("{moto}/"))
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", format!("AmazonSQS.{action}"))
+        // moto tells the service by the credential scope.
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261207/us-east-1/sqs/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{action}: {}",
+        response.status()
+    );
+    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+}
+
+async fn depth(moto: &str, queue: &str) -> u64 {
+    let answer = sqs(
+        moto,
+        "GetQueueAttributes",
+        serde_json::json!({"QueueUrl": queue, "AttributeNames": ["All"]}),
+    )
+    .await;
+    let count = |name: &str| {
+        answer["Attributes"][name]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    count("ApproximateNumberOfMessages") + count("ApproximateNumberOfMessagesNotVisible")
+}
+
+#[derive(Debug, Clone)]
+struct Received {
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// Lambda's Invoke as a server that records each request and answers each with `status`.
+async fn lambda(status: u16) -> (String, Arc<Mutex<Vec<Received>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let log = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut reader = BufReader::new(socket);
+            let mut line = String::new();
+            reader.read_line(&mut line).await.unwrap();
+            let target = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).await.unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                let (name, value) = line.split_once(':').unwrap();
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+            }
+            let length = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).await.unwrap();
+            log.lock().unwrap().push(Received {
+                target,
+                headers,
+                body,
+            });
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let mut socket = reader.into_inner();
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            socket.shutdown().await.ok();
+        }
+    });
+    (url, received)
+}
+
+fn aws_env<'a>(lambda: &'a str, dir: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", dir),
+        ("AWS_SHARED_CREDENTIALS_FILE", dir),
+        ("AWS_ENDPOINT_URL_LAMBDA", lambda),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redrive_replays_each_failed_event_to_its_function_and_empties_the_queue() {
+    let local = Local::start("redrive").await;
+    let moto = tokio::task::spawn_blocking(testkit::Moto::start)
+        .await
+        .unwrap();
+    let endpoint = moto.endpoint();
+    let queue = sqs(
+        &endpoint,
+        "CreateQueue",
+        serde_json::json!({"QueueName": "sync-failures"}),
+    )
+    .await;
+    let queue = queue["QueueUrl"].as_str().unwrap().to_owned();
+    let first = record("items/flags/a+b.json", "0055AED6DCD90281E5");
+    let second = record("items/notes/n%C3%A9.json", "0055AED6DCD90281E6");
+    for body in [&first, &second] {
+        sqs(
+            &endpoint,
+            "SendMessage",
+            serde_json::json!({"QueueUrl": queue, "MessageBody": body}),
+        )
+        .await;
+    }
+    let (lambda_url, invoked) = lambda(202).await;
+    let missing = local.dir.join("no-aws-config").display().to_string();
+    let env = aws_env(&lambda_url, &missing);
+
+    // doctor sees them.
+    let doctor = local
+        .s3kv_with(&["doctor", "--queue-url", &queue], None, &env)
+        .await
+        .fails(1, "1 check failed");
+    assert!(
+        doctor
+            .stdout
+            .contains("FAIL failure queue: about 2 failed syncs"),
+        "{}",
+        doctor.stdout
+    );
+    assert!(
+        doctor.stdout.contains("s3kv redrive --queue-url"),
+        "{}",
+        doctor.stdout
+    );
+
+    // A dry run lists the keys and leaves the messages where they were.
+    let dry = local
+        .s3kv_with(&["redrive", "--queue-url", &queue, "--dry-run"], None, &env)
+        .await
+        .ok();
+    assert!(
+        dry.stdout.contains("would replay message"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .contains("items/flags/a b.json (ObjectCreated:Put)"),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stdout.contains("items/notes/né.json"), "{}", dry.stdout);
+    assert!(invoked.lock().unwrap().is_empty());
+    assert_eq!(depth(&endpoint, &queue).await, 2);
+
+    let run = local
+        .s3kv_with(
+            &["redrive", "--queue-url", &queue, "--output", "json"],
+            None,
+            &env,
+        )
+        .await
+        .ok();
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["action"] == "replayed" && l["function"] == "s3kv-syncer"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(depth(&endpoint, &queue).await, 0);
+
+    // Each invoke: asynchronous, to the function the record names, in its region, signed, with the event as it was.
+    let invoked = invoked.lock().unwrap().clone();
+    assert_eq!(invoked.len(), 2);
+    let mut payloads = Vec::new();
+    for request in &invoked {
+        assert_eq!(
+            request.target,
+            "/2015-03-31/functions/s3kv-syncer/invocations"
+        );
+        assert_eq!(request.header("x-amz-invocation-type"), "Event");
+        let authorization = request.header("authorization");
+        assert!(
+            authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+                && authorization.contains("/eu-west-1/lambda/aws4_request"),
+            "{authorization}"
+        );
+        payloads.push(serde_json::from_slice::<serde_json::Value>(&request.body).unwrap());
+    }
+    for sent in [&first, &second] {
+        let sent: serde_json::Value = serde_json::from_str(sent).unwrap();
+        assert!(payloads.contains(&sent["requestPayload"]), "{payloads:?}");
+    }
+
+    let doctor = local
+        .s3kv_with(&["doctor", "--queue-url", &queue], None, &env)
+        .await
+        .ok();
+    assert!(
+        doctor.stdout.contains("OK   failure queue: empty"),
+        "{}",
+        doctor.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_invoke_or_an_unreadable_message_stays_in_the_queue() {
+    let local = Local::start("redrive-refused").await;
+    let moto = tokio::task::spawn_blocking(testkit::Moto::start)
+        .await
+        .unwrap();
+    let endpoint = moto.endpoint();
+    let queue = sqs(
+        &endpoint,
+        "CreateQueue",
+        serde_json::json!({"QueueName": "sync-failures"}),
+    )
+    .await;
+    let queue = queue["QueueUrl"].as_str().unwrap().to_owned();
+    for body in [record("items/a.json", "01"), "not a record".to_owned()] {
+        sqs(
+            &endpoint,
+            "SendMessage",
+            serde_json::json!({"QueueUrl": queue, "MessageBody": body}),
+        )
+        .await;
+    }
+    let (lambda_url, invoked) = lambda(403).await;
+    let missing = local.dir.join("no-aws-config").display().to_string();
+    let run = local
+        .s3kv_with(
+            &["redrive", "--queue-url", &queue],
+            None,
+            &aws_env(&lambda_url, &missing),
+        )
+        .await
+        .fails(1, "2 messages could not be replayed");
+    assert!(run.stdout.contains("failed message"), "{}", run.stdout);
+    assert!(run.stdout.contains("HTTP 403"), "{}", run.stdout);
+    assert!(run.stdout.contains("skipped message"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("not a Lambda failure record"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(invoked.lock().unwrap().len(), 1);
+    assert_eq!(depth(&endpoint, &queue).await, 2);
+}
