@@ -7,7 +7,7 @@
 //!   `s3kv-local` serves), run by this very executable re-started with `S3KV_BENCH_ROLE=s3` on a reserved port;
 //!   its notifications are dropped, so nothing else runs during a measurement. The S3 baseline and the reader's S3
 //!   path use this one endpoint;
-//! * `target/release/s3kv-local` for propagation and watch, and `target/release/{reader,writer,syncer}` behind a
+//! * `target/release/s3kv-local` for propagation, watch and push, and `target/release/{reader,writer,syncer}` behind a
 //!   minimal Lambda Runtime API for cold starts and peak RSS.
 //!
 //! `scripts/bench` builds what this needs, runs it `S3KV_BENCH_RUNS` times and prints the Markdown report
@@ -18,7 +18,8 @@
 //! report of a results file), `S3KV_BENCH_ITEMS` (1000), `S3KV_BENCH_PHASE_MS` (1000), `S3KV_BENCH_ROUNDS` (2),
 //! `S3KV_BENCH_SYNC_ROUNDS` (15), `S3KV_BENCH_PROPAGATION_WRITES` (1000), `S3KV_BENCH_COLD_STARTS` (10),
 //! `S3KV_BENCH_INVOCATIONS` (2000), `S3KV_BENCH_IMPORT_ITEMS` (1000), `S3KV_BENCH_WATCH_WRITES` (200),
-//! `S3KV_BENCH_WATCH_IDLE_MS` (10000), `S3KV_BENCH_SCHEMA_WRITES` (300), `S3KV_BENCH_ONLY` and `S3KV_BENCH_READ_VARIANTS` ([`settings`]),
+//! `S3KV_BENCH_WATCH_IDLE_MS` (10000), `S3KV_BENCH_SCHEMA_WRITES` (300), `S3KV_BENCH_PUSH_SUBSCRIBERS` (10000),
+//! `S3KV_BENCH_PUSH_WRITES` (50), `S3KV_BENCH_PUSH_WAITERS` (100), `S3KV_BENCH_ONLY` and `S3KV_BENCH_READ_VARIANTS` ([`settings`]),
 //! `S3KV_BENCH_S3_NODELAY` ([`procs`]).
 //!
 //! Every answer is checked (a reader answer must be 200 with `X-Cache: HIT` and the exact body, a sync must apply
@@ -26,10 +27,10 @@
 //! meaningless, so any wrong answer stops the run.
 //!
 //! The modules follow a run: [`settings`], the servers ([`procs`]), [`load`] generation, test [`data`], the
-//! [`read_path`] and [`sync_path`], the Lambda [`functions`] behind a local Runtime API ([`testkit::runtime_api`]), what schema
-//! validation costs a write ([`schema_cost`]), [`propagation`]
-//! and [`watch`] through s3kv-local, a bulk [`cli_import`] (`s3kv import` against `aws s3 cp`), the [`binaries`]
-//! it lists, and the [`report`]; [`run`] ties them together.
+//! [`read_path`] and [`sync_path`], the Lambda [`functions`] behind a local Runtime API ([`testkit::runtime_api`]),
+//! what schema validation costs a write ([`schema_cost`]), [`propagation`], [`watch`] and [`push`] (opt-in:
+//! `S3KV_BENCH_ONLY=push`, 10,000 WebSocket subscribers) through s3kv-local, a bulk [`cli_import`] (`s3kv import`
+//! against `aws s3 cp`), the [`binaries`] it lists, and the [`report`]; [`run`] ties them together.
 
 mod binaries;
 mod cli_import;
@@ -39,6 +40,7 @@ mod http;
 mod load;
 mod procs;
 mod propagation;
+mod push;
 mod read_path;
 mod reconcile_scale;
 mod report;

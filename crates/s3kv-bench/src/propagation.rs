@@ -77,8 +77,9 @@ fn port_of(url: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("no port in {url:?}"))
 }
 
-/// The propagation section and, on the same s3kv-local and valkey-server, the watch section ([`crate::watch`]),
-/// whichever `S3KV_BENCH_ONLY` selects: the watch's wake latency is compared with this run's propagation.
+/// The propagation section and, on the same s3kv-local and valkey-server, the watch section ([`crate::watch`])
+/// and the push section ([`crate::push`], only when named), whichever `S3KV_BENCH_ONLY` selects: the watch's wake
+/// latency is compared with this run's propagation.
 pub(crate) async fn propagation(settings: &Settings, tmp: &Path, m: &mut Metrics) {
     let valkey = start_valkey();
     let (mut local, api, s3_endpoint) = start_s3kv_local(tmp, &valkey).await;
@@ -89,6 +90,9 @@ pub(crate) async fn propagation(settings: &Settings, tmp: &Path, m: &mut Metrics
     }
     if settings.runs("watch") {
         crate::watch::watch(settings, &api, &valkey, m).await;
+    }
+    if settings.selects("push") {
+        crate::push::push(settings, &api, local.pid(), m).await;
     }
     if let Some(status) = local.exited() {
         panic!("s3kv-local exited with {status}: {}", local.output());

@@ -45,6 +45,9 @@ pub(crate) async fn run() -> RunRecord {
     if settings.selects("reconcile") {
         release_binary("reconcile");
     }
+    if settings.selects("push") {
+        release_binary("s3kv-local");
+    }
 
     let valkey = start_valkey();
     let mut s3_server = start_s3(&tmp.join("s3"));
@@ -119,7 +122,8 @@ pub(crate) async fn run() -> RunRecord {
             s3_server.server.output()
         );
     }
-    if bench.settings.runs("propagation") || bench.settings.runs("watch") {
+    let settings = &bench.settings;
+    if settings.runs("propagation") || settings.runs("watch") || settings.selects("push") {
         propagation(&bench.settings, &tmp, &mut m).await;
     }
     if bench.settings.runs("import") {

@@ -14,11 +14,18 @@ pub(crate) struct Settings {
     /// `S3KV_BENCH_WATCH_IDLE_MS`: how long waiters wait on an item that does not change while Valkey's commands
     /// are counted (at most 23 s: a wait lasts 25).
     pub(crate) watch_idle: Duration,
+    /// `S3KV_BENCH_PUSH_SUBSCRIBERS`: WebSocket subscribers the push section opens (10,000).
+    pub(crate) push_subscribers: usize,
+    /// `S3KV_BENCH_PUSH_WRITES`: writes the push section fans out, one at a time (50).
+    pub(crate) push_writes: usize,
+    /// `S3KV_BENCH_PUSH_WAITERS`: long-poll waiters on each of those writes, the same-run baseline (100).
+    pub(crate) push_waiters: usize,
     pub(crate) cold_starts: usize,
     pub(crate) invocations: usize,
     /// `S3KV_BENCH_ONLY`: comma-separated sections to run (read, functions, sync, schema, propagation, watch, import; and
-    /// reconcile, which only runs when named); default all but reconcile. Watch runs on propagation's s3kv-local and
-    /// compares its wake latency with propagation's when both run (`S3KV_BENCH_ONLY=propagation,watch`).
+    /// reconcile and push, which only run when named); default all but reconcile and push. Watch runs on propagation's s3kv-local and
+    /// compares its wake latency with propagation's when both run (`S3KV_BENCH_ONLY=propagation,watch`); push runs on
+    /// the same s3kv-local, with its own long-poll baseline.
     pub(crate) only: Option<Vec<String>>,
     /// `S3KV_BENCH_READ_VARIANTS`: which read variants to run (raw_get, raw_entry, reader, reader_quiet, s3); default all.
     pub(crate) read_variants: Option<Vec<String>>,
@@ -46,6 +53,9 @@ impl Settings {
             watch_idle: Duration::from_millis(
                 n("S3KV_BENCH_WATCH_IDLE_MS", 10_000).min(23_000) as u64
             ),
+            push_subscribers: n("S3KV_BENCH_PUSH_SUBSCRIBERS", 10_000),
+            push_writes: n("S3KV_BENCH_PUSH_WRITES", 50),
+            push_waiters: n("S3KV_BENCH_PUSH_WAITERS", 100),
             cold_starts: n("S3KV_BENCH_COLD_STARTS", 10),
             invocations: n("S3KV_BENCH_INVOCATIONS", 2000),
             only: list("S3KV_BENCH_ONLY"),

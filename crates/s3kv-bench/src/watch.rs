@@ -251,7 +251,7 @@ pub(crate) async fn watch(settings: &Settings, api: &str, valkey: &Valkey, m: &m
 }
 
 /// Sends `GET url?wait=25` with `If-None-Match: etag`; its answer and when it arrived.
-fn wait_on(client: &HttpClient, url: &str, etag: &str) -> JoinHandle<(Reply, Instant)> {
+pub(crate) fn wait_on(client: &HttpClient, url: &str, etag: &str) -> JoinHandle<(Reply, Instant)> {
     let (client, url, etag) = (
         client.clone(),
         format!("{url}?wait={WAIT}"),
@@ -264,7 +264,7 @@ fn wait_on(client: &HttpClient, url: &str, etag: &str) -> JoinHandle<(Reply, Ins
 }
 
 /// Stops the run if the waiter has answered: nothing changed yet.
-async fn still_waiting(waiter: &mut JoinHandle<(Reply, Instant)>, url: &str) {
+pub(crate) async fn still_waiting(waiter: &mut JoinHandle<(Reply, Instant)>, url: &str) {
     if waiter.is_finished() {
         let (reply, _) = waiter
             .await
@@ -277,7 +277,12 @@ async fn still_waiting(waiter: &mut JoinHandle<(Reply, Instant)>, url: &str) {
 }
 
 /// When the waiter's answer arrived; stops the run unless it is the change (200, `body`, `etag`).
-async fn woken(waiter: JoinHandle<(Reply, Instant)>, url: &str, body: &str, etag: &str) -> Instant {
+pub(crate) async fn woken(
+    waiter: JoinHandle<(Reply, Instant)>,
+    url: &str,
+    body: &str,
+    etag: &str,
+) -> Instant {
     let (reply, at) = waiter
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
@@ -296,7 +301,7 @@ fn is_change(reply: &Reply, body: &str, etag: &str) -> bool {
 }
 
 /// An API PUT that must replace or create the item; its ETag, quoted as sent.
-async fn put(client: &HttpClient, url: &str, body: &str) -> String {
+pub(crate) async fn put(client: &HttpClient, url: &str, body: &str) -> String {
     let reply = call(client, "PUT", url, Some(body)).await;
     assert!(
         matches!(reply.status, 200 | 201),
