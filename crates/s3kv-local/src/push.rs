@@ -20,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Message, Role};
+use tokio_tungstenite::tungstenite::protocol::{Message, Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use s3kv::access::Access;
@@ -138,8 +138,12 @@ impl Hub {
         let hub = self.clone();
         tokio::spawn(async move {
             let Ok(upgraded) = upgrade.await else { return };
-            let socket =
-                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            let socket = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(socket_config()),
+            )
+            .await;
             hub.run(socket, auth).await;
         });
         let mut response = Response::new(Full::default());
@@ -305,6 +309,12 @@ impl Publisher for Hub {
         }
         Ok(())
     }
+}
+
+/// Subscribers send a few small messages and mostly listen: tungstenite's default 128 KiB read buffer per
+/// connection was most of the 136 KiB each of 10,000 subscribers cost (docs/src/benchmarks/push.md).
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(4 * 1024)
 }
 
 fn connect_token(auth: Option<&str>) -> Result<Token, PushError> {
