@@ -352,3 +352,20 @@ async fn dropped_connections_close_and_a_new_one_subscribes_again() {
         .await;
     assert_eq!(change(&mut again).await.1.key, "k");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_public_reads_a_connection_needs_a_key_as_in_aws() {
+    let api = LocalApi::start("push-no-public", |o| {
+        o.read_keys = vec![s3kv_local::KeySpec {
+            value: READ_KEY.into(),
+            prefixes: Vec::new(),
+        }];
+    })
+    .await;
+    let refused = connect(&api, None).await.unwrap_err();
+    assert!(
+        refused.contains("connection_error") && refused.contains("UnauthorizedException"),
+        "{refused}"
+    );
+    assert!(connect(&api, Some(READ_KEY)).await.is_ok());
+}

@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::{Message, Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use s3kv::access::Access;
+use s3kv::push::authorizer::{Refused, EVENT_CONNECT};
 use s3kv::push::{PublishError, Publisher, PushError, Token};
 
 /// Where the WebSocket is served (AppSync's path on its realtime host).
@@ -170,8 +171,18 @@ impl Hub {
         let (mut sink, mut stream) = socket.split();
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::channel::<Message>(QUEUE);
-        // The connection is authorized as AppSync's authorizer would be at EVENT_CONNECT: a known key or none.
-        if let Err(error) = connect_token(auth.as_deref()).and_then(|t| self.key_id(&t).map(drop)) {
+        // The connection is authorized by the push authorizer's own rule for EVENT_CONNECT: a key the HTTP API
+        // would let read, or no key where public reads are on.
+        let connected = connect_token(auth.as_deref()).and_then(|token| {
+            let key_id = self.key_id(&token)?;
+            s3kv::push::authorizer::decide(&self.access, EVENT_CONNECT, &token, key_id, None)
+                .map(drop)
+                .map_err(|refused| match refused {
+                    Refused::Push(error) => error,
+                    other => PushError::BadToken(other.to_string()),
+                })
+        });
+        if let Err(error) = connected {
             let message = json!({ "type": "connection_error", "errors": [
                 { "errorType": error.error_type(), "message": error.to_string() } ] });
             let _ = sink.send(Message::text(message.to_string())).await;
