@@ -16,6 +16,7 @@ pub mod http;
 pub mod moto;
 pub mod ports;
 pub mod process;
+pub mod recorder;
 pub mod redis_cluster;
 pub mod resp;
 pub mod runtime_api;
