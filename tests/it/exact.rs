@@ -14,12 +14,17 @@ use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::common::LocalApi;
+use crate::common::{LocalApi, Reply};
 
 const READ_KEY: &str = "exact-read-key-0123456789";
 const WRITE_KEY: &str = "exact-write-key-0123456789";
 /// Items live under the public prefix, so the public route can serve them too.
 const PREFIX: &str = "exact/";
+
+/// A GET with the read key.
+async fn read(api: &LocalApi, path: &str) -> Reply {
+    api.send(Method::GET, path, Some(READ_KEY), &[], None).await
+}
 
 async fn start(name: &str) -> LocalApi {
     LocalApi::start(name, |o| {
@@ -169,9 +174,7 @@ async fn round_trip(api: &LocalApi, n: usize, doc: &str) {
     api.settle().await;
 
     for key in [&written, &uploaded] {
-        let cached = api
-            .send(Method::GET, &path(key), Some(READ_KEY), &[], None)
-            .await;
+        let cached = read(api, &path(key)).await;
         assert_eq!(
             (cached.status, cached.header("x-cache")),
             (200, Some("HIT")),
@@ -179,9 +182,7 @@ async fn round_trip(api: &LocalApi, n: usize, doc: &str) {
         );
         assert_eq!(cached.body, doc, "GET {key} from the cache");
         let consistent = format!("{}?consistent=true", path(key));
-        let direct = api
-            .send(Method::GET, &consistent, Some(READ_KEY), &[], None)
-            .await;
+        let direct = read(api, &consistent).await;
         assert_eq!(direct.body, doc, "GET {key}?consistent=true");
         let public = format!("/public/{}", key.replace('/', "%2F"));
         let public = api.send(Method::GET, &public, None, &[], None).await;
@@ -203,21 +204,13 @@ async fn round_trip(api: &LocalApi, n: usize, doc: &str) {
         );
     }
 
-    let versions = api
-        .send(
-            Method::GET,
-            &format!("/versions/{}", written.replace('/', "%2F")),
-            Some(READ_KEY),
-            &[],
-            None,
-        )
-        .await;
+    let versions = read(api, &format!("/versions/{}", written.replace('/', "%2F"))).await;
     let version = versions.json()["versions"][0]["version"]
         .as_str()
         .unwrap_or_else(|| panic!("versions: {}", versions.body))
         .to_owned();
     let old = format!("{}?version={version}", path(&written));
-    let old = api.send(Method::GET, &old, Some(READ_KEY), &[], None).await;
+    let old = read(api, &old).await;
     assert_eq!((old.status, old.body.as_str()), (200, doc), "GET ?version=");
 
     let request = serde_json::json!({ "keys": [&written, &uploaded, &written] }).to_string();
@@ -329,15 +322,7 @@ async fn a_member_name_twice_is_refused_at_write_and_not_served_from_an_upload()
         .await;
     api.settle().await;
     for query in ["", "?consistent=true"] {
-        let get = api
-            .send(
-                Method::GET,
-                &format!("/items/exact%2Fflags%2Fc{query}"),
-                Some(READ_KEY),
-                &[],
-                None,
-            )
-            .await;
+        let get = read(&api, &format!("/items/exact%2Fflags%2Fc{query}")).await;
         assert_eq!(get.status, 409, "{query}: {}", get.body);
         assert_eq!(
             get.json()["error"],
@@ -346,15 +331,7 @@ async fn a_member_name_twice_is_refused_at_write_and_not_served_from_an_upload()
             get.body
         );
     }
-    let detailed = api
-        .send(
-            Method::GET,
-            "/items/exact%2Fflags%2Fc?consistent=true",
-            Some(READ_KEY),
-            &[],
-            None,
-        )
-        .await;
+    let detailed = read(&api, "/items/exact%2Fflags%2Fc?consistent=true").await;
     assert!(
         detailed.json()["message"]
             .as_str()
@@ -371,15 +348,7 @@ async fn an_upload_that_is_not_json_answers_what_it_is_not_404() {
     api.upload("exact/broken", "{not json").await;
     api.settle().await;
     for query in ["", "?consistent=true"] {
-        let get = api
-            .send(
-                Method::GET,
-                &format!("/items/exact%2Fbroken{query}"),
-                Some(READ_KEY),
-                &[],
-                None,
-            )
-            .await;
+        let get = read(&api, &format!("/items/exact%2Fbroken{query}")).await;
         assert_eq!(get.status, 409, "{query}: {}", get.body);
         assert_eq!(
             get.json()["error"],
@@ -426,16 +395,7 @@ async fn an_upload_that_is_not_json_answers_what_it_is_not_404() {
     // The listing shows it, flagged, beside a servable item.
     api.upload("exact/fine", "{}").await;
     api.settle().await;
-    let listing = api
-        .send(
-            Method::GET,
-            "/items?prefix=exact%2F",
-            Some(READ_KEY),
-            &[],
-            None,
-        )
-        .await
-        .json();
+    let listing = read(&api, "/items?prefix=exact%2F").await.json();
     let flags: Vec<(&str, Option<&str>)> = listing["items"]
         .as_array()
         .unwrap()
@@ -449,15 +409,7 @@ async fn an_upload_that_is_not_json_answers_what_it_is_not_404() {
             ("exact/fine", None)
         ]
     );
-    let none = api
-        .send(
-            Method::GET,
-            "/items/exact%2Fnone",
-            Some(READ_KEY),
-            &[],
-            None,
-        )
-        .await;
+    let none = read(&api, "/items/exact%2Fnone").await;
     assert_eq!(
         (none.status, none.json()["error"].as_str()),
         (404, Some("not_found"))
@@ -542,9 +494,7 @@ async fn each_route_says_how_http_caches_may_keep_its_answers() {
         }
     }
     // A 304 says the same as the 200 it stands for.
-    let etag = api
-        .send(Method::GET, "/items/exact%2Fk", Some(READ_KEY), &[], None)
-        .await;
+    let etag = read(&api, "/items/exact%2Fk").await;
     let etag = etag.header("etag").unwrap().to_owned();
     let same = api
         .send(
