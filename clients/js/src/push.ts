@@ -1,8 +1,12 @@
 /**
- * s3kv push for browsers: every change to the items you follow, over AppSync Events' WebSocket protocol (AWS, or
- * s3kv-local on its own address), caught up over HTTP after a reconnect, and long-polled when push is unavailable.
- * The protocol is specified in src/push.rs; the API is documented in clients/push/README.md. No dependencies.
+ * s3kv push: every change to the items you follow, over AppSync Events' WebSocket protocol (AWS, or s3kv-local on
+ * its own address), caught up over HTTP after a reconnect, and long-polled when push is unavailable. The protocol is
+ * specified in src/push/mod.rs; this module is documented in clients/js/README.md ("Push, directly"). `createClient`
+ * builds its subscriptions on it; it also stands alone (`s3kv-client/push`).
  */
+
+type WebSocketLike = typeof WebSocket;
+type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
 
 /** A change as `onChange` receives it. */
 export interface Change {
@@ -54,6 +58,13 @@ export interface Options {
   pollAfterFailures?: number;
   /** Longest pause between reconnect attempts. Default 5000. */
   maxBackoffMs?: number;
+  /** `"poll"` never opens a WebSocket: long-poll only. Default `"auto"`: push, long-polling while it is down. */
+  transport?: "auto" | "poll";
+  /** The WebSocket class. Default: the global one, looked up at each connect; without one (Node < 22 without
+   * `--experimental-websocket`) the subscription long-polls. */
+  WebSocket?: WebSocketLike;
+  /** The `fetch` for catch-up, re-reads and long-polls. Default: the global one. */
+  fetch?: FetchLike;
 }
 
 export interface Subscription {
@@ -90,6 +101,9 @@ function token(apiKey: string | null, topic?: { key: string } | { prefix: string
 
 /** A key's path: every segment percent-encoded (keys have no empty, `.` or `..` segments). */
 const keyPath = (key: string): string => key.split("/").map(encodeURIComponent).join("/");
+
+/** How long a WebSocket may take to be acknowledged before it counts as a failed attempt. */
+const CONNECT_TIMEOUT_MS = 10_000;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -157,6 +171,7 @@ class Client implements Subscription {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private kaTimer: ReturnType<typeof setTimeout> | undefined;
   private kaTimeout = 300_000;
+  private readonly fetch: FetchLike;
 
   constructor(private readonly options: Options) {
     this.api = options.api.replace(/\/+$/, "");
@@ -167,6 +182,7 @@ class Client implements Subscription {
     this.apiKey = options.apiKey ?? null;
     this.pollAfter = options.pollAfterFailures ?? 3;
     this.maxBackoff = options.maxBackoffMs ?? 5000;
+    this.fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     const topic = (kind: "key" | "prefix", name: string): Topic => ({
       kind, name, channel: "", refused: false, subscribed: false, cursor: undefined, lock: Promise.resolve(), poll: null,
       polling: false,
@@ -213,6 +229,13 @@ class Client implements Subscription {
     if (this.apiKey !== null) {
       await Promise.all(this.topics.map((t) => this.locked(t, () => this.takeCursor(t)).catch(() => undefined)));
     }
+    const socket = this.options.WebSocket ?? globalThis.WebSocket;
+    if (this.options.transport === "poll" || typeof socket !== "function") {
+      this.polling = true;
+      this.status({ state: "polling", reason: this.options.transport === "poll" ? "transport: poll" : "no WebSocket here" });
+      for (const t of this.topics) void this.poll(t);
+      return;
+    }
     this.connect();
   }
 
@@ -224,7 +247,9 @@ class Client implements Subscription {
     const header = b64url(JSON.stringify({ host: this.host, Authorization: token(this.apiKey) }));
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.realtime, ["aws-appsync-event-ws", `header-${header}`]);
+      // Looked up now, not at import: a page (or a test) may replace the global later.
+      const Socket = this.options.WebSocket ?? globalThis.WebSocket;
+      ws = new Socket(this.realtime, ["aws-appsync-event-ws", `header-${header}`]);
     } catch (error) {
       this.dropped(gen, false, String(error));
       return;
@@ -246,6 +271,24 @@ class Client implements Subscription {
     ws.onclose = (event) => {
       if (gen === this.gen) this.dropped(gen, acked, `closed (${event.code}${event.reason ? ` ${event.reason}` : ""})`);
     };
+    // Node's WebSocket (undici, Node 20) reports a refused connection with `error` alone and never closes: an
+    // error counts as the drop (a `close` after it finds a newer generation and is ignored).
+    ws.onerror = () => {
+      if (gen !== this.gen) return;
+      this.dropped(gen, acked, "WebSocket error");
+      try {
+        ws.close();
+      } catch {
+        // never opened: nothing to close
+      }
+    };
+    // A socket that neither opens nor fails (a black-holed address) would leave the client connecting forever.
+    clearTimeout(this.kaTimer);
+    this.kaTimer = setTimeout(() => {
+      if (gen !== this.gen || acked) return;
+      this.dropped(gen, false, `no connection_ack within ${CONNECT_TIMEOUT_MS} ms`);
+      ws.close();
+    }, CONNECT_TIMEOUT_MS);
   }
 
   private message(gen: number, ws: WebSocket, message: Record<string, unknown>): void {
@@ -447,7 +490,7 @@ class Client implements Subscription {
   private async get(path: string, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = {};
     if (this.apiKey !== null) headers["x-api-key"] = this.apiKey;
-    return fetch(this.api + path, { headers, cache: "no-store", ...(signal ? { signal } : {}) });
+    return this.fetch(this.api + path, { headers, cache: "no-store", ...(signal ? { signal } : {}) });
   }
 
   private async json(response: Response): Promise<Record<string, unknown>> {
@@ -562,7 +605,8 @@ class Client implements Subscription {
   /** Long-polls the feed for one topic while push is unavailable. */
   private async poll(t: Topic): Promise<void> {
     if (this.apiKey === null) {
-      this.status({ state: "error", message: `no long-poll without an API key (${t.name})` });
+      if (t.kind === "key") return this.pollPublic(t);
+      this.status({ state: "error", message: `no long-poll of a prefix without an API key (${t.name})` });
       return;
     }
     if (t.polling) return;
@@ -577,6 +621,58 @@ class Client implements Subscription {
           else await this.feedPage(t, 25, controller.signal);
         });
         attempt = 0;
+      } catch (error) {
+        if (controller.signal.aborted) break;
+        this.status({ state: "error", message: `polling ${t.name}: ${String(error)}` });
+        await sleep(Math.min(this.maxBackoff, 250 * 2 ** attempt++));
+      } finally {
+        if (t.poll === controller) t.poll = null;
+      }
+    }
+    t.polling = false;
+  }
+
+  /**
+   * Without a key there is no change feed, but a public item may be waited on: `GET /public/{key}?wait=25` with the
+   * ETag last delivered answers when it changes. A missing item answers at once, so that case sleeps in between.
+   */
+  private async pollPublic(t: Topic): Promise<void> {
+    if (t.polling) return;
+    t.polling = true;
+    for (let attempt = 0; this.polling && !this.closed && !t.refused;) {
+      const controller = new AbortController();
+      t.poll = controller;
+      try {
+        const s = this.state(t.name);
+        const headers: Record<string, string> = {};
+        if (typeof s.etag === "string") headers["if-none-match"] = `"${s.etag}"`;
+        const response = await this.fetch(`${this.api}/public/${keyPath(t.name)}?wait=25`, {
+          headers, cache: "no-store", signal: controller.signal,
+        });
+        const body = await response.text();
+        if (response.status === 403) {
+          this.refuse(t, "Forbidden", body);
+          break;
+        }
+        if (response.status !== 304 && response.status !== 200 && response.status !== 404) {
+          throw new HttpError(response.status, body);
+        }
+        attempt = 0;
+        if (response.status === 304) continue;
+        const etag = response.status === 404 ? null : (response.headers.get("etag") ?? "").replace(/^W\//, "").replace(/"/g, "");
+        if (s.etag === undefined) {
+          // The first answer is the state when following began, not a change (as with push and the feed).
+          s.etag = etag;
+        } else if (etag !== s.etag) {
+          s.etag = etag;
+          s.anchored = false;
+          this.deliver({
+            key: t.name, etag, deleted: etag === null, sequencer: null,
+            size: etag === null ? 0 : new TextEncoder().encode(body).length, body: etag === null ? null : body,
+            value: undefined, via: "read",
+          });
+        }
+        if (response.status === 404) await sleep(this.maxBackoff);
       } catch (error) {
         if (controller.signal.aborted) break;
         this.status({ state: "error", message: `polling ${t.name}: ${String(error)}` });

@@ -1,0 +1,62 @@
+// getAll: every item under a prefix with its exact text, refreshed with one listing and a batch get of only what
+// changed, relative to the client's prefix; without a key it says it cannot list.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { createClient } from "../dist/index.js";
+import { READ_KEY, recordingFetch, startStack } from "./stack.mjs";
+
+let stack;
+before(async () => { stack = await startStack("get-all"); });
+after(async () => { await stack?.stop(); });
+
+test("getAll reads every item under a prefix, then re-reads only what changed", async () => {
+  const written = {};
+  for (let n = 0; n < 150; n++) {
+    const key = `all/item-${String(n).padStart(3, "0")}`;
+    written[key] = n === 7 ? '{"n": 7, "big": 1e400}' : `{"n": ${n}}`;
+    await stack.synced(key, await stack.put(key, written[key]));
+  }
+  await stack.synced("elsewhere", await stack.put("elsewhere", "1"));
+
+  const { fetch, requests } = recordingFetch();
+  const client = createClient({ endpoint: stack.endpoint, apiKey: READ_KEY, fetch });
+  const all = await client.getAllDetailed("all/");
+  assert.equal(all.source, "network");
+  assert.deepEqual(Object.keys(all.items).sort(), Object.keys(written).sort());
+  for (const [key, text] of Object.entries(written)) assert.equal(all.items[key].text, text, key);
+  assert.deepEqual(all.items["all/item-007"].value, { n: 7, big: Infinity });
+  assert.deepEqual(requests.map((r) => [r.method, r.path.split("?")[0]]), [
+    ["GET", "/items"], ["POST", "/batch-get"], ["POST", "/batch-get"],
+  ]);
+
+  // What getAll read is cached: a get of one of them asks nothing.
+  assert.deepEqual(await client.get("all/item-001", null), { n: 1 });
+  assert.equal(requests.length, 3);
+
+  // One change: the listing shows its new ETag, and only it is read again.
+  await stack.synced("all/item-042", await stack.put("all/item-042", '{"n": "changed"}'));
+  requests.length = 0;
+  const values = await client.getAll("all/");
+  assert.deepEqual(values["all/item-042"], { n: "changed" });
+  assert.equal(Object.keys(values).length, 150);
+  const batch = requests.filter((r) => r.method === "POST");
+  assert.equal(batch.length, 1);
+  assert.deepEqual(requests.map((r) => r.method), ["GET", "POST"]);
+});
+
+test("getAll with the client's prefix gives keys without it", async () => {
+  await stack.synced("team/a/x", await stack.put("team/a/x", '"x"'));
+  await stack.synced("team/a/y/z", await stack.put("team/a/y/z", '"z"'));
+  const client = createClient({ endpoint: stack.endpoint, apiKey: READ_KEY, prefix: "team/a/" });
+  assert.deepEqual(await client.getAll(), { x: "x", "y/z": "z" });
+  assert.deepEqual(await client.getAll("y/"), { "y/z": "z" });
+  assert.deepEqual(await client.getAll("nothing/"), {});
+});
+
+test("getAll without an API key is empty and says why", async () => {
+  const client = createClient({ endpoint: stack.endpoint });
+  const all = await client.getAllDetailed("public/");
+  assert.deepEqual(all.items, {});
+  assert.equal(all.error?.kind, "unsupported");
+});
