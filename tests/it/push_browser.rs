@@ -1,5 +1,6 @@
 //! Push in a real browser (issue #32): Debian's Chromium, driven through chromedriver by `tests/browser/push.py`
-//! (selenium), loads a page from its own origin that imports the built browser client (`clients/push`) and
+//! (selenium), loads a page from its own origin that imports the built push module of the TypeScript client
+//! (`clients/js/src/push.ts`, served as `/s3kv-push.js`) and
 //! subscribes to a local stack over its WebSocket (`ws://<api>/event/realtime`). The script changes items from
 //! outside the browser and checks what the page's subscriptions got: an API write, a manual upload with the aws CLI
 //! and a delete each arrive once with the exact text; after the stack drops every push connection, a change made
@@ -11,7 +12,7 @@
 //! until the stack has synced every notification (`POST /control/settle`).
 //!
 //! The client is built here first (`npm ci`, when `node_modules` does not match the lock, then `npm run build`)
-//! whenever `clients/push/dist/s3kv-push.js` is missing or older than its sources, so `scripts/test` (and CI)
+//! whenever `clients/js/dist/push.js` is missing or older than its sources, so `scripts/test` (and CI)
 //! always test the current TypeScript. Node 20 and npm are needed, as for `scripts/lint-openapi`; Chromium,
 //! chromedriver and selenium come from `scripts/test` (see `tests/it/common/browser.rs`).
 
@@ -87,10 +88,11 @@ fn key_spec(value: &str, prefixes: &[&str]) -> KeySpec {
     }
 }
 
-/// `clients/push/dist/s3kv-push.js`, built first when it is missing or older than anything it is built from.
+/// `clients/js/dist/push.js`, built first when it is missing or older than anything it is built from. The push
+/// module imports nothing, so it is served alone.
 fn built_module() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/push");
-    let out = dir.join("dist/s3kv-push.js");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/js");
+    let out = dir.join("dist/push.js");
     let modified = |path: &Path| {
         std::fs::metadata(path)
             .and_then(|m| m.modified())
@@ -102,8 +104,8 @@ fn built_module() -> PathBuf {
         .collect();
     inputs.extend(
         std::fs::read_dir(dir.join("src"))
-            .expect("clients/push/src")
-            .map(|entry| entry.expect("clients/push/src").path()),
+            .expect("clients/js/src")
+            .map(|entry| entry.expect("clients/js/src").path()),
     );
     let newest = inputs.iter().map(|p| modified(p)).max().unwrap();
     if out.is_file() && modified(&out) >= newest {
@@ -118,7 +120,7 @@ fn built_module() -> PathBuf {
             .unwrap_or_else(|e| {
                 panic!("cannot run npm ({e}): the push client needs Node 20 and npm")
             });
-        assert!(status.success(), "npm {args:?} in clients/push failed");
+        assert!(status.success(), "npm {args:?} in clients/js failed");
     };
     // node_modules/.installed-lock is the lock it was installed from (as scripts/lint-openapi does).
     let lock = dir.join("package-lock.json");
