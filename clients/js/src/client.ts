@@ -193,17 +193,27 @@ class S3kvClient implements Client {
   // ---- get ----
 
   get<T>(key: string, fallback: T): Promise<T> {
-    // The cached path first, with nothing allocated but the promise: this is the read apps make in a loop.
-    const entry = typeof key === "string" ? this.cache.get(this.prefix + key) : undefined;
-    if (entry !== undefined && Date.now() - entry.at < this.maxAge) {
+    // The cached path first, with nothing allocated but the promise: this is the read apps make in a loop. A key
+    // in the cache was checked when it went in.
+    const entry = typeof key === "string" ? this.cache.get(this.prefix === "" ? key : this.prefix + key) : undefined;
+    if (entry !== undefined && this.fresh(entry)) {
       if (!entry.found) return Promise.resolve(fallback);
       const value = entry.value;
-      if (!PRIMITIVES.has(typeof fallback) || typeof value === typeof fallback) return Promise.resolve(value as T);
+      const wanted = typeof fallback;
+      if ((wanted !== "boolean" && wanted !== "number" && wanted !== "string") || typeof value === wanted) {
+        return Promise.resolve(value as T);
+      }
     }
     return this.getDetailed(key, fallback).then((d) => d.value);
   }
 
+  private fresh(entry: Entry): boolean {
+    return this.maxAge === Infinity || Date.now() - entry.at < this.maxAge;
+  }
+
   async getDetailed<T>(key: string, fallback: T): Promise<Detailed<T>> {
+    const hit = typeof key === "string" ? this.cache.get(this.prefix + key) : undefined;
+    if (hit !== undefined && this.fresh(hit)) return this.typed(hit, "cache", false, fallback);
     const problem = keyProblem(key);
     if (problem !== null) {
       return this.fallback(fallback, new S3kvError("invalid_argument", problem, { key: String(key) }));
@@ -211,8 +221,6 @@ class S3kvClient implements Client {
     const full = this.prefix + key;
     const fullProblem = keyProblem(full);
     if (fullProblem !== null) return this.fallback(fallback, new S3kvError("invalid_argument", fullProblem, { key: full }));
-    const cached = this.cache.get(full);
-    if (cached !== undefined && Date.now() - cached.at < this.maxAge) return this.typed(cached, "cache", false, fallback);
     try {
       const { entry, revalidated } = await this.read(full);
       return this.typed(entry, revalidated ? "revalidated" : "network", false, fallback);
