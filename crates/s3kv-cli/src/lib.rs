@@ -12,9 +12,10 @@
 //! - here: [`Cli`], the global flags (endpoint, key, profile, `--output`);
 //! - `commands`: the [`Command`] list and [`run`], which sends each command to its module (one per command group:
 //!   `items` for get/put/rm/ls/batch-get, `edit`, `transfer` for export/import, `history` for history/restore,
-//!   `schema`, `validate`, `watch`, `doctor` (a stack checked end to end), `redrive` (the failure queue replayed
-//!   to the syncer, over SQS and Lambda with SigV4), `configure`, `completions`), each owning its flags beside the
-//!   code that uses them, and the helpers several share (key parsing, conditions, batch reads);
+//!   `schema`, `validate`, `watch`, `console` (the web app, served on 127.0.0.1, its API calls forwarded with the
+//!   key), `doctor` (a stack checked end to end), `redrive` (the failure queue replayed to the syncer, over SQS and
+//!   Lambda with SigV4), `configure`, `completions`), each owning its flags beside the code that uses them, and
+//!   the helpers several share (key parsing, conditions, batch reads);
 //! - `output`: text or JSON on stdout, notes on stderr, stored values byte for byte, and [`Failure`], a failed
 //!   command's message and exit code;
 //! - [`api`]: the HTTP client of the s3kv API; [`profile`]: the saved profiles `configure` writes.

@@ -61,6 +61,10 @@ impl Gateway {
         if let Some(upgrade) = self.push.upgrade(&mut request) {
             return Ok(upgrade);
         }
+        // The console's files, which need no key (the page asks for one).
+        if let Some(page) = crate::console::serve(&request) {
+            return Ok(page);
+        }
         let mut response = self.handle(request).await;
         self.cors.apply_to(response.headers_mut());
         Ok(response)

@@ -4,12 +4,14 @@
 //!   work against it, and emitting AWS-shaped notifications after every change ([`s3_endpoint`]);
 //! * the [`outbox`] of those notifications: sequencers, a backlog count, and at-least-once delivery to the
 //!   syncer handler;
-//! * the REST API with API Gateway's key check, calling the writer and reader handlers ([`gateway`]);
+//! * the REST API with API Gateway's key check, calling the writer and reader handlers ([`gateway`]), and the
+//!   web console beside it at `/console/` ([`console`]);
 //! * Valkey: `VALKEY_URL`, or a private `valkey-server` child process ([`testkit::Valkey`], the one the tests
 //!   start) on a reserved port.
 //!
 //! The handlers are the ones the Lambda functions run, talking to the S3 endpoint over HTTP like in AWS.
 
+pub mod console;
 pub mod gateway;
 mod key_index;
 pub mod outbox;
@@ -488,7 +490,7 @@ impl LocalStack {
             ));
         }
         format!(
-            "s3kv is running locally\n\n  API        http://{api}/items/{{key}}\n  S3         http://{s3}  bucket {bucket}  (access key {ACCESS_KEY}, secret {SECRET_KEY}, region {REGION})\n  Push       ws://{api}{push_path}  (AppSync Events' protocol; auth host {api})\n  Valkey     {valkey}\n\nAPI keys (x-api-key):\n{keys}\nThe CLI (scripts/s3kv, or s3kv once installed with cargo install --path crates/s3kv-cli):\n  export S3KV_ENDPOINT=http://{api} S3KV_API_KEY={key}\n  echo '{{\"enabled\": true}}' | scripts/s3kv put flags/maintenance\n  scripts/s3kv get flags/maintenance\n\nTry:\n  curl -X PUT -H 'x-api-key: {key}' -d '{{\"enabled\": true}}' http://{api}/items/flags/maintenance\n  echo '{{\"hello\": \"s3\"}}' > hello.json && AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_DEFAULT_REGION={REGION} aws --endpoint-url http://{s3} s3 cp hello.json s3://{bucket}/docs/hello.json\n  curl -H 'x-api-key: {key}' http://{api}/items/docs/hello\n\nWatch (in another terminal, then write again):\n  curl -H 'x-api-key: {key}' 'http://{api}/changes?wait=25'\n\nCtrl-C stops everything; objects stay in the data directory.\n",
+            "s3kv is running locally\n\n  API        http://{api}/items/{{key}}\n  S3         http://{s3}  bucket {bucket}  (access key {ACCESS_KEY}, secret {SECRET_KEY}, region {REGION})\n  Push       ws://{api}{push_path}  (AppSync Events' protocol; auth host {api})\n  Console    http://{api}/console/  (asks for a key below)\n  Valkey     {valkey}\n\nAPI keys (x-api-key):\n{keys}\nThe CLI (scripts/s3kv, or s3kv once installed with cargo install --path crates/s3kv-cli):\n  export S3KV_ENDPOINT=http://{api} S3KV_API_KEY={key}\n  echo '{{\"enabled\": true}}' | scripts/s3kv put flags/maintenance\n  scripts/s3kv get flags/maintenance\n\nTry:\n  curl -X PUT -H 'x-api-key: {key}' -d '{{\"enabled\": true}}' http://{api}/items/flags/maintenance\n  echo '{{\"hello\": \"s3\"}}' > hello.json && AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_DEFAULT_REGION={REGION} aws --endpoint-url http://{s3} s3 cp hello.json s3://{bucket}/docs/hello.json\n  curl -H 'x-api-key: {key}' http://{api}/items/docs/hello\n\nWatch (in another terminal, then write again):\n  curl -H 'x-api-key: {key}' 'http://{api}/changes?wait=25'\n\nCtrl-C stops everything; objects stay in the data directory.\n",
             valkey = self.valkey_url,
             push_path = push::PATH,
         )

@@ -5,6 +5,7 @@
 
 mod completions;
 mod configure;
+mod console;
 mod doctor;
 mod edit;
 mod history;
@@ -90,6 +91,12 @@ schema does not compile (or any other failure: unreachable, forbidden), 2 usage.
         after_help = "Exit codes: 0 every message replayed (or listed), 1 a message could not be, 2 usage."
     )]
     Redrive(redrive::RedriveArgs),
+    /// Serve the console, a web app to browse, edit, diff and roll back items, on 127.0.0.1 (prints its URL)
+    ///
+    /// Its API calls go through this process to the endpoint with the key (flag, environment or profile), so the
+    /// key never reaches the browser. The URL holds a token made for this run; other web pages cannot use the
+    /// console. Runs until stopped (Ctrl-C).
+    Console(console::ConsoleArgs),
     /// Save an endpoint and its API key (read from stdin) as a profile (--profile)
     Configure(configure::ConfigureArgs),
     /// Print a shell completion script
@@ -124,6 +131,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Validate(args) => validate::exec(&api, out, args).await,
         Command::Schema(command) => schema::exec(&api, out, command).await,
         Command::Doctor(args) => doctor::exec(&api, out, args).await,
+        Command::Console(args) => console::exec(&api, out, args).await,
         Command::Configure(_) | Command::Completions(_) | Command::Redrive(_) => {
             unreachable!("handled above")
         }

@@ -5,6 +5,7 @@
 //! [`harness`].
 
 mod configure;
+mod console;
 mod doctor;
 mod edit;
 mod exact;

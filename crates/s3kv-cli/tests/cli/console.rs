@@ -1,0 +1,535 @@
+//! `s3kv console` in a real browser (Debian's Chromium, driven over WebDriver: [`webdriver`]) against s3kv-local,
+//! and s3kv-local's own `/console/`: editing and saving, a conflicting save shown as a diff and not written, a
+//! schema violation shown before saving, history with two versions compared, restore, and a read key's greyed-out
+//! controls; then, without a browser, the checks that keep other web pages from using the console's server.
+//!
+//! With `S3KV_CONSOLE_SCREENSHOTS=docs/src/images` the browser tests save the screenshots the book shows
+//! (docs/src/console.md).
+
+mod webdriver;
+
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+
+use crate::harness::{Local, KEY, READ_KEY};
+use webdriver::Browser;
+
+const ITEM: &str = "flags/checkout";
+const SCHEMA: &str = r#"{"type": "object", "required": ["enabled"], "additionalProperties": false,
+  "properties": {"enabled": {"type": "boolean"}, "rollout": {"type": "integer", "minimum": 0, "maximum": 100}}}"#;
+
+/// A running `s3kv console`: its URL (with the token), stopped when dropped.
+struct Console {
+    _child: tokio::process::Child,
+    url: String,
+}
+
+impl Console {
+    async fn start(local: &Local, key: &str) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3kv"))
+            .arg("console")
+            .current_dir(&local.dir)
+            .env("S3KV_ENDPOINT", local.endpoint())
+            .env("S3KV_API_KEY", key)
+            .env("S3KV_CONFIG_DIR", local.dir.join("config"))
+            .env_remove("S3KV_PROFILE")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run s3kv console");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let url = lines
+            .next_line()
+            .await
+            .expect("s3kv console's output")
+            .expect("s3kv console prints its URL");
+        assert!(
+            url.starts_with("http://127.0.0.1:") && url.contains("/console/#token="),
+            "{url}"
+        );
+        Self { _child: child, url }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    fn origin(&self) -> &str {
+        let after_scheme = "http://".len();
+        let end = self.url[after_scheme..]
+            .find('/')
+            .map_or(self.url.len(), |i| i + after_scheme);
+        &self.url[..end]
+    }
+
+    fn token(&self) -> &str {
+        self.url.rsplit("#token=").next().unwrap_or_default()
+    }
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// The item as S3 holds it now (a consistent read), or None.
+async fn stored(local: &Local, key: &str) -> Option<String> {
+    let answer = http()
+        .get(format!("{}/items/{key}?consistent=true", local.endpoint()))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    if answer.status() == 404 {
+        return None;
+    }
+    assert_eq!(answer.status(), 200);
+    Some(answer.text().await.unwrap())
+}
+
+async fn put_schema(local: &Local) {
+    let answer = http()
+        .put(format!("{}/schemas/flags%2F", local.endpoint()))
+        .header("x-api-key", KEY)
+        .body(SCHEMA)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+}
+
+/// Opens `key` from the tree: its folder first, then the item, until its value is shown.
+async fn open_item(browser: &Browser, key: &str, shows: &str) {
+    let (folder, _) = key.rsplit_once('/').expect("a key in a folder");
+    browser
+        .wait(
+            &format!("document.querySelector('[data-prefix=\"{folder}/\"]')"),
+            "the tree to list the folder",
+        )
+        .await;
+    let open = browser
+        .run(
+            &format!("return document.querySelector('[data-prefix=\"{folder}/\"]').getAttribute('aria-expanded');"),
+            json!([]),
+        )
+        .await;
+    if open != "true" {
+        browser
+            .click(&format!("[data-prefix=\"{folder}/\"] > .label"))
+            .await;
+    }
+    browser
+        .click(&format!("[data-key=\"{key}\"] > .label"))
+        .await;
+    browser
+        .wait(
+            &format!(
+                "document.getElementById('item-key').textContent === {} && document.getElementById('value').textContent.includes({})",
+                json!(key),
+                json!(shows)
+            ),
+            &format!("{key} to show {shows}"),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_edits_validates_conflicts_diffs_history_and_restores() {
+    let local = Local::start("console-edit").await;
+    put_schema(&local).await;
+    local.put(ITEM, r#"{"enabled": true, "rollout": 10}"#).await;
+    local.settle().await;
+    let console = Console::start(&local, KEY).await;
+    let browser = Browser::start("edit").await;
+    {
+        browser.goto(&console.url).await;
+        browser
+            .wait(
+                "document.getElementById('role').dataset.role === 'write'",
+                "the key to be known as a write key",
+            )
+            .await;
+        open_item(&browser, ITEM, "\"rollout\": 10").await;
+        assert!(browser.text("#meta-etag").await.starts_with('"'));
+        assert!(
+            browser.text("#meta-writer").await.contains("key="),
+            "the writer is shown"
+        );
+        browser.screenshot("console-item.png").await;
+
+        // A value that breaks the prefix's schema is shown as you type, and cannot be saved.
+        browser.click("#tab-edit").await;
+        browser
+            .replace_text("#editor", r#"{"enabled": "yes", "rollout": 150}"#)
+            .await;
+        browser
+            .wait(
+                "document.querySelectorAll('#violations li').length === 2",
+                "both schema violations to be listed",
+            )
+            .await;
+        let validation = browser.text("#validation").await;
+        assert!(validation.contains("Breaks schema flags/"), "{validation}");
+        assert!(
+            validation.contains("150 is greater than the maximum of 100"),
+            "{validation}"
+        );
+        assert_eq!(
+            browser
+                .run(
+                    "return document.getElementById('save').disabled;",
+                    json!([])
+                )
+                .await,
+            true,
+            "Save is disabled while the value breaks the schema"
+        );
+        browser.screenshot("console-schema-violation.png").await;
+        assert_eq!(
+            stored(&local, ITEM).await.as_deref(),
+            Some(r#"{"enabled": true, "rollout": 10}"#)
+        );
+
+        // A valid edit is saved, exactly as typed.
+        browser
+            .replace_text("#editor", r#"{"enabled": false, "rollout": 20}"#)
+            .await;
+        browser
+            .wait(
+                "document.getElementById('validation').className === 'valid'",
+                "the edit to validate",
+            )
+            .await;
+        browser.click("#save").await;
+        browser
+            .wait(
+                "!document.getElementById('panel-value').hidden && document.getElementById('value').textContent.includes('\"rollout\": 20')",
+                "the saved value to be shown",
+            )
+            .await;
+        assert_eq!(
+            stored(&local, ITEM).await.as_deref(),
+            Some(r#"{"enabled": false, "rollout": 20}"#)
+        );
+
+        // Someone else writes while an edit is open: the save is refused, the diff shown, their value kept.
+        browser.click("#tab-edit").await;
+        browser
+            .replace_text("#editor", r#"{"enabled": true, "rollout": 30}"#)
+            .await;
+        local
+            .put(ITEM, r#"{"enabled": false, "rollout": 99}"#)
+            .await;
+        local.settle().await;
+        browser
+            .wait(
+                "document.getElementById('validation').className === 'valid'",
+                "the edit to validate",
+            )
+            .await;
+        browser.click("#save").await;
+        browser
+            .wait(
+                "!document.getElementById('conflict').hidden",
+                "the conflict to be shown",
+            )
+            .await;
+        let theirs = browser.text("#conflict-diff .line.del").await;
+        let diff = browser.text("#conflict-diff").await;
+        assert!(
+            diff.contains("\"rollout\": 99") && diff.contains("\"rollout\": 30"),
+            "{diff}"
+        );
+        assert!(
+            theirs.contains("\"enabled\": false") || diff.contains("99"),
+            "{diff}"
+        );
+        let lines = browser
+            .run(
+                "return [...document.querySelectorAll('#conflict-diff .line')].map(l => l.className + ' ' + l.textContent);",
+                json!([]),
+            )
+            .await;
+        let lines: Vec<String> = serde_json::from_value(lines).unwrap();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("line del") && l.contains("\"rollout\": 99")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("line add") && l.contains("\"rollout\": 30")),
+            "{lines:?}"
+        );
+        assert_eq!(
+            stored(&local, ITEM).await.as_deref(),
+            Some(r#"{"enabled": false, "rollout": 99}"#),
+            "the conflicting save wrote nothing"
+        );
+        browser.screenshot("console-conflict.png").await;
+
+        // History: three versions; the newest two compared by default, then the oldest against the newest.
+        browser.click("#conflict-discard").await;
+        browser
+            .wait(
+                "document.getElementById('value').textContent.includes('\"rollout\": 99')",
+                "their value to load",
+            )
+            .await;
+        browser.click("#tab-history").await;
+        browser
+            .wait(
+                "document.querySelectorAll('#history li.version').length === 3",
+                "three versions",
+            )
+            .await;
+        browser
+            .wait(
+                "document.querySelector('#history-diff .line.del')?.textContent.includes('\"rollout\": 20') && document.querySelector('#history-diff .line.add')?.textContent.includes('\"rollout\": 99')",
+                "the newest two versions' diff",
+            )
+            .await;
+        browser
+            .click("#history li.version[data-index=\"2\"] input.pick-a")
+            .await;
+        browser
+            .wait(
+                "[...document.querySelectorAll('#history-diff .line.del')].some(l => l.textContent.includes('\"rollout\": 10'))",
+                "the oldest version against the newest",
+            )
+            .await;
+        browser.screenshot("console-history.png").await;
+
+        // Restore the first version: it is the item again, byte for byte.
+        browser
+            .click("#history li.version[data-index=\"2\"] button.restore")
+            .await;
+        browser
+            .wait(
+                "document.getElementById('confirm').open",
+                "the confirmation",
+            )
+            .await;
+        browser.click("#confirm-ok").await;
+        browser
+            .wait(
+                "document.getElementById('value').textContent.includes('\"rollout\": 10')",
+                "the restored value",
+            )
+            .await;
+        assert_eq!(
+            stored(&local, ITEM).await.as_deref(),
+            Some(r#"{"enabled": true, "rollout": 10}"#)
+        );
+    }
+    println!("the page's log: {}", browser.log().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_key_sees_every_edit_control_greyed_out() {
+    let local = Local::start("console-read").await;
+    local.put(ITEM, r#"{"enabled": true}"#).await;
+    local.put(ITEM, r#"{"enabled": false}"#).await;
+    local.settle().await;
+    let console = Console::start(&local, READ_KEY).await;
+    let browser = Browser::start("read").await;
+    browser.goto(&console.url).await;
+    browser
+        .wait(
+            "document.getElementById('role').dataset.role === 'read'",
+            "the key to be known as a read key",
+        )
+        .await;
+    open_item(&browser, ITEM, "\"enabled\": false").await;
+    browser.click("#tab-history").await;
+    browser
+        .wait(
+            "document.querySelectorAll('#history li.version').length === 2",
+            "two versions",
+        )
+        .await;
+    browser.click("#tab-edit").await;
+    let controls = browser
+        .run(
+            "const ids = ['save', 'delete', 'new', 'import', 'revert']; \
+             const out = {}; for (const id of ids) out[id] = document.getElementById(id).disabled; \
+             out.editor = document.getElementById('editor').readOnly; \
+             out.restore = [...document.querySelectorAll('#history button.restore')].map(b => b.disabled); \
+             out.saveTitle = document.getElementById('save').title; return out;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        controls,
+        json!({"save": true, "delete": true, "new": true, "import": true, "revert": true, "editor": true,
+               "restore": [true], "saveTitle": "This API key may only read"}),
+        "every write control is greyed out, saying why"
+    );
+    browser.screenshot("console-read-key.png").await;
+}
+
+/// s3kv-local's own /console/: the key typed into the page (kept in its memory), then an edit saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3kv_local_serves_the_console_with_a_key_typed_in() {
+    let local = Local::start("console-local").await;
+    local.put(ITEM, r#"{"enabled": true}"#).await;
+    local.settle().await;
+    let browser = Browser::start("local").await;
+    browser.goto(&format!("{}/console", local.endpoint())).await;
+    browser
+        .wait(
+            "!document.getElementById('key-form').hidden",
+            "the key prompt",
+        )
+        .await;
+    browser.replace_text("#api-key", KEY).await;
+    browser.click("#key-submit").await;
+    browser
+        .wait(
+            "document.getElementById('role').dataset.role === 'write'",
+            "the key to be known as a write key",
+        )
+        .await;
+    open_item(&browser, ITEM, "\"enabled\": true").await;
+    browser.click("#tab-edit").await;
+    browser
+        .replace_text("#editor", r#"{"enabled": false}"#)
+        .await;
+    browser
+        .wait(
+            "document.getElementById('validation').className === 'valid'",
+            "the edit to validate",
+        )
+        .await;
+    browser.click("#save").await;
+    browser
+        .wait(
+            "document.getElementById('value').textContent.includes('\"enabled\": false')",
+            "the saved value",
+        )
+        .await;
+    assert_eq!(
+        stored(&local, ITEM).await.as_deref(),
+        Some(r#"{"enabled": false}"#)
+    );
+    let storage = browser
+        .run(
+            "return localStorage.length + sessionStorage.length + document.cookie.length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(storage, 0, "the key is kept in no browser storage");
+}
+
+/// The local server's guards, without a browser: what another web page (or a DNS-rebound name) would send is
+/// refused, the app's files are the built ones, and the key never appears in anything the page can read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_pages_cannot_use_the_console_server() {
+    let local = Local::start("console-guard").await;
+    local.put(ITEM, r#"{"enabled": true}"#).await;
+    local.settle().await;
+    let console = Console::start(&local, KEY).await;
+    let client = http();
+    let api = format!("{}/console/api/items/{ITEM}", console.origin());
+    let send = |url: String, headers: Vec<(&'static str, String)>| {
+        let mut request = client.get(url);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let token = || ("x-s3kv-console-token", console.token().to_owned());
+
+    let ok = send(api.clone(), vec![token()]).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), r#"{"enabled": true}"#);
+
+    for (what, headers) in [
+        ("no token", vec![]),
+        (
+            "a wrong token",
+            vec![("x-s3kv-console-token", "0".repeat(64))],
+        ),
+        (
+            "another site's origin",
+            vec![token(), ("origin", "https://evil.example".to_owned())],
+        ),
+        (
+            "a cross-site fetch",
+            vec![token(), ("sec-fetch-site", "cross-site".to_owned())],
+        ),
+        (
+            "a DNS-rebound host",
+            vec![token(), ("host", "evil.example".to_owned())],
+        ),
+    ] {
+        let refused = send(api.clone(), headers).await.unwrap();
+        assert_eq!(refused.status(), 403, "{what}");
+        let body = refused.text().await.unwrap();
+        assert!(!body.contains("enabled"), "{what}: {body}");
+    }
+    // The preflight another origin's fetch would need is refused, and no answer allows other origins.
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, &api)
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "x-s3kv-console-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 403);
+    assert!(preflight
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    // Only the API's routes are forwarded with the key.
+    let public = send(
+        format!("{}/console/api/public/{ITEM}", console.origin()),
+        vec![token()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(public.status(), 403);
+
+    // Every built file is served, byte for byte, by both servers, with the page's security headers; the key is
+    // in none of them.
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/console/dist");
+    let mut names: Vec<String> = std::fs::read_dir(&dist)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.contains(&"app.js".to_owned()), "{names:?}");
+    for origin in [console.origin().to_owned(), local.endpoint()] {
+        for name in &names {
+            let answer = send(format!("{origin}/console/{name}"), vec![])
+                .await
+                .unwrap();
+            assert_eq!(
+                answer.status(),
+                200,
+                "{origin}/console/{name}: is it listed in clients/console/assets.rs?"
+            );
+            assert!(answer.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'"));
+            let body = answer.text().await.unwrap();
+            assert_eq!(
+                body,
+                std::fs::read_to_string(dist.join(name)).unwrap(),
+                "{name}"
+            );
+            assert!(!body.contains(KEY));
+        }
+        let page = send(format!("{origin}/console/"), vec![]).await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page
+            .text()
+            .await
+            .unwrap()
+            .contains("<title>s3kv console</title>"));
+    }
+}
