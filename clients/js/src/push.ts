@@ -81,8 +81,15 @@ export function compareSequencers(a: string, b: string): number {
 
 /** The AppSync channel of a key (`k`) or prefix (`p`): the first 16 bytes of SHA-256, in lowercase hex. */
 export async function channelOf(kind: "k" | "p", name: string): Promise<string> {
-  if (!globalThis.crypto?.subtle) throw new Error("s3kv-push needs crypto.subtle (a secure context: https or localhost)");
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(name)));
+  let subtle = globalThis.crypto?.subtle;
+  const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+  if (!subtle && typeof node === "string") {
+    // Node 18 has Web Crypto, but not as a global; the name is a variable so bundlers for browsers leave it alone.
+    const module = "node:crypto";
+    subtle = ((await import(/* @vite-ignore */ /* webpackIgnore: true */ module)) as { webcrypto: Crypto }).webcrypto.subtle;
+  }
+  if (!subtle) throw new Error("s3kv push needs crypto.subtle (a secure context: https or localhost)");
+  const digest = new Uint8Array(await subtle.digest("SHA-256", new TextEncoder().encode(name)));
   const hex = Array.from(digest.slice(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
   return `/s3kv/${kind}/${hex}`;
 }
@@ -219,18 +226,22 @@ class Client implements Subscription {
 
   private async start(): Promise<void> {
     this.status({ state: "connecting" });
-    try {
-      for (const t of this.topics) t.channel = await channelOf(t.kind === "key" ? "k" : "p", t.name);
-    } catch (error) {
-      this.status({ state: "error", message: String(error) });
-      return;
+    const socket = this.options.WebSocket ?? globalThis.WebSocket;
+    const pollOnly = this.options.transport === "poll" || typeof socket !== "function";
+    // Channels are for the WebSocket only: long-polling needs no hashing (nor crypto.subtle, absent in Node 18).
+    if (!pollOnly) {
+      try {
+        for (const t of this.topics) t.channel = await channelOf(t.kind === "key" ? "k" : "p", t.name);
+      } catch (error) {
+        this.status({ state: "error", message: String(error) });
+        return;
+      }
     }
     // The cursor first: what changes from here on is caught up after any disconnect.
     if (this.apiKey !== null) {
       await Promise.all(this.topics.map((t) => this.locked(t, () => this.takeCursor(t)).catch(() => undefined)));
     }
-    const socket = this.options.WebSocket ?? globalThis.WebSocket;
-    if (this.options.transport === "poll" || typeof socket !== "function") {
+    if (pollOnly) {
       this.polling = true;
       this.status({ state: "polling", reason: this.options.transport === "poll" ? "transport: poll" : "no WebSocket here" });
       for (const t of this.topics) void this.poll(t);
