@@ -1,5 +1,7 @@
 //! `export` and `import`: every item under a prefix as one JSON object, and back (from such an object, or from a
 //! directory of `KEY.json` files). Values go through as `RawValue`s: exported and imported byte for byte.
+//! `export --snapshot FILE` writes the same items with their ETags as a last-known-good snapshot, the file the
+//! TypeScript client (clients/js) serves from when the API cannot be reached.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use futures::StreamExt;
 use s3kv::key::ItemKey;
+use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
@@ -18,6 +21,30 @@ use crate::output::{print, Failure, Output};
 pub struct ExportArgs {
     #[arg(default_value = "")]
     prefix: String,
+    /// Write a snapshot to FILE instead of printing: {"format": "s3kv-snapshot", "version": 1, "exportedAt",
+    /// "prefix", "items": {"KEY": {"etag", "value"}}}, values byte for byte. Replaced whole, never half-written.
+    #[arg(long, value_name = "FILE")]
+    snapshot: Option<PathBuf>,
+}
+
+/// One item of a snapshot: the ETag lets a client that loaded it revalidate (`If-None-Match`) instead of
+/// downloading what it already has.
+#[derive(Serialize)]
+struct SnapshotItem {
+    etag: Option<String>,
+    value: Box<RawValue>,
+}
+
+/// The snapshot file's format, version 1 (clients/js/src/snapshot.ts reads it; docs/src/clients/typescript.md
+/// documents it). `format` and `version` let a reader refuse a file that is not one, or a newer one.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Snapshot<'a> {
+    format: &'static str,
+    version: u32,
+    exported_at: String,
+    prefix: &'a str,
+    items: BTreeMap<String, SnapshotItem>,
 }
 
 pub(super) async fn export(api: &Api, args: ExportArgs) -> Result<(), Failure> {
@@ -26,19 +53,90 @@ pub(super) async fn export(api: &Api, args: ExportArgs) -> Result<(), Failure> {
         .iter()
         .map(|i| item_key(&i.key))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut values: BTreeMap<String, Box<RawValue>> = BTreeMap::new();
+    // The time before the reads: every value is at least as new as the snapshot says.
+    let exported_at = rfc3339_utc(std::time::SystemTime::now());
+    let mut items: BTreeMap<String, SnapshotItem> = BTreeMap::new();
     for item in fetch(api, &keys).await? {
-        {
-            // Deleted since the listing: not in the export.
-            if let (true, Some(value)) = (item.found, item.value) {
-                values.insert(item.key, value);
-            }
+        // Deleted since the listing: not in the export.
+        if let (true, Some(value)) = (item.found, item.value) {
+            items.insert(
+                item.key,
+                SnapshotItem {
+                    etag: item.etag,
+                    value,
+                },
+            );
         }
     }
-    let text = serde_json::to_string_pretty(&values).map_err(|e| Failure::Other(e.to_string()))?;
-    println!("{text}");
-    eprintln!("exported {} items", values.len());
+    let count = items.len();
+    let Some(file) = args.snapshot else {
+        let values: BTreeMap<String, Box<RawValue>> =
+            items.into_iter().map(|(k, i)| (k, i.value)).collect();
+        let text =
+            serde_json::to_string_pretty(&values).map_err(|e| Failure::Other(e.to_string()))?;
+        println!("{text}");
+        eprintln!("exported {count} items");
+        return Ok(());
+    };
+    let snapshot = Snapshot {
+        format: "s3kv-snapshot",
+        version: 1,
+        exported_at,
+        prefix: &args.prefix,
+        items,
+    };
+    // Pretty-printed for review in a diff; RawValue keeps each value's own text inside the indentation.
+    let mut text =
+        serde_json::to_string_pretty(&snapshot).map_err(|e| Failure::Other(e.to_string()))?;
+    text.push('\n');
+    write_whole(&file, text.as_bytes())
+        .map_err(|e| Failure::Other(format!("{}: {e}", file.display())))?;
+    eprintln!(
+        "exported {count} items to {} (snapshot, {})",
+        file.display(),
+        snapshot.exported_at
+    );
     Ok(())
+}
+
+/// Writes beside the target, then renames over it: a build that ships the file never ships half of one, and a
+/// failed export leaves the previous snapshot in place.
+fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = file
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
+    let mut partial = name.to_owned();
+    partial.push(format!(".partial-{}", std::process::id()));
+    let partial = file.with_file_name(partial);
+    let written = std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
+/// `2026-12-07T22:30:00Z`: seconds are enough to say how old a snapshot is, and a clock before 1970 reads as 1970.
+fn rfc3339_utc(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm, for days since 1970-01-01; no era before it here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[derive(Debug, Args)]
@@ -190,4 +288,18 @@ pub(super) async fn import(api: &Api, out: Output, args: ImportArgs) -> Result<(
         return Err(Failure::Other(format!("{failed} items failed")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_utc_formats_civil_dates() {
+        let at = |secs| super::rfc3339_utc(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_796_684_645), "2026-12-07T23:04:05Z");
+        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
 }

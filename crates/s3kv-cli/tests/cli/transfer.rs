@@ -1,4 +1,5 @@
-//! `import` and `export`: 1,000 files in and back out exactly, a dry run, and a bad file that stops it all.
+//! `import` and `export`: 1,000 files in and back out exactly, a dry run, and a bad file that stops it all;
+//! `export --snapshot`: the snapshot file the TypeScript client serves from, values byte for byte with their ETags.
 
 use std::path::PathBuf;
 
@@ -80,4 +81,101 @@ async fn one_bad_file_stops_the_whole_import_before_anything_is_written() {
         .s3kv(&["get", "bulk/00/new"])
         .await
         .fails(3, "no item");
+}
+
+/// A snapshot holds each item under the prefix with the ETag a read answers and its text exactly as stored, says
+/// when it was taken, and a failed write leaves the previous snapshot whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_holds_every_value_exactly_with_its_etag() {
+    let local = Local::start("snapshot").await;
+    let odd =
+        r#"{"n": 1e400, "big": 123456789012345678901234567890, "z": -0,  "a" : "\u00e9\ud800"}"#;
+    local.put("snap/odd", odd).await;
+    local.put("snap/flag", "true").await;
+    local.put("other/x", "1").await;
+    local.settle().await;
+
+    let run = local
+        .s3kv(&["export", "snap/", "--snapshot", "snap.json"])
+        .await
+        .ok();
+    assert_eq!(run.stdout, "", "a snapshot goes to its file only");
+    assert!(
+        run.stderr.contains("exported 2 items to snap.json"),
+        "{}",
+        run.stderr
+    );
+    let text = std::fs::read_to_string(local.dir.join("snap.json")).unwrap();
+    // Byte for byte: the stored text sits in the file as it is, whitespace, -0 and 1e400 included.
+    assert!(text.contains(&format!("\"value\": {odd}")), "{text}");
+
+    // Typed, with each value raw: serde_json's Value cannot hold 1e400.
+    let snapshot: Snapshot = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (
+            snapshot.format.as_str(),
+            snapshot.version,
+            snapshot.prefix.as_str()
+        ),
+        ("s3kv-snapshot", 1, "snap/")
+    );
+    let at = snapshot.exported_at.as_bytes();
+    assert!(
+        at.len() == 20 && at[10] == b'T' && at[19] == b'Z',
+        "exportedAt {}",
+        snapshot.exported_at
+    );
+    let items = snapshot.items;
+    assert_eq!(items.keys().collect::<Vec<_>>(), ["snap/flag", "snap/odd"]);
+    assert_eq!(items["snap/odd"].value.get(), odd);
+    assert_eq!(items["snap/flag"].value.get(), "true");
+    for (key, item) in &items {
+        let read = local.s3kv(&["get", key, "--output", "json"]).await.ok();
+        let read: Read = serde_json::from_str(&read.stdout).unwrap();
+        assert_eq!(read.etag, item.etag, "{key}'s etag");
+    }
+
+    // A snapshot that cannot be written fails clearly and leaves the old one as it was.
+    std::fs::create_dir(local.dir.join("dir.json")).unwrap();
+    local
+        .s3kv(&["export", "snap/", "--snapshot", "dir.json"])
+        .await
+        .fails(1, "dir.json");
+    local
+        .s3kv(&["export", "snap/", "--snapshot", "no/such/dir/snap.json"])
+        .await
+        .fails(1, "no/such/dir/snap.json");
+    assert_eq!(
+        std::fs::read_to_string(local.dir.join("snap.json")).unwrap(),
+        text
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&local.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        .collect();
+    assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Snapshot {
+    format: String,
+    version: u32,
+    exported_at: String,
+    prefix: String,
+    items: std::collections::BTreeMap<String, SnapshotItem>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotItem {
+    etag: Option<String>,
+    value: Box<serde_json::value::RawValue>,
+}
+
+/// What `get --output json` says of an item, its value passed over (it may not fit serde_json's Value).
+#[derive(serde::Deserialize)]
+struct Read {
+    etag: Option<String>,
 }
