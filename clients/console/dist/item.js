@@ -6,7 +6,7 @@ import { diffView } from "./diffview.js";
 import { byId, h, time } from "./dom.js";
 import { History } from "./history.js";
 import { pretty, syntaxError } from "./json.js";
-import { canWrite, confirm, gate, onPermissions, showError, status } from "./ui.js";
+import { canWrite, confirm, gate, onPermissions, showError, status, whyNot } from "./ui.js";
 export class ItemView {
     constructor(changed) {
         this.changed = changed;
@@ -180,8 +180,8 @@ export class ItemView {
         }
         if (!canWrite(key)) {
             this.valid = false;
-            box.className = "";
-            box.replaceChildren();
+            box.className = "readonly";
+            box.textContent = `Read only: ${whyNot(key)}.`;
             this.gateSave();
             return;
         }
@@ -273,9 +273,10 @@ export class ItemView {
         this.pendingTheirs = theirs;
         const who = theirs === null ? "deleted it" : `wrote it (${theirs.writer ?? "unknown writer"}, ${time(theirs.lastModified)})`;
         byId("conflict-text").textContent =
-            `Not saved: someone ${who} after you opened it. Your edit is still in the editor. ` +
-                "Compare, then keep editing on top of their version, or discard yours.";
-        byId("conflict-diff").replaceChildren(diffView(theirs === null ? "" : pretty(theirs.text), yours, "theirs (stored now)", "yours (not saved)"));
+            `Someone ${who} after you opened it, so nothing was written. Your edit is still in the editor: ` +
+                "compare, then keep editing on top of their version, or discard yours.";
+        // Both pretty-printed, so the diff shows what differs rather than how each was laid out.
+        byId("conflict-diff").replaceChildren(diffView(theirs === null ? "" : pretty(theirs.text), pretty(yours), "theirs (stored now)", "yours (not saved)"));
         byId("conflict").hidden = false;
         byId("conflict-rebase").focus();
     }

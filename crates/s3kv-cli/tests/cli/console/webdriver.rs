@@ -19,7 +19,7 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--no-first-run",
     "--disable-sync",
     "--no-proxy-server",
-    "--window-size=1280,800",
+    "--window-size=1280,960",
     "--force-device-scale-factor=1",
 ];
 /// The W3C name of an element reference in a JSON answer.
