@@ -69,6 +69,9 @@ pub struct Config {
     pub extra_api_keys: Option<String>,
     /// `S3KV_PUBLIC_PREFIX`: items under this prefix may be read without an API key (`GET /public/{key}`).
     pub public_prefix: Option<String>,
+    /// `S3KV_OFREP_PREFIX`: the item key prefix OpenFeature flag keys live under (default `flags/`): flag `beta`
+    /// is the item `flags/beta` ([`crate::api`]'s OFREP routes).
+    pub ofrep_prefix: String,
     /// `S3KV_FEED_RETENTION`: how many changes the change feed keeps (default 10,000; a cursor older than that
     /// answers 410).
     pub feed_retention: usize,
@@ -80,8 +83,9 @@ pub struct Config {
     pub push_endpoint: Option<String>,
 }
 
-/// `S3KV_CACHE_PREFIX` and `S3KV_FEED_RETENTION` when unset.
+/// `S3KV_CACHE_PREFIX`, `S3KV_OFREP_PREFIX` and `S3KV_FEED_RETENTION` when unset.
 pub const DEFAULT_CACHE_PREFIX: &str = "s3kv:";
+pub const DEFAULT_OFREP_PREFIX: &str = "flags/";
 pub const DEFAULT_FEED_RETENTION: u64 = 10_000;
 
 /// API Gateway ends an integration after 29 s; a wait must end, and answer, before that.
@@ -171,6 +175,13 @@ impl Config {
             api_keys: get("S3KV_API_KEYS"),
             extra_api_keys: get("S3KV_EXTRA_API_KEYS"),
             public_prefix: get("S3KV_PUBLIC_PREFIX"),
+            ofrep_prefix: match get("S3KV_OFREP_PREFIX") {
+                None => DEFAULT_OFREP_PREFIX.to_owned(),
+                Some(v) => match crate::key::KeyPrefix::parse(&v) {
+                    Ok(_) => v,
+                    Err(e) => return Err(invalid("S3KV_OFREP_PREFIX", &v, &e.to_string())),
+                },
+            },
             feed_retention: positive("S3KV_FEED_RETENTION", DEFAULT_FEED_RETENTION)? as usize,
             max_wait: Duration::from_secs(match get("S3KV_MAX_WAIT_SECS") {
                 None => MAX_WAIT_SECS,

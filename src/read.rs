@@ -9,8 +9,8 @@ use crate::config::Config;
 use crate::document;
 use crate::key::{ItemKey, KeyMap, ObjectKind};
 use crate::ports::{
-    Cache, CacheError, CacheLookup, Etag, Object, ObjectStore, ObjectVersion, StoreError,
-    Unservable,
+    Cache, CacheError, CacheLookup, Cursor, Etag, Feed, Object, ObjectStore, ObjectVersion,
+    StoreError, Unservable,
 };
 use crate::retry;
 
@@ -108,6 +108,7 @@ pub struct Reader<S, C> {
     pub(crate) cache_timeout: Duration,
     max_object_bytes: u64,
     max_wait: Duration,
+    ofrep_prefix: String,
 }
 
 impl<S: ObjectStore, C: Cache> Reader<S, C> {
@@ -119,12 +120,37 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
             cache_timeout: config.cache_timeout,
             max_object_bytes: config.max_object_bytes,
             max_wait: config.max_wait,
+            ofrep_prefix: config.ofrep_prefix.clone(),
         }
     }
 
     /// The longest wait this reader grants (`S3KV_MAX_WAIT_SECS`); longer ones are cut to it.
     pub fn max_wait(&self) -> Duration {
         self.max_wait
+    }
+
+    /// `S3KV_OFREP_PREFIX`: the items OpenFeature flags are.
+    pub fn ofrep_prefix(&self) -> &str {
+        &self.ofrep_prefix
+    }
+
+    /// The change feed's newest cursor within the cache timeout, `None` when the cache does not answer: whether
+    /// anything changed since a cursor, for one cheap command.
+    pub async fn feed_tail(&self) -> Option<Cursor>
+    where
+        C: Feed,
+    {
+        match tokio::time::timeout(self.cache_timeout, self.cache.tail()).await {
+            Ok(Ok(cursor)) => Some(cursor),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "reading the feed's tail failed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("reading the feed's tail timed out");
+                None
+            }
+        }
     }
 
     pub async fn get(&self, key: &ItemKey, deadline: Instant) -> Result<ReadResult, StoreError> {

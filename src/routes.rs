@@ -22,6 +22,14 @@ pub const CHANGES: &str = "/changes";
 /// JSON Schemas per key prefix: the list, and one prefix's schema (the `{key+}` value is the prefix).
 pub const SCHEMAS: &str = "/schemas";
 pub const SCHEMA: &str = "/schemas/{key+}";
+/// OpenFeature Remote Evaluation Protocol (OFREP): one flag, and every flag the caller may read. A provider is
+/// given the API's URL as its base and appends `/ofrep/v1/...` itself.
+pub const OFREP_FLAG: &str = "/ofrep/v1/evaluate/flags/{key+}";
+pub const OFREP_FLAGS: &str = "/ofrep/v1/evaluate/flags";
+/// The same without a key, for flags under the public prefix: a provider's base URL is the API's URL +
+/// `/public-flags`. Not under `/public/`, where every path is an item key.
+pub const PUBLIC_OFREP_FLAG: &str = "/public-flags/ofrep/v1/evaluate/flags/{key+}";
+pub const PUBLIC_OFREP_FLAGS: &str = "/public-flags/ofrep/v1/evaluate/flags";
 /// The item routes' path parameter.
 pub const KEY_PARAM: &str = "key";
 
@@ -49,6 +57,10 @@ pub enum Operation {
     GetSchema,
     PutSchema,
     DeleteSchema,
+    EvaluateFlag,
+    EvaluateFlags,
+    EvaluatePublicFlag,
+    EvaluatePublicFlags,
 }
 
 impl Operation {
@@ -68,6 +80,10 @@ impl Operation {
             Operation::GetSchema => "getSchema",
             Operation::PutSchema => "putSchema",
             Operation::DeleteSchema => "deleteSchema",
+            Operation::EvaluateFlag => "evaluateFlag",
+            Operation::EvaluateFlags => "evaluateFlagsBulk",
+            Operation::EvaluatePublicFlag => "evaluatePublicFlag",
+            Operation::EvaluatePublicFlags => "evaluatePublicFlagsBulk",
         }
     }
 }
@@ -136,6 +152,35 @@ pub const ROUTES: &[Route] = &[
         Method::DELETE,
         Operation::DeleteSchema,
         Write,
+    ),
+    // OFREP evaluates with POST (the context is a body), but only reads.
+    Route::new(
+        Reader,
+        OFREP_FLAG,
+        Method::POST,
+        Operation::EvaluateFlag,
+        Read,
+    ),
+    Route::new(
+        Reader,
+        OFREP_FLAGS,
+        Method::POST,
+        Operation::EvaluateFlags,
+        Read,
+    ),
+    Route::new(
+        Reader,
+        PUBLIC_OFREP_FLAG,
+        Method::POST,
+        Operation::EvaluatePublicFlag,
+        Public,
+    ),
+    Route::new(
+        Reader,
+        PUBLIC_OFREP_FLAGS,
+        Method::POST,
+        Operation::EvaluatePublicFlags,
+        Public,
     ),
 ];
 
@@ -226,6 +271,18 @@ mod tests {
         assert_eq!(
             match_path("/schemas/flags%2F"),
             Some((SCHEMA, Some("flags%2F")))
+        );
+        assert_eq!(
+            match_path("/ofrep/v1/evaluate/flags"),
+            Some((OFREP_FLAGS, None))
+        );
+        assert_eq!(
+            match_path("/ofrep/v1/evaluate/flags/checkout/new-ui"),
+            Some((OFREP_FLAG, Some("checkout/new-ui")))
+        );
+        assert_eq!(
+            match_path("/public-flags/ofrep/v1/evaluate/flags/a"),
+            Some((PUBLIC_OFREP_FLAG, Some("a")))
         );
         assert_eq!(match_path("/other"), None);
     }
@@ -348,7 +405,9 @@ mod tests {
         assert_eq!(allow(SCHEMA, Function::Writer), "GET, PUT, DELETE");
         assert_eq!(
             paths(),
-            "/items/{key}, /items, /batch-get, /public/{key}, /versions/{key}, /restore/{key}, /changes, /schemas, /schemas/{key}"
+            "/items/{key}, /items, /batch-get, /public/{key}, /versions/{key}, /restore/{key}, /changes, /schemas, /schemas/{key}, \
+             /ofrep/v1/evaluate/flags/{key}, /ofrep/v1/evaluate/flags, /public-flags/ofrep/v1/evaluate/flags/{key}, \
+             /public-flags/ofrep/v1/evaluate/flags"
         );
     }
 }

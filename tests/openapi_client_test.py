@@ -99,18 +99,23 @@ def parse(client, module, status, body):
     return module._parse_response(client=http, response=httpx.Response(status, json=body))
 
 
+# The operations that need no API key: their 403 is s3kv's, never API Gateway's missing-key message.
+KEYLESS = ("get_public_item", "evaluate_public_flag", "evaluate_public_flags_bulk")
+
+
 def test_a_forbidden_answer_keeps_error_role_and_prefixes(client):
     from s3kv_openapi_client.models import Forbidden, GatewayMessage
 
     secured = {
         name: module
         for name, module in operations(client).items()
-        if "status_code == 403" in Path(module.__file__).read_text() and name != "get_public_item"
+        if "status_code == 403" in Path(module.__file__).read_text() and name not in KEYLESS
     }
     # Every operation that needs an API key.
     assert sorted(secured) == [
-        "batch_get", "delete_item", "delete_schema", "get_item", "get_schema", "list_changes", "list_items",
-        "list_schemas", "list_versions", "post_item", "put_item", "put_schema", "restore_item",
+        "batch_get", "delete_item", "delete_schema", "evaluate_flag", "evaluate_flags_bulk", "get_item",
+        "get_schema", "list_changes", "list_items", "list_schemas", "list_versions", "post_item", "put_item",
+        "put_schema", "restore_item",
     ]
     for name, module in secured.items():
         for body in (FORBIDDEN_READ_KEY, FORBIDDEN_OUTSIDE_PREFIXES):
@@ -130,10 +135,11 @@ def test_a_public_read_refused_is_s3kvs_forbidden(client):
     from s3kv_openapi_client.models import Forbidden
     from s3kv_openapi_client.types import Unset
 
-    parsed = parse(client, operations(client)["get_public_item"], 403, PUBLIC_FORBIDDEN)
-    assert isinstance(parsed, Forbidden)
-    assert parsed.error.value == "forbidden"
-    assert isinstance(parsed.role, Unset) and isinstance(parsed.prefixes, Unset)
+    for name in KEYLESS:
+        parsed = parse(client, operations(client)[name], 403, PUBLIC_FORBIDDEN)
+        assert isinstance(parsed, Forbidden), name
+        assert parsed.error.value == "forbidden"
+        assert isinstance(parsed.role, Unset) and isinstance(parsed.prefixes, Unset)
 
 
 def test_versions_parse_with_nulls_and_fractional_seconds(client):

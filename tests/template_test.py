@@ -280,12 +280,13 @@ def test_keyless_reads_are_off_by_default_and_throttled_by_the_stage():
     assert params["PublicReadPrefix"]["Default"] == ""
     assert GLOBAL_ENV["S3KV_PUBLIC_PREFIX"] == {"Ref": "PublicReadPrefix"}
     settings = RESOURCES["Api"]["Properties"]["MethodSettings"]
-    (resource, method) = next(iter(KEYLESS))
-    encoded = resource.replace("/", "~1")
-    (public,) = [s for s in settings if s["ResourcePath"] == "/" + encoded]
-    assert public["HttpMethod"] == method
-    assert public["ThrottlingRateLimit"] == {"Fn::If": ["PublicReads", {"Ref": "PublicRateLimit"}, 0]}
-    assert public["ThrottlingBurstLimit"] == {"Fn::If": ["PublicReads", {"Ref": "PublicBurstLimit"}, 0]}
+    assert len(KEYLESS) == 3  # GET /public/{key} and OFREP's two public evaluations
+    for resource, method in KEYLESS:
+        encoded = resource.replace("/", "~1")
+        (public,) = [s for s in settings if s["ResourcePath"] == "/" + encoded]
+        assert public["HttpMethod"] == method
+        assert public["ThrottlingRateLimit"] == {"Fn::If": ["PublicReads", {"Ref": "PublicRateLimit"}, 0]}
+        assert public["ThrottlingBurstLimit"] == {"Fn::If": ["PublicReads", {"Ref": "PublicBurstLimit"}, 0]}
 
 
 def _s3_actions(function):

@@ -15,6 +15,7 @@ mod error;
 mod history;
 mod items;
 mod listing;
+mod ofrep;
 mod schemas;
 mod watch;
 
@@ -81,7 +82,7 @@ pub async fn handle_write<S: ObjectStore>(
 }
 
 /// The reader's routes: `GET /items/{key}`, `GET /items`, `POST /batch-get`, `GET /public/{key}`,
-/// `GET /versions/{key}`, `GET /changes`.
+/// `GET /versions/{key}`, `GET /changes`, and OpenFeature's (OFREP) evaluations.
 pub async fn handle_read<S: ObjectStore, C: Cache + Feed>(
     reader: &Reader<S, C>,
     access: &Access,
@@ -111,6 +112,12 @@ pub async fn serve_read<S: ObjectStore, C: Cache + Feed>(
             Operation::ListChanges => watch::changes(reader, &caller, request, deadline).await,
             Operation::BatchGet => {
                 batch::batch_get(reader, &caller, request, quick, &mut cache).await
+            }
+            Operation::EvaluateFlag | Operation::EvaluatePublicFlag => {
+                ofrep::evaluate_one(reader, &caller, request, quick, &mut cache).await
+            }
+            Operation::EvaluateFlags | Operation::EvaluatePublicFlags => {
+                ofrep::evaluate_all(reader, &caller, request, quick, &mut cache).await
             }
             _ => items::get(reader, &caller, request, deadline, &mut cache).await,
         }

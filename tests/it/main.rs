@@ -22,6 +22,7 @@ mod local;
 mod local_clients;
 mod local_crash;
 mod local_repair;
+mod ofrep;
 mod openapi;
 mod pipeline;
 mod push;
