@@ -236,6 +236,13 @@ async fn console_edits_validates_conflicts_diffs_history_and_restores() {
             .put(ITEM, r#"{"enabled": false, "rollout": 99}"#)
             .await;
         local.settle().await;
+        // Live updates tell the editor its item changed underneath, without touching the edit.
+        browser
+            .wait(
+                "!document.getElementById('stale').hidden",
+                "the live update to say the item changed",
+            )
+            .await;
         browser
             .wait(
                 "document.getElementById('validation').className === 'valid'",
@@ -342,7 +349,10 @@ async fn console_edits_validates_conflicts_diffs_history_and_restores() {
 async fn a_read_key_sees_every_edit_control_greyed_out() {
     let local = Local::start("console-read").await;
     local.put(ITEM, r#"{"enabled": true}"#).await;
-    local.put(ITEM, r#"{"enabled": false}"#).await;
+    // A number JavaScript would round: shown exactly as stored.
+    local
+        .put(ITEM, r#"{"enabled": false, "id": 12345678901234567890}"#)
+        .await;
     local.settle().await;
     let console = Console::start(&local, READ_KEY).await;
     let browser = Browser::start("read").await;
@@ -353,7 +363,15 @@ async fn a_read_key_sees_every_edit_control_greyed_out() {
             "the key to be known as a read key",
         )
         .await;
-    open_item(&browser, ITEM, "\"enabled\": false").await;
+    open_item(&browser, ITEM, "\"id\": 12345678901234567890").await;
+    // A new item appears in the tree by itself (live updates).
+    local.put("flags/new-one", "{}").await;
+    browser
+        .wait(
+            "document.querySelector('[data-key=\"flags/new-one\"]')",
+            "the new item to appear in the tree",
+        )
+        .await;
     browser.click("#tab-history").await;
     browser
         .wait(
@@ -432,6 +450,60 @@ async fn s3kv_local_serves_the_console_with_a_key_typed_in() {
         )
         .await;
     assert_eq!(storage, 0, "the key is kept in no browser storage");
+
+    // Import: checked first, confirmed, then written byte for byte; export gives the same text back.
+    let file = local.dir.join("import.json");
+    let export = "{\n  \"imported/a\": {\"n\": 1},\n  \"imported/b\": [1, 2.50]\n}\n";
+    std::fs::write(&file, export).unwrap();
+    browser
+        .send_keys("#import-file", &file.display().to_string())
+        .await;
+    browser
+        .wait(
+            "document.getElementById('confirm').open",
+            "the import's confirmation",
+        )
+        .await;
+    assert!(browser
+        .text("#confirm-text")
+        .await
+        .contains("Write 2 items"));
+    browser.click("#confirm-ok").await;
+    browser
+        .wait(
+            "document.getElementById('status').textContent.startsWith('Imported 2 items')",
+            "the import to finish",
+        )
+        .await;
+    assert_eq!(
+        stored(&local, "imported/b").await.as_deref(),
+        Some("[1, 2.50]")
+    );
+    // The download is caught in the page: its text, rather than a file in a download folder.
+    browser
+        .run(
+            "window.exported = null; const make = URL.createObjectURL; \
+             URL.createObjectURL = (blob) => { blob.text().then(t => window.exported = t); return make(blob); }; \
+             HTMLAnchorElement.prototype.click = function () {};",
+            json!([]),
+        )
+        .await;
+    browser.click("#export").await;
+    browser
+        .wait(
+            "document.getElementById('prompt').open",
+            "the export's prompt",
+        )
+        .await;
+    browser.replace_text("#prompt-input", "imported/").await;
+    browser.click("#prompt-ok").await;
+    browser
+        .wait("typeof window.exported === 'string'", "the export")
+        .await;
+    assert_eq!(
+        browser.run("return window.exported;", json!([])).await,
+        export
+    );
 }
 
 /// The local server's guards, without a browser: what another web page (or a DNS-rebound name) would send is

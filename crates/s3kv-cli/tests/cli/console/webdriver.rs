@@ -237,6 +237,18 @@ impl Browser {
         .await;
     }
 
+    /// Types `text` into `css` as it is: for a file input, a path to pick (hidden inputs too, as chromedriver
+    /// allows by default).
+    pub async fn send_keys(&self, css: &str, text: &str) {
+        let id = self.element(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
     pub async fn text(&self, css: &str) -> String {
         let value = self
             .run(
