@@ -264,6 +264,12 @@ class S3kvClient implements Client {
     }
     let entry: Entry;
     if (answer.status === 404) {
+      // Only the API's own 404 says the item is gone; any other (a proxy, a wrong endpoint) says nothing about it.
+      if (statusError(answer, "").code !== "not_found") {
+        throw new S3kvError("bad_response", `GET ${path}: a 404 that is not the API's (is the endpoint right?): ${answer.text.slice(0, 100)}`, {
+          key: full, status: 404,
+        });
+      }
       entry = { found: false, etag: null, text: null, value: undefined, at };
     } else if (answer.status === 200) {
       let value: unknown;
