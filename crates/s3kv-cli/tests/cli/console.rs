@@ -341,6 +341,49 @@ async fn console_edits_validates_conflicts_diffs_history_and_restores() {
             stored(&local, ITEM).await.as_deref(),
             Some(r#"{"enabled": true, "rollout": 10}"#)
         );
+
+        // Delete (confirmed), then undelete from the history.
+        browser.click("#delete").await;
+        browser
+            .wait(
+                "document.getElementById('confirm').open",
+                "the delete's confirmation",
+            )
+            .await;
+        browser.click("#confirm-ok").await;
+        browser
+            .wait(
+                "document.querySelector('#history li.version[data-index=\"0\"]')?.classList.contains('deleted')",
+                "the delete to show in the history",
+            )
+            .await;
+        assert_eq!(stored(&local, ITEM).await, None);
+        assert_eq!(
+            browser
+                .text("#history li.version[data-index=\"1\"] button.restore")
+                .await,
+            "Undelete"
+        );
+        browser
+            .click("#history li.version[data-index=\"1\"] button.restore")
+            .await;
+        browser
+            .wait(
+                "document.getElementById('confirm').open",
+                "the undelete's confirmation",
+            )
+            .await;
+        browser.click("#confirm-ok").await;
+        browser
+            .wait(
+                "document.getElementById('meta-etag') && document.getElementById('value').textContent.includes('\"rollout\": 10')",
+                "the undeleted value",
+            )
+            .await;
+        assert_eq!(
+            stored(&local, ITEM).await.as_deref(),
+            Some(r#"{"enabled": true, "rollout": 10}"#)
+        );
     }
     println!("the page's log: {}", browser.log().await);
 }
@@ -450,6 +493,40 @@ async fn s3kv_local_serves_the_console_with_a_key_typed_in() {
         )
         .await;
     assert_eq!(storage, 0, "the key is kept in no browser storage");
+
+    // A new item: its key asked for, then created (If-None-Match: *) from the editor.
+    browser.click("#new").await;
+    browser
+        .wait(
+            "document.getElementById('prompt').open",
+            "the new item's prompt",
+        )
+        .await;
+    browser.replace_text("#prompt-input", "flags/created").await;
+    browser.click("#prompt-ok").await;
+    browser
+        .wait(
+            "!document.getElementById('panel-edit').hidden",
+            "the new item's editor",
+        )
+        .await;
+    browser
+        .replace_text("#editor", r#"{"enabled": true}"#)
+        .await;
+    browser
+        .wait(
+            "document.getElementById('validation').className === 'valid'",
+            "the new value to validate",
+        )
+        .await;
+    browser.click("#save").await;
+    browser
+        .wait("document.getElementById('meta-etag')", "the created item")
+        .await;
+    assert_eq!(
+        stored(&local, "flags/created").await.as_deref(),
+        Some(r#"{"enabled": true}"#)
+    );
 
     // Import: checked first, confirmed, then written byte for byte; export gives the same text back.
     let file = local.dir.join("import.json");

@@ -252,7 +252,7 @@ impl Browser {
     pub async fn text(&self, css: &str) -> String {
         let value = self
             .run(
-                "const e = document.querySelector(arguments[0]); return e ? (e.value ?? e.textContent) : null;",
+                "const e = document.querySelector(arguments[0]); return !e ? null : (e.tagName === 'INPUT' || e.tagName === 'TEXTAREA') ? e.value : e.textContent;",
                 json!([css]),
             )
             .await;
