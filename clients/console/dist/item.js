@@ -181,7 +181,7 @@ export class ItemView {
         if (!canWrite(key)) {
             this.valid = false;
             box.className = "readonly";
-            box.textContent = `Read only: ${whyNot(key)}.`;
+            box.textContent = `${whyNot(key)}: the editor is read-only.`;
             this.gateSave();
             return;
         }

@@ -441,6 +441,34 @@ async fn a_read_key_sees_every_edit_control_greyed_out() {
         "every write control is greyed out, saying why"
     );
     browser.screenshot("console-read-key.png").await;
+
+    // The keyboard alone: search, down into the tree, down to the key, Enter opens it.
+    const ARROW_DOWN: &str = "\u{E015}";
+    const ENTER: &str = "\u{E007}";
+    browser.send_keys("#search", "new-one").await;
+    browser.send_keys("#search", ARROW_DOWN).await;
+    browser
+        .wait(
+            "document.activeElement?.dataset.prefix === 'flags/'",
+            "the tree's first row to have the focus",
+        )
+        .await;
+    browser
+        .send_keys("#tree [tabindex=\"0\"]", ARROW_DOWN)
+        .await;
+    browser
+        .wait(
+            "document.activeElement?.dataset.key === 'flags/new-one'",
+            "the key's row to have the focus",
+        )
+        .await;
+    browser.send_keys("#tree [tabindex=\"0\"]", ENTER).await;
+    browser
+        .wait(
+            "document.getElementById('item-key').textContent === 'flags/new-one'",
+            "Enter to open the item",
+        )
+        .await;
 }
 
 /// s3kv-local's own /console/: the key typed into the page (kept in its memory), then an edit saved.
