@@ -320,6 +320,19 @@ async fn console_edits_validates_conflicts_diffs_history_and_restores() {
             )
             .await;
         browser.screenshot("console-history.png").await;
+        // Dark when the system is.
+        browser.color_scheme("dark").await;
+        assert_eq!(
+            browser
+                .run(
+                    "return getComputedStyle(document.body).backgroundColor;",
+                    json!([])
+                )
+                .await,
+            "rgb(21, 24, 30)"
+        );
+        browser.screenshot("console-history-dark.png").await;
+        browser.color_scheme("light").await;
 
         // Restore the first version: it is the item again, byte for byte.
         browser

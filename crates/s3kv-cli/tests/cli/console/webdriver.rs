@@ -259,6 +259,19 @@ impl Browser {
         value.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Emulates the operating system's dark scheme (`prefers-color-scheme: dark`), or light, through Chromium's
+    /// DevTools protocol, which chromedriver passes on.
+    pub async fn color_scheme(&self, scheme: &str) {
+        self.command(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+                "features": [{"name": "prefers-color-scheme", "value": scheme}]
+            }})),
+        )
+        .await;
+    }
+
     /// A PNG of the window, into `dir/name` when screenshots were asked for (`S3KV_CONSOLE_SCREENSHOTS`).
     pub async fn screenshot(&self, name: &str) {
         let Some(dir) = std::env::var_os("S3KV_CONSOLE_SCREENSHOTS") else {
