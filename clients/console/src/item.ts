@@ -61,6 +61,7 @@ export class ItemView {
     }
     this.key = key;
     this.creating = creating;
+    status("");
     byId("empty").hidden = true;
     byId("item").hidden = false;
     byId("item-key").textContent = key;
