@@ -39,6 +39,7 @@ mod data;
 mod functions;
 mod http;
 mod load;
+mod ofrep;
 mod procs;
 mod propagation;
 mod push;

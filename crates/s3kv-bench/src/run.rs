@@ -36,6 +36,7 @@ pub(crate) async fn run() -> RunRecord {
         ("functions", &["reader", "writer", "syncer"][..]),
         ("propagation", &["s3kv-local"]),
         ("watch", &["s3kv-local"]),
+        ("ofrep", &["s3kv-local"]),
     ];
     for (section, names) in needs {
         if settings.runs(section) {
@@ -132,7 +133,11 @@ pub(crate) async fn run() -> RunRecord {
         );
     }
     let settings = &bench.settings;
-    if settings.runs("propagation") || settings.runs("watch") || settings.selects("push") {
+    if settings.runs("propagation")
+        || settings.runs("watch")
+        || settings.runs("ofrep")
+        || settings.selects("push")
+    {
         propagation(&bench.settings, &tmp, &mut m).await;
     }
     if bench.settings.runs("import") {
