@@ -97,6 +97,7 @@ impl ObjectStore for MemoryStore {
             provenance: Provenance {
                 writer: Some(writer),
                 modified: None,
+                expires: None,
             },
         })
     }
@@ -246,6 +247,7 @@ impl ObjectStore for MemoryStore {
             provenance: Provenance {
                 writer: Some(writer),
                 modified: None,
+                expires: None,
             },
         })
     }
@@ -255,6 +257,7 @@ impl ObjectStore for MemoryStore {
         Ok(Provenance {
             writer: Some(writer),
             modified: None,
+            expires: None,
         })
     }
 }

@@ -130,9 +130,11 @@ pub(super) async fn evaluate_all<S: ObjectStore, C: Cache + Feed>(
     };
     cache.extend(results.iter().map(|r| r.cache));
     let prefix = reader.ofrep_prefix();
+    // An expired flag is left out, as the listing leaves out those the cache knows expired.
     let flags: Vec<Evaluation<'_>> = keys
         .iter()
         .zip(&results)
+        .filter(|(_, result)| result.expired.is_none())
         .map(|(key, result)| {
             let flag = key.as_str().strip_prefix(prefix).unwrap_or(key.as_str());
             evaluation(flag, key, result)
@@ -191,9 +193,18 @@ struct BulkMetadata {
 
 fn evaluation<'a>(flag: &'a str, key: &ItemKey, result: &'a ReadResult) -> Evaluation<'a> {
     let Some(object) = &result.object else {
-        return Evaluation::Failure(match &result.unservable {
-            Some(why) => unservable(flag, key, why),
-            None => Failure::new(
+        return Evaluation::Failure(match (&result.unservable, result.expired) {
+            (Some(why), _) => unservable(flag, key, why),
+            (None, Some(at)) => Failure {
+                error: Some("expired"),
+                ..Failure::new(
+                    StatusCode::NOT_FOUND,
+                    "FLAG_NOT_FOUND",
+                    &format!("flag {flag:?} expired at {} (item {key})", at.rfc3339()),
+                )
+                .with_key(flag)
+            },
+            (None, None) => Failure::new(
                 StatusCode::NOT_FOUND,
                 "FLAG_NOT_FOUND",
                 &format!("flag {flag:?} was not found (no item {key})"),

@@ -135,9 +135,9 @@ impl Cache for Flaky {
         self.check()?;
         self.inner.lookup_many(k).await
     }
-    async fn unservable_many(&self, k: &[String]) -> Result<Vec<Option<Unservable>>, CacheError> {
+    async fn marks_many(&self, k: &[String]) -> Result<Vec<Marks>, CacheError> {
         self.check()?;
-        self.inner.unservable_many(k).await
+        self.inner.marks_many(k).await
     }
     async fn apply(&self, k: &str, s: &Sequencer, c: &CacheChange) -> Result<Applied, CacheError> {
         self.check()?;
@@ -179,6 +179,21 @@ impl Cache for Flaky {
     ) -> Result<(), CacheError> {
         self.check()?;
         self.inner.set_note(k, v, ttl).await
+    }
+}
+
+impl ExpiryIndex for Flaky {
+    async fn schedule(&self, m: &str, at: s3kv::expiry::Expiry) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.schedule(m, at).await
+    }
+    async fn due(&self, now: i64, limit: usize) -> Result<Vec<String>, CacheError> {
+        self.check()?;
+        self.inner.due(now, limit).await
+    }
+    async fn unschedule(&self, m: &str) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.unschedule(m).await
     }
 }
 

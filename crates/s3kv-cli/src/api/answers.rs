@@ -77,6 +77,9 @@ pub struct Item {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Written {
     pub etag: String,
+    /// When the written item expires (RFC 3339), if the write said.
+    #[serde(rename = "expiresAt", default)]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
