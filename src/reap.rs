@@ -190,3 +190,122 @@ impl<S: ObjectStore, C: ExpiryIndex> Reaper<S, C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::audit::Author;
+    use crate::memory::MemoryStore;
+    use crate::ports::PutMode;
+
+    /// The index as a map of member to score.
+    #[derive(Default)]
+    struct Index(Mutex<BTreeMap<String, i64>>);
+
+    impl ExpiryIndex for Index {
+        async fn schedule(&self, member: &str, at: Expiry) -> Result<(), CacheError> {
+            self.0
+                .lock()
+                .unwrap()
+                .insert(member.to_owned(), at.unix_seconds());
+            Ok(())
+        }
+        async fn due(&self, now: i64, limit: usize) -> Result<Vec<String>, CacheError> {
+            let index = self.0.lock().unwrap();
+            let mut due: Vec<(i64, String)> = index
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(m, at)| (*at, m.clone()))
+                .collect();
+            due.sort();
+            Ok(due.into_iter().take(limit).map(|(_, m)| m).collect())
+        }
+        async fn unschedule(&self, member: &str) -> Result<(), CacheError> {
+            self.0.lock().unwrap().remove(member);
+            Ok(())
+        }
+    }
+
+    fn key(raw: &str) -> ItemKey {
+        ItemKey::parse(raw).unwrap()
+    }
+
+    async fn write(store: &MemoryStore, index: &Index, item: &str, body: &str, at: Option<i64>) {
+        let author = Author {
+            expires: at.map(Expiry::at),
+            ..Author::default()
+        };
+        let object_key = format!("{item}.json");
+        store
+            .put(
+                &object_key,
+                Bytes::from(body.to_owned()),
+                PutMode::Overwrite,
+                &author,
+            )
+            .await
+            .unwrap();
+        if let Some(at) = at {
+            let at = Expiry::at(at);
+            index
+                .schedule(&expiry::member(&key(item), at), at)
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn only_objects_that_still_carry_a_due_expiry_are_deleted() {
+        let config = Config::from_lookup(|k| (k == "S3KV_BUCKET").then(|| "b".to_owned())).unwrap();
+        let store = MemoryStore::default();
+        let index = Index::default();
+        let past = expiry::now() - 5;
+        let future = expiry::now() + 3600;
+        write(&store, &index, "gone", "1", Some(past)).await;
+        // Scheduled, then rewritten with the same bytes (the same ETag) and no expiry: never deleted.
+        write(&store, &index, "rewritten", "1", Some(past)).await;
+        write(&store, &index, "rewritten", "1", None).await;
+        // Scheduled, then given a later expiry: not yet.
+        write(&store, &index, "later", "2", Some(past)).await;
+        write(&store, &index, "later", "2", Some(future)).await;
+        // Deleted by someone else already, and a member this code never wrote.
+        write(&store, &index, "deleted", "3", Some(past)).await;
+        store.delete("deleted.json", None).await.unwrap();
+        index.schedule("garbage", Expiry::at(past)).await.unwrap();
+
+        let reaper = Reaper::new(store.clone(), index, &config);
+        let report = reaper
+            .run(Instant::now() + Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            report,
+            ReapReport {
+                due: 5,
+                deleted: 1,
+                kept: 3,
+                skipped: 1,
+                complete: true,
+            }
+        );
+        assert_eq!(store.body("gone.json"), None);
+        assert_eq!(store.body("rewritten.json").as_deref(), Some(&b"1"[..]));
+        assert_eq!(store.body("later.json").as_deref(), Some(&b"2"[..]));
+        // Only the later expiry's member is left, and a second run finds nothing due.
+        let left: Vec<String> = reaper.index.0.lock().unwrap().keys().cloned().collect();
+        assert_eq!(left, [expiry::member(&key("later"), Expiry::at(future))]);
+        let again = reaper
+            .run(Instant::now() + Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(again.due, 0);
+        // The delete is a delete marker: history keeps the expired version.
+        let history = store.versions("gone.json", None, 10).await.unwrap();
+        assert!(history.versions[0].deleted && !history.versions[1].deleted);
+    }
+}

@@ -309,3 +309,62 @@ async fn an_expiring_entry_outlives_its_expiry_by_the_tombstone_ttl_and_blocks_l
     cache.unschedule(&soon).await.unwrap();
     assert!(cache.due(s3kv::expiry::now(), 10).await.unwrap().is_empty());
 }
+
+/// OFREP: a single evaluation says the flag is not found from its expiry second on; a bulk answer's ETag carries the
+/// soonest expiry, so a poll holding it gets the full answer (without the flag) from then on, not a 304.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openfeature_flags_expire_exactly_and_bulk_polls_are_not_held_past_an_expiry() {
+    let api = local().await;
+    const FLAGS: &str = "/ofrep/v1/evaluate/flags";
+    let written = call(&api, Method::PUT, "/items/flags/sale?ttl=2", Some("true")).await;
+    assert_eq!(written.status, 201, "{}", written.body);
+    let at = seconds(written.json()["expiresAt"].as_str().unwrap());
+    assert_eq!(
+        call(&api, Method::PUT, "/items/flags/theme", Some("\"dark\""))
+            .await
+            .status,
+        201
+    );
+    api.settle().await;
+
+    let bulk = call(&api, Method::POST, FLAGS, Some("{}")).await;
+    assert_eq!(bulk.status, 200, "{}", bulk.body);
+    let etag = bulk.header("etag").expect("ETag").to_owned();
+    if s3kv::expiry::now() < at {
+        assert!(etag.ends_with(&format!("-x{at}\"")), "{etag}");
+        let held = api
+            .send(
+                Method::POST,
+                FLAGS,
+                Some(KEY),
+                &[("if-none-match", &etag)],
+                Some("{}"),
+            )
+            .await;
+        assert_eq!(held.status, 304, "{}", held.body);
+    }
+
+    wait_for_second(at).await;
+    let one = call(&api, Method::POST, &format!("{FLAGS}/sale"), Some("{}")).await;
+    assert_eq!(one.status, 404, "{}", one.body);
+    assert_eq!(one.json()["errorCode"], "FLAG_NOT_FOUND");
+    assert_eq!(one.json()["error"], "expired");
+    let after = api
+        .send(
+            Method::POST,
+            FLAGS,
+            Some(KEY),
+            &[("if-none-match", &etag)],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    let body = after.json();
+    let keys: Vec<&str> = body["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .map(|f| f["key"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(keys, ["theme"], "{body}");
+}
