@@ -61,6 +61,16 @@ pub enum ReapError {
     },
 }
 
+impl ReapError {
+    /// The counts of the run so far, when it got that far.
+    pub fn report(&self) -> Option<&ReapReport> {
+        match self {
+            ReapError::Index(_) => None,
+            ReapError::Partial { report, .. } => Some(report),
+        }
+    }
+}
+
 /// What happened to one member.
 enum Fate {
     Deleted,

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
+use s3kv::metrics::{self, Metrics};
 use s3kv::{config::Config, reap::Reaper, retry::deadline_from_epoch_millis, telemetry};
 
 #[tokio::main]
@@ -21,11 +22,21 @@ async fn main() -> Result<(), Error> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
+    let metrics = &Metrics::from_config(&config);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let report = reaper
+            let result = reaper
                 .run(deadline_from_epoch_millis(event.context.deadline))
-                .await?;
+                .await;
+            let (report, failed) = match &result {
+                Ok(report) => (Some(report), false),
+                Err(error) => (error.report(), true),
+            };
+            metrics.emit(
+                "reaper",
+                &metrics::for_reap(report.unwrap_or(&Default::default()), failed),
+            );
+            let report = result?;
             tracing::info!(?report, "reaped");
             Ok::<_, Error>(report)
         },
