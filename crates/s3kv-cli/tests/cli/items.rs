@@ -247,5 +247,8 @@ async fn put_with_a_ttl_or_an_expiry_time_says_when_the_item_expires() {
         ])
         .await
         .fails(2, "cannot be used with");
-    local.s3kv(&["get", "flags/other"]).await.fails(5, "");
+    local
+        .s3kv(&["get", "flags/other"])
+        .await
+        .fails(3, "no item");
 }
