@@ -616,7 +616,7 @@ def test_an_optional_waf_rate_limits_each_ip_on_the_whole_stage():
         assert not parameter_allows("WafRateLimitPerIp", value), value
     assert TEMPLATE["Conditions"]["WafRateLimit"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WafRateLimitPerIp"}, "0"]}]}
     wafs = {name for name, r in RESOURCES.items() if r["Type"].startswith("AWS::WAFv2::")}
-    assert wafs == {"WebAcl", "WebAclAssociation"}
+    assert wafs == {"WebAcl", "WebAclAssociation", "PushWebAclAssociation"}
     assert all(RESOURCES[name]["Condition"] == "WafRateLimit" for name in wafs)
     acl = RESOURCES["WebAcl"]["Properties"]
     assert acl["Scope"] == "REGIONAL" and acl["DefaultAction"] == {"Allow": {}}
@@ -632,6 +632,9 @@ def test_an_optional_waf_rate_limits_each_ip_on_the_whole_stage():
     assert association["ResourceArn"] == {
         "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${Api}/stages/${ApiStage}"
     }
+    # The push API too: each WebSocket handshake (and HTTP publish) counts toward the same per-IP limit.
+    push = RESOURCES["PushWebAclAssociation"]["Properties"]
+    assert push == {"WebACLArn": {"Fn::GetAtt": ["WebAcl", "Arn"]}, "ResourceArn": {"Fn::GetAtt": ["PushApi", "ApiArn"]}}
 
 
 # ---------------------------------------------------------------- alarms notify someone (#33 item 6)

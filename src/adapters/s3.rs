@@ -40,15 +40,18 @@ impl S3Store {
     }
 
     /// [`S3Store::from_config`] over a loader the caller has already pointed somewhere (tests give it an
-    /// endpoint and static credentials); what s3kv itself requires, no SDK retries and bounded attempts, is set
-    /// here and wins.
+    /// endpoint and static credentials); what s3kv itself requires, no SDK retries, bounded attempts and the
+    /// process's one set of TLS roots ([`super::tls`]), is set here and wins.
     pub async fn from_loader(loader: aws_config::ConfigLoader, config: &Config) -> Self {
-        let loader = loader.retry_config(RetryConfig::disabled()).timeout_config(
-            TimeoutConfig::builder()
-                .operation_attempt_timeout(config.s3_timeout)
-                .connect_timeout(config.s3_timeout)
-                .build(),
-        );
+        let loader = loader
+            .http_client(super::tls::sdk_http_client())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(config.s3_timeout)
+                    .connect_timeout(config.s3_timeout)
+                    .build(),
+            );
         let shared = loader.load().await;
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.s3_endpoint.is_some())

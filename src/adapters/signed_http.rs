@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
-use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::HttpConnector;
 use aws_smithy_types::body::SdkBody;
 use http_body_util::BodyExt;
@@ -51,11 +50,7 @@ pub enum HttpError {
 impl SignedHttp {
     /// `timeout` bounds each request, connect to last byte.
     pub fn new(credentials: SharedCredentialsProvider, region: &str, timeout: Duration) -> Self {
-        let connector = aws_smithy_http_client::Connector::builder()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::AwsLc,
-            ))
-            .build();
+        let connector = super::tls::sdk_connector();
         Self {
             connector,
             credentials,
@@ -66,7 +61,10 @@ impl SignedHttp {
 
     /// The function's own credentials and region, from the standard AWS environment.
     pub async fn from_env(timeout: Duration) -> Result<Self, HttpError> {
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(super::tls::sdk_http_client())
+            .load()
+            .await;
         let credentials = shared
             .credentials_provider()
             .ok_or_else(|| HttpError::Credentials("no credentials provider".into()))?;

@@ -13,14 +13,21 @@ use s3kv::{api, config::Config, read::Reader, retry::deadline_from_epoch_millis,
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    let mut startup = telemetry::Startup::begin();
     telemetry::init();
     let config = Config::from_env()?;
+    startup.step("logging, config");
     let cache = ValkeyCache::from_config(&config, config.cache_timeout).await?;
+    startup.step("Valkey client");
     cache.connect(Duration::from_secs(1)).await;
-    let reader = &Reader::new(S3Store::from_config(&config).await, cache, &config);
+    startup.step("Valkey connect");
+    let store = S3Store::from_config(&config).await;
+    startup.step("S3 client");
+    let reader = &Reader::new(store, cache, &config);
     let cors = &api::Cors::from_config(&config);
     let access = &Access::from_config(&config);
     let metrics = &Metrics::from_config(&config);
+    startup.step("reader, CORS, grants, metrics");
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);

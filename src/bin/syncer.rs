@@ -9,12 +9,19 @@ use s3kv::{config::Config, retry::deadline_from_epoch_millis, s3_event, sync::Sy
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    let mut startup = telemetry::Startup::begin();
     telemetry::init();
     let config = Config::from_env()?;
+    startup.step("logging, config");
     let cache = ValkeyCache::from_config(&config, config.sync_cache_timeout).await?;
+    startup.step("Valkey client");
     cache.connect(Duration::from_secs(2)).await;
-    let syncer = &Syncer::new(S3Store::from_config(&config).await, cache, &config);
+    startup.step("Valkey connect");
+    let store = S3Store::from_config(&config).await;
+    startup.step("S3 client");
+    let syncer = &Syncer::new(store, cache, &config);
     let metrics = &Metrics::from_config(&config);
+    startup.step("syncer, metrics");
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);

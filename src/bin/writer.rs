@@ -9,11 +9,16 @@ use s3kv::{
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    let mut startup = telemetry::Startup::begin();
     telemetry::init();
     let config = Config::from_env()?;
-    let writer = &Writer::new(S3Store::from_config(&config).await, &config);
+    startup.step("logging, config");
+    let store = S3Store::from_config(&config).await;
+    startup.step("S3 client");
+    let writer = &Writer::new(store, &config);
     let cors = &api::Cors::from_config(&config);
     let access = &Access::from_config(&config);
+    startup.step("writer, CORS, grants");
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayProxyRequest>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);

@@ -2,7 +2,7 @@
 """Push to a real browser (issue #32), driven by tests/it/push_browser.rs.
 
 Starts Chromium (headless, a fresh profile) through chromedriver, opens the push page (tests/browser/push.html) on
-its own origin, which loads the built client (clients/push) and subscribes to the local stack. Then changes items
+its own origin, which loads the built push module (clients/js, dist/push.js) and subscribes to the local stack. Then changes items
 from outside the browser (the API, the aws CLI straight to the bucket) and checks what each subscription's
 onChange got: every change once, the exact text, deletes, a catch-up after the server drops the sockets, the
 long-poll fallback and the way back, prefix-limited keys and keyless subscribers held to what they may read (on the

@@ -72,8 +72,9 @@ export class History {
             };
             return h("li", { class: "version" + (version.deleted ? " deleted" : ""), "data-version": version.version, "data-index": index }, h("span", { class: "picks" }, pick("a"), pick("b")), h("time", { datetime: version.lastModified }, time(version.lastModified)), h("span", { class: "writer" }, version.deleted ? "deleted" : (version.writer ?? "unknown writer")), h("span", { class: "size" }, version.deleted ? "" : size(version.size)), version.current ? h("span", { class: "badge" }, "current") : null, version.current || version.deleted ? null : restore);
         });
+        const head = h("li", { class: "head", "aria-hidden": "true" }, h("span", { class: "picks" }, h("span", {}, "A"), h("span", {}, "B")), h("span", {}, "Written"), h("span", {}, "By"), h("span", { class: "size" }, "Size"));
         const list = byId("history");
-        list.replaceChildren(...(rows.length > 0 ? rows : [h("li", {}, "No versions.")]));
+        list.replaceChildren(...(rows.length > 0 ? [head, ...rows] : [h("li", {}, "No versions.")]));
     }
     async compare() {
         const slot = byId("history-diff");

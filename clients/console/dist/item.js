@@ -57,6 +57,7 @@ export class ItemView {
         }
         this.key = key;
         this.creating = creating;
+        status("");
         byId("empty").hidden = true;
         byId("item").hidden = false;
         byId("item-key").textContent = key;
@@ -181,7 +182,7 @@ export class ItemView {
         if (!canWrite(key)) {
             this.valid = false;
             box.className = "readonly";
-            box.textContent = `Read only: ${whyNot(key)}.`;
+            box.textContent = `${whyNot(key)}: the editor is read-only.`;
             this.gateSave();
             return;
         }

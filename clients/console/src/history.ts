@@ -85,8 +85,16 @@ export class History {
         version.current || version.deleted ? null : restore,
       );
     });
+    const head = h(
+      "li",
+      { class: "head", "aria-hidden": "true" },
+      h("span", { class: "picks" }, h("span", {}, "A"), h("span", {}, "B")),
+      h("span", {}, "Written"),
+      h("span", {}, "By"),
+      h("span", { class: "size" }, "Size"),
+    );
     const list = byId("history");
-    list.replaceChildren(...(rows.length > 0 ? rows : [h("li", {}, "No versions.")]));
+    list.replaceChildren(...(rows.length > 0 ? [head, ...rows] : [h("li", {}, "No versions.")]));
   }
 
   private async compare(): Promise<void> {

@@ -41,6 +41,12 @@ export async function importFile(file: File, written: (key: string) => void): Pr
     showError(error, `${file.name} is not an export`);
     return;
   }
+  // `s3kv export --snapshot` files are one object too; imported as an export, their `format`, `version` and
+  // `items` members would become items.
+  if (entries.some(([key, value]) => key === "format" && value === '"s3kv-snapshot"')) {
+    showError(new Error(`${file.name} is a snapshot (s3kv export --snapshot), not an export; nothing imported`));
+    return;
+  }
   const problems: string[] = [];
   for (const [key] of entries) {
     const problem = keyProblem(key) ?? (canWrite(key) ? null : "this API key may not write it");

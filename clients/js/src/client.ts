@@ -6,7 +6,7 @@
 import { S3kvError, asError } from "./errors.js";
 import { Http, etagOf, keyPath, keyProblem, statusError, type Fetch } from "./http.js";
 import { subscribe as follow, type Change, type Status, type Subscription } from "./push.js";
-import { cutValues } from "./raw.js";
+import { batchRead, listKeys } from "./listing.js";
 import { loadSnapshot, type Snapshot, type SnapshotSource } from "./snapshot.js";
 
 export interface ClientOptions {
@@ -264,6 +264,12 @@ class S3kvClient implements Client {
     }
     let entry: Entry;
     if (answer.status === 404) {
+      // Only the API's own 404 says the item is gone; any other (a proxy, a wrong endpoint) says nothing about it.
+      if (statusError(answer, "").code !== "not_found") {
+        throw new S3kvError("bad_response", `GET ${path}: a 404 that is not the API's (is the endpoint right?): ${answer.text.slice(0, 100)}`, {
+          key: full, status: 404,
+        });
+      }
       entry = { found: false, etag: null, text: null, value: undefined, at };
     } else if (answer.status === 200) {
       let value: unknown;
@@ -336,12 +342,13 @@ class S3kvClient implements Client {
       return this.noItems(new S3kvError("unsupported", "getAll lists items, which needs an API key (public reads are one key at a time)", { key: full }));
     }
     try {
-      const listed = await this.list(full);
+      const listed = await listKeys(this.http, full);
       const stale = listed.filter((l) => {
         const entry = this.cache.get(l.key);
         return !(entry?.found && entry.etag === l.etag);
       });
-      await this.batchGet(stale.map((l) => l.key));
+      const at = Date.now();
+      for (const read of await batchRead(this.http, stale.map((l) => l.key))) this.cache.set(read.key, { ...read, at });
       const items: Record<string, Item<T>> = {};
       for (const { key } of listed) {
         const entry = this.cache.get(key);
@@ -367,66 +374,6 @@ class S3kvClient implements Client {
   private noItems<T>(error: S3kvError): AllDetailed<T> {
     this.report(error);
     return { items: {}, source: "default", stale: false, error };
-  }
-
-  /** Every key under `prefix` with its ETag, from S3 (the listing's truth), page by page. */
-  private async list(prefix: string): Promise<{ key: string; etag: string | null }[]> {
-    const found: { key: string; etag: string | null }[] = [];
-    let cursor: string | null = null;
-    do {
-      const query = new URLSearchParams({ prefix, limit: "1000" });
-      if (cursor !== null) query.set("cursor", cursor);
-      const answer = await this.http.send("GET", `/items?${query}`, { key: prefix });
-      if (answer.status !== 200) throw statusError(answer, "GET /items", prefix);
-      let page: { items: { key: string; etag?: string | null }[]; cursor: string | null };
-      try {
-        page = JSON.parse(answer.text) as typeof page;
-        if (!Array.isArray(page.items)) throw new Error("no items");
-      } catch {
-        throw new S3kvError("bad_response", `GET /items: not a listing: ${answer.text.slice(0, 100)}`, { key: prefix });
-      }
-      for (const item of page.items) found.push({ key: item.key, etag: item.etag ?? null });
-      cursor = typeof page.cursor === "string" ? page.cursor : null;
-    } while (cursor !== null);
-    return found;
-  }
-
-  /** Reads `keys` into the cache, 100 per `POST /batch-get`, halving a batch whose answer is too large. */
-  private async batchGet(keys: string[]): Promise<void> {
-    const pending: string[][] = [];
-    for (let i = 0; i < keys.length; i += 100) pending.push(keys.slice(i, i + 100));
-    pending.reverse();
-    for (let batch = pending.pop(); batch !== undefined; batch = pending.pop()) {
-      const answer = await this.http.send("POST", "/batch-get", { body: JSON.stringify({ keys: batch }) });
-      if (answer.status === 502 && batch.length > 1 && answer.text.includes("response_too_large")) {
-        const half = Math.ceil(batch.length / 2);
-        pending.push(batch.slice(half), batch.slice(0, half));
-        continue;
-      }
-      if (answer.status !== 200) throw statusError(answer, "POST /batch-get");
-      let items: { key: string; found: boolean; etag?: string; error?: string; value?: unknown }[];
-      try {
-        items = (JSON.parse(answer.text) as { items: typeof items }).items;
-        if (!Array.isArray(items)) throw new Error("no items");
-      } catch {
-        throw new S3kvError("bad_response", `POST /batch-get: not a batch answer: ${answer.text.slice(0, 100)}`);
-      }
-      const texts = new Map<number, string>();
-      cutValues(
-        answer.text,
-        (path) => path.length < 2 ? (path.length === 0 || path[0] === "items" ? "descend" : "skip")
-          : path.length === 2 ? "descend" : path[2] === "value" ? "take" : "skip",
-        (path, raw) => texts.set(path[1] as number, raw),
-      );
-      const at = Date.now();
-      items.forEach((item, i) => {
-        if (item.error !== undefined) return; // forbidden for this key: not ours to cache
-        const text = texts.get(i);
-        this.cache.set(item.key, item.found && text !== undefined
-          ? { found: true, etag: item.etag ?? null, text, value: item.value, at }
-          : { found: false, etag: null, text: null, value: undefined, at });
-      });
-    }
   }
 
   // ---- subscribe ----

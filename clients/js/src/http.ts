@@ -89,7 +89,8 @@ export class Http {
     if (init.body !== undefined) headers["content-type"] = "application/json";
     const controller = new AbortController();
     const limit = this.options.timeoutMs + (init.waitSeconds ?? 0) * 1000;
-    const timer = setTimeout(() => controller.abort(), limit);
+    // setTimeout takes at most 2^31-1 ms and fires at once beyond it: a longer limit (Infinity) means none.
+    const timer = limit <= 2_147_483_647 ? setTimeout(() => controller.abort(), limit) : undefined;
     const about = init.key === undefined ? {} : { key: init.key };
     try {
       // no-store: this client revalidates with its own ETags; the browser's cache would answer 304s for it.

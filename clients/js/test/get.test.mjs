@@ -130,3 +130,18 @@ test("the client's prefix is prepended to keys", async () => {
   assert.equal(await client.get("flag", false), true);
   assert.equal(requests[0].path, "/items/app/one/flag");
 });
+
+test("a 404 that is not the API's (a proxy, a wrong endpoint) is an outage, not a miss", async () => {
+  const etag = await stack.put("get/proxied", '"real"');
+  await stack.synced("get/proxied", etag);
+  let proxy = false;
+  const fetch = (url, init) => (proxy ? Promise.resolve(new Response("", { status: 404 })) : globalThis.fetch(url, init));
+  const client = createClient({ endpoint: stack.endpoint, apiKey: READ_KEY, fetch, maxAgeMs: 0 });
+  assert.equal(await client.get("get/proxied", "default"), "real");
+  proxy = true;
+  const got = await client.getDetailed("get/proxied", "default");
+  assert.deepEqual([got.value, got.source, got.stale, got.error?.kind], ["real", "cache", true, "bad_response"]);
+  // The API's own 404 is a miss.
+  proxy = false;
+  assert.deepEqual((await client.getDetailed("get/never-written", "default")).error, undefined);
+});

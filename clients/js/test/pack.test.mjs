@@ -39,6 +39,23 @@ test("npm pack yields a package that installs offline and imports", async () => 
         subscribe: typeof subscribe, order: compareSequencers("0A", "0B"),
       }));
     `);
+    // The types: a strict TypeScript consumer compiles against the installed package alone.
+    await writeFile(join(app, "check.ts"), `
+      import { createClient, type Detailed, type ItemChange } from "s3kv-client";
+      import { subscribe, type Change } from "s3kv-client/push";
+      const client = createClient({ endpoint: "http://127.0.0.1:9", prefix: "flags/" });
+      const flag: Promise<boolean> = client.get("maintenance", false);
+      const detail: Promise<Detailed<{ percent: number }>> = client.getDetailed("checkout", { percent: 0 });
+      client.subscribe(["beta/"], (change: ItemChange) => change.text?.length);
+      const follow = (change: Change): string | null => change.body;
+      void [flag, detail, subscribe, follow];
+    `);
+    await writeFile(join(app, "tsconfig.json"), JSON.stringify({
+      compilerOptions: { strict: true, module: "nodenext", moduleResolution: "nodenext", target: "ES2022", noEmit: true, lib: ["ES2022", "DOM"], types: [] },
+      files: ["check.ts"],
+    }));
+    await run(process.execPath, [join(CLIENT_DIR, "node_modules/typescript/bin/tsc"), "-p", app], { cwd: app });
+
     const out = await run(process.execPath, ["main.mjs"], { cwd: app });
     assert.deepEqual(JSON.parse(out.stdout), { value: "default", kind: "network", isError: true, subscribe: "function", order: -1 });
   } finally {

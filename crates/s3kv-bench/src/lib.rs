@@ -20,7 +20,8 @@
 //! `S3KV_BENCH_INVOCATIONS` (2000), `S3KV_BENCH_IMPORT_ITEMS` (1000), `S3KV_BENCH_WATCH_WRITES` (200),
 //! `S3KV_BENCH_WATCH_IDLE_MS` (10000), `S3KV_BENCH_SCHEMA_WRITES` (300), `S3KV_BENCH_PUSH_SUBSCRIBERS` (10000),
 //! `S3KV_BENCH_PUSH_WRITES` (50), `S3KV_BENCH_PUSH_WAITERS` (100), `S3KV_BENCH_ONLY` and `S3KV_BENCH_READ_VARIANTS` ([`settings`]),
-//! `S3KV_BENCH_S3_NODELAY` ([`procs`]).
+//! `S3KV_BENCH_S3_NODELAY` ([`procs`]), `S3KV_BENCH_BASELINE_BIN_DIR` (another build's functions, cold-started
+//! in the same run: [`settings`]).
 //!
 //! Every answer is checked (a reader answer must be 200 with `X-Cache: HIT` and the exact body, a sync must apply
 //! every record, a function's first answer must be a correct response): a number measured on failures would be

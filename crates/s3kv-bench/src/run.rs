@@ -20,7 +20,7 @@ use crate::propagation::propagation;
 use crate::read_path::Bench;
 use crate::report::BILL;
 use crate::report::{load_average, report, unix_now, Metrics, RunRecord};
-use crate::settings::{release_binary, Settings};
+use crate::settings::{baseline_binary, release_binary, Settings};
 use crate::{BUCKET, PREFIX, READER_CACHE_TIMEOUT_MS, READ_BODY_BYTES};
 
 /// One run against fresh servers; panics at the first wrong answer.
@@ -41,6 +41,15 @@ pub(crate) async fn run() -> RunRecord {
         if settings.runs(section) {
             names.iter().for_each(|name| drop(release_binary(name)));
         }
+    }
+    if let Some(dir) = settings
+        .baseline_bin_dir
+        .as_deref()
+        .filter(|_| settings.runs("functions"))
+    {
+        ["reader", "writer", "syncer"]
+            .iter()
+            .for_each(|name| drop(baseline_binary(dir, name)));
     }
     if settings.selects("reconcile") {
         release_binary("reconcile");

@@ -29,6 +29,11 @@ pub(crate) struct Settings {
     pub(crate) only: Option<Vec<String>>,
     /// `S3KV_BENCH_READ_VARIANTS`: which read variants to run (raw_get, raw_entry, reader, reader_quiet, s3); default all.
     pub(crate) read_variants: Option<Vec<String>>,
+    /// `S3KV_BENCH_BASELINE_BIN_DIR`: a directory with another build's `reader`, `writer` and `syncer` (an older
+    /// commit's `target/release`). The functions section then cold-starts those too, alternating with the current
+    /// binaries start by start, so that a change in start-up time is told apart from the machine's own drift:
+    /// figures from two runs on a shared machine differ by more than the changes worth finding.
+    pub(crate) baseline_bin_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -60,6 +65,9 @@ impl Settings {
             invocations: n("S3KV_BENCH_INVOCATIONS", 2000),
             only: list("S3KV_BENCH_ONLY"),
             read_variants: list("S3KV_BENCH_READ_VARIANTS"),
+            baseline_bin_dir: std::env::var_os("S3KV_BENCH_BASELINE_BIN_DIR")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from),
         }
     }
 
@@ -112,6 +120,19 @@ pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(|dir| workspace_dir().join(dir))
         .unwrap_or_else(|| workspace_dir().join("target"))
+}
+
+/// `name` in the baseline's directory (`S3KV_BENCH_BASELINE_BIN_DIR`), which must hold it.
+pub(crate) fn baseline_binary(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: S3KV_BENCH_BASELINE_BIN_DIR must hold the baseline's release reader, writer and syncer \
+         (e.g. `git worktree add /tmp/base <commit>` and `CARGO_TARGET_DIR=/tmp/base-target cargo build --release \
+         -p s3kv --bins` there, then /tmp/base-target/release)",
+        path.display()
+    );
+    path
 }
 
 pub(crate) fn release_binary(name: &str) -> PathBuf {

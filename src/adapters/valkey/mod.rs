@@ -62,7 +62,10 @@ impl ValkeyCache {
                 value: redact(url),
                 reason: "IAM authentication (S3KV_VALKEY_IAM_CACHE) needs the ElastiCache user id in the URL: valkeys-cluster://USER@host:port".into(),
             })?;
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(crate::adapters::tls::sdk_http_client())
+                .load()
+                .await;
             let credentials = aws.credentials_provider().ok_or(ConfigError::Missing {
                 var: "AWS_ACCESS_KEY_ID",
                 hint: "IAM authentication to Valkey needs AWS credentials (the function's role provides them)",
@@ -653,11 +656,33 @@ pub(super) fn cache_error(error: Error) -> CacheError {
     }
 }
 
+/// fred's configuration for `url`. For a TLS scheme (`rediss…`, `valkeys…`) fred would read the system's root
+/// certificates itself (the bundle and then the whole certificate directory, on every parse); the URL is parsed
+/// in its plain form instead and given the process's roots ([`crate::adapters::tls`]: one bundle, decoded once,
+/// the same the S3 client trusts).
 fn parse_url(url: &str) -> Result<Config, ConfigError> {
-    Config::from_url(url).map_err(|e| ConfigError::Invalid {
+    let invalid = |reason: String| ConfigError::Invalid {
         var: "VALKEY_URL",
         value: redact(url),
-        reason: e.details().to_string(),
+        reason,
+    };
+    let plain = plain_scheme(url);
+    let mut config = Config::from_url(plain.as_deref().unwrap_or(url))
+        .map_err(|e| invalid(e.details().to_string()))?;
+    if plain.is_some() {
+        let rustls = crate::adapters::tls::rustls_config().map_err(|e| invalid(e.to_string()))?;
+        config.tls = Some(fred::types::config::TlsConnector::from(rustls).into());
+    }
+    Ok(config)
+}
+
+/// `url` with its TLS scheme (fred's: any starting `rediss` or `valkeys`) made plain, or `None` if it has none.
+fn plain_scheme(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let lower = scheme.to_ascii_lowercase();
+    ["rediss", "valkeys"].iter().find_map(|tls| {
+        let suffix = lower.strip_prefix(tls)?;
+        Some(format!("{}{suffix}://{rest}", &tls[..tls.len() - 1]))
     })
 }
 
@@ -676,6 +701,32 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_urls_are_parsed_plain_and_given_the_process_roots() {
+        for (url, plain) in [
+            ("valkeys://h:6379", Some("valkey://h:6379")),
+            ("rediss://u:p@h:6380", Some("redis://u:p@h:6380")),
+            (
+                "valkeys-cluster://u@h:6379",
+                Some("valkey-cluster://u@h:6379"),
+            ),
+            ("REDISS-cluster://h", Some("redis-cluster://h")),
+            ("valkey://h:6379", None),
+            ("redis-cluster://h", None),
+            ("no scheme", None),
+        ] {
+            assert_eq!(plain_scheme(url).as_deref(), plain, "{url}");
+        }
+        let tls = parse_url("valkeys-cluster://u:p@h:6379").unwrap();
+        assert!(tls.tls.is_some());
+        assert_eq!(
+            (tls.username.as_deref(), tls.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
+        assert!(matches!(tls.server, ServerConfig::Clustered { .. }));
+        assert!(parse_url("valkey://h:6379").unwrap().tls.is_none());
+    }
 
     #[test]
     fn entries_round_trip_and_bodies_may_hold_newlines() {

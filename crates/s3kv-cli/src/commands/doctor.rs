@@ -1,6 +1,6 @@
 //! `s3kv doctor`: a stack checked end to end through its API, one line per check (`OK`, `FAIL` with the fix, or
 //! `SKIP` with why), as the first command after a deploy. The API must answer and refuse a wrong key; the key must
-//! read; a write key must write a scratch item that a cached read then serves (`X-Cache: HIT`) within `--within`
+//! read, consistently (from S3, through the reader in the VPC: S3's reachability); a write key must write a scratch item that a cached read then serves (`X-Cache: HIT`) within `--within`
 //! seconds, and delete it again (always, even when a check on the way failed). What needs AWS's own APIs is
 //! listed as not checked here, but the failure queue with `--queue-url` (the SQS client `redrive` uses).
 
@@ -153,13 +153,21 @@ pub(super) async fn exec(api: &Api, out: Output, args: DoctorArgs) -> Result<(),
         );
         return finish(report);
     }
+    // A consistent read goes to S3 from the reader, which runs in the VPC: its answer is S3's reachability too.
     match api.get(&scratch, None, true).await {
         Ok(_)
         | Err(ApiError::Status {
             status: 404,
             code: Some(_),
             ..
-        }) => {}
+        }) => report.ok(
+            "S3 from the VPC",
+            "the reader read the scratch key straight from S3 (consistent=true)",
+        ),
+        Err(e @ ApiError::Status { status: 503, .. }) => {
+            report.fail("S3 from the VPC", &e.to_string(), S3_FIX);
+            return finish(report);
+        }
         Err(e) => {
             report.fail("key reads", &e.to_string(), key_fix(&e));
             return finish(report);
@@ -240,6 +248,10 @@ pub(super) async fn exec(api: &Api, out: Output, args: DoctorArgs) -> Result<(),
     queue_check(&mut report, args.queue_url.as_deref()).await;
     finish(report)
 }
+
+const S3_FIX: &str = "the reader cannot reach S3: every private subnet's route table needs the S3 gateway \
+     endpoint's route (docs: Deploying to AWS, route tables; CreateS3Endpoint), and the reader's role its S3 actions; \
+     its log says what failed (sam logs --stack-name STACK)";
 
 const SYNC_FIX: &str = "the syncer is not applying S3's notifications: check its logs and errors (sam logs \
      --stack-name STACK), the bucket's notification configuration, and the failure queue (then `s3kv redrive`); \
@@ -346,11 +358,6 @@ fn not_checked_here(report: &mut Report, queue: bool) {
     report.skip(
         "cache storage",
         "not checked here: compare the cache's BytesUsedForCache with its storage cap in CloudWatch",
-    );
-    report.skip(
-        "S3 from the VPC",
-        "not checked here: the functions reach S3 through the VPC's gateway endpoint; a write seen in the cache \
-         above shows the syncer reached it",
     );
 }
 

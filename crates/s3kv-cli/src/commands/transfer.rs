@@ -191,6 +191,7 @@ fn import_items(source: &Path) -> Result<Vec<(ItemKey, String)>, Failure> {
                 source.display()
             ))
         })?;
+        let all = snapshot_items(all, source)?;
         for (key, value) in all {
             match ItemKey::parse(&key) {
                 Ok(item) => items.push((item, value.get().to_owned())),
@@ -205,6 +206,49 @@ fn import_items(source: &Path) -> Result<Vec<(ItemKey, String)>, Failure> {
         )));
     }
     Ok(items)
+}
+
+/// A snapshot (`export --snapshot`) imports its items: read as an export, its `format`, `version` and `items`
+/// members would become items themselves. An export is recognised as a snapshot by all three members, `format`
+/// being `"s3kv-snapshot"`.
+fn snapshot_items(
+    all: BTreeMap<String, Box<RawValue>>,
+    source: &Path,
+) -> Result<BTreeMap<String, Box<RawValue>>, Failure> {
+    let is_snapshot = all.get("format").map(|f| f.get()) == Some("\"s3kv-snapshot\"")
+        && all.contains_key("version")
+        && all.contains_key("items");
+    if !is_snapshot {
+        return Ok(all);
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        value: Box<RawValue>,
+    }
+    let bad = |why: String| Failure::Usage(format!("{}: a snapshot, but {why}", source.display()));
+    match all.get("version").map(|v| v.get()) {
+        Some("1") => {}
+        other => {
+            return Err(bad(format!(
+                "of version {}, which this s3kv cannot read",
+                other.unwrap_or("?")
+            )))
+        }
+    }
+    let items: BTreeMap<String, Item> = all
+        .get("items")
+        .map(|items| serde_json::from_str(items.get()))
+        .transpose()
+        .map_err(|e| {
+            bad(format!(
+                "its items are not {{\"KEY\": {{\"value\": ...}}}}: {e}"
+            ))
+        })?
+        .unwrap_or_default();
+    Ok(items
+        .into_iter()
+        .map(|(key, item)| (key, item.value))
+        .collect())
 }
 
 /// Directories are walked without following links to directories (a link loop would never end); links to

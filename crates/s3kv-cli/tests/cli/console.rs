@@ -1,11 +1,12 @@
 //! `s3kv console` in a real browser (Debian's Chromium, driven over WebDriver: [`webdriver`]) against s3kv-local,
 //! and s3kv-local's own `/console/`: editing and saving, a conflicting save shown as a diff and not written, a
 //! schema violation shown before saving, history with two versions compared, restore, and a read key's greyed-out
-//! controls; then, without a browser, the checks that keep other web pages from using the console's server.
+//! controls. `guard` checks, without a browser, what keeps other web pages from using the console's server.
 //!
 //! With `S3KV_CONSOLE_SCREENSHOTS=docs/src/images` the browser tests save the screenshots the book shows
 //! (docs/src/console.md).
 
+mod guard;
 mod webdriver;
 
 use serde_json::json;
@@ -14,18 +15,18 @@ use tokio::io::AsyncBufReadExt;
 use crate::harness::{Local, KEY, READ_KEY};
 use webdriver::Browser;
 
-const ITEM: &str = "flags/checkout";
+pub(crate) const ITEM: &str = "flags/checkout";
 const SCHEMA: &str = r#"{"type": "object", "required": ["enabled"], "additionalProperties": false,
   "properties": {"enabled": {"type": "boolean"}, "rollout": {"type": "integer", "minimum": 0, "maximum": 100}}}"#;
 
 /// A running `s3kv console`: its URL (with the token), stopped when dropped.
-struct Console {
+pub(crate) struct Console {
     _child: tokio::process::Child,
     url: String,
 }
 
 impl Console {
-    async fn start(local: &Local, key: &str) -> Self {
+    pub(crate) async fn start(local: &Local, key: &str) -> Self {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_s3kv"))
             .arg("console")
             .current_dir(&local.dir)
@@ -54,7 +55,7 @@ impl Console {
     }
 
     /// `http://127.0.0.1:PORT`.
-    fn origin(&self) -> &str {
+    pub(crate) fn origin(&self) -> &str {
         let after_scheme = "http://".len();
         let end = self.url[after_scheme..]
             .find('/')
@@ -62,12 +63,12 @@ impl Console {
         &self.url[..end]
     }
 
-    fn token(&self) -> &str {
+    pub(crate) fn token(&self) -> &str {
         self.url.rsplit("#token=").next().unwrap_or_default()
     }
 }
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
@@ -236,6 +237,13 @@ async fn console_edits_validates_conflicts_diffs_history_and_restores() {
             .put(ITEM, r#"{"enabled": false, "rollout": 99}"#)
             .await;
         local.settle().await;
+        // Live updates tell the editor its item changed underneath, without touching the edit.
+        browser
+            .wait(
+                "!document.getElementById('stale').hidden",
+                "the live update to say the item changed",
+            )
+            .await;
         browser
             .wait(
                 "document.getElementById('validation').className === 'valid'",
@@ -312,6 +320,19 @@ async fn console_edits_validates_conflicts_diffs_history_and_restores() {
             )
             .await;
         browser.screenshot("console-history.png").await;
+        // Dark when the system is.
+        browser.color_scheme("dark").await;
+        assert_eq!(
+            browser
+                .run(
+                    "return getComputedStyle(document.body).backgroundColor;",
+                    json!([])
+                )
+                .await,
+            "rgb(21, 24, 30)"
+        );
+        browser.screenshot("console-history-dark.png").await;
+        browser.color_scheme("light").await;
 
         // Restore the first version: it is the item again, byte for byte.
         browser
@@ -334,6 +355,49 @@ async fn console_edits_validates_conflicts_diffs_history_and_restores() {
             stored(&local, ITEM).await.as_deref(),
             Some(r#"{"enabled": true, "rollout": 10}"#)
         );
+
+        // Delete (confirmed), then undelete from the history.
+        browser.click("#delete").await;
+        browser
+            .wait(
+                "document.getElementById('confirm').open",
+                "the delete's confirmation",
+            )
+            .await;
+        browser.click("#confirm-ok").await;
+        browser
+            .wait(
+                "document.querySelector('#history li.version[data-index=\"0\"]')?.classList.contains('deleted')",
+                "the delete to show in the history",
+            )
+            .await;
+        assert_eq!(stored(&local, ITEM).await, None);
+        assert_eq!(
+            browser
+                .text("#history li.version[data-index=\"1\"] button.restore")
+                .await,
+            "Undelete"
+        );
+        browser
+            .click("#history li.version[data-index=\"1\"] button.restore")
+            .await;
+        browser
+            .wait(
+                "document.getElementById('confirm').open",
+                "the undelete's confirmation",
+            )
+            .await;
+        browser.click("#confirm-ok").await;
+        browser
+            .wait(
+                "document.getElementById('meta-etag') && document.getElementById('value').textContent.includes('\"rollout\": 10')",
+                "the undeleted value",
+            )
+            .await;
+        assert_eq!(
+            stored(&local, ITEM).await.as_deref(),
+            Some(r#"{"enabled": true, "rollout": 10}"#)
+        );
     }
     println!("the page's log: {}", browser.log().await);
 }
@@ -342,7 +406,10 @@ async fn console_edits_validates_conflicts_diffs_history_and_restores() {
 async fn a_read_key_sees_every_edit_control_greyed_out() {
     let local = Local::start("console-read").await;
     local.put(ITEM, r#"{"enabled": true}"#).await;
-    local.put(ITEM, r#"{"enabled": false}"#).await;
+    // A number JavaScript would round: shown exactly as stored.
+    local
+        .put(ITEM, r#"{"enabled": false, "id": 12345678901234567890}"#)
+        .await;
     local.settle().await;
     let console = Console::start(&local, READ_KEY).await;
     let browser = Browser::start("read").await;
@@ -353,7 +420,15 @@ async fn a_read_key_sees_every_edit_control_greyed_out() {
             "the key to be known as a read key",
         )
         .await;
-    open_item(&browser, ITEM, "\"enabled\": false").await;
+    open_item(&browser, ITEM, "\"id\": 12345678901234567890").await;
+    // A new item appears in the tree by itself (live updates).
+    local.put("flags/new-one", "{}").await;
+    browser
+        .wait(
+            "document.querySelector('[data-key=\"flags/new-one\"]')",
+            "the new item to appear in the tree",
+        )
+        .await;
     browser.click("#tab-history").await;
     browser
         .wait(
@@ -379,6 +454,34 @@ async fn a_read_key_sees_every_edit_control_greyed_out() {
         "every write control is greyed out, saying why"
     );
     browser.screenshot("console-read-key.png").await;
+
+    // The keyboard alone: search, down into the tree, down to the key, Enter opens it.
+    const ARROW_DOWN: &str = "\u{E015}";
+    const ENTER: &str = "\u{E007}";
+    browser.send_keys("#search", "new-one").await;
+    browser.send_keys("#search", ARROW_DOWN).await;
+    browser
+        .wait(
+            "document.activeElement?.dataset.prefix === 'flags/'",
+            "the tree's first row to have the focus",
+        )
+        .await;
+    browser
+        .send_keys("#tree [tabindex=\"0\"]", ARROW_DOWN)
+        .await;
+    browser
+        .wait(
+            "document.activeElement?.dataset.key === 'flags/new-one'",
+            "the key's row to have the focus",
+        )
+        .await;
+    browser.send_keys("#tree [tabindex=\"0\"]", ENTER).await;
+    browser
+        .wait(
+            "document.getElementById('item-key').textContent === 'flags/new-one'",
+            "Enter to open the item",
+        )
+        .await;
 }
 
 /// s3kv-local's own /console/: the key typed into the page (kept in its memory), then an edit saved.
@@ -432,115 +535,92 @@ async fn s3kv_local_serves_the_console_with_a_key_typed_in() {
         )
         .await;
     assert_eq!(storage, 0, "the key is kept in no browser storage");
-}
 
-/// The local server's guards, without a browser: what another web page (or a DNS-rebound name) would send is
-/// refused, the app's files are the built ones, and the key never appears in anything the page can read.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn other_pages_cannot_use_the_console_server() {
-    let local = Local::start("console-guard").await;
-    local.put(ITEM, r#"{"enabled": true}"#).await;
-    local.settle().await;
-    let console = Console::start(&local, KEY).await;
-    let client = http();
-    let api = format!("{}/console/api/items/{ITEM}", console.origin());
-    let send = |url: String, headers: Vec<(&'static str, String)>| {
-        let mut request = client.get(url);
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        request.send()
-    };
-    let token = || ("x-s3kv-console-token", console.token().to_owned());
+    // A new item: its key asked for, then created (If-None-Match: *) from the editor.
+    browser.click("#new").await;
+    browser
+        .wait(
+            "document.getElementById('prompt').open",
+            "the new item's prompt",
+        )
+        .await;
+    browser.replace_text("#prompt-input", "flags/created").await;
+    browser.click("#prompt-ok").await;
+    browser
+        .wait(
+            "!document.getElementById('panel-edit').hidden",
+            "the new item's editor",
+        )
+        .await;
+    browser
+        .replace_text("#editor", r#"{"enabled": true}"#)
+        .await;
+    browser
+        .wait(
+            "document.getElementById('validation').className === 'valid'",
+            "the new value to validate",
+        )
+        .await;
+    browser.click("#save").await;
+    browser
+        .wait("document.getElementById('meta-etag')", "the created item")
+        .await;
+    assert_eq!(
+        stored(&local, "flags/created").await.as_deref(),
+        Some(r#"{"enabled": true}"#)
+    );
 
-    let ok = send(api.clone(), vec![token()]).await.unwrap();
-    assert_eq!(ok.status(), 200);
-    assert_eq!(ok.text().await.unwrap(), r#"{"enabled": true}"#);
-
-    for (what, headers) in [
-        ("no token", vec![]),
-        (
-            "a wrong token",
-            vec![("x-s3kv-console-token", "0".repeat(64))],
-        ),
-        (
-            "another site's origin",
-            vec![token(), ("origin", "https://evil.example".to_owned())],
-        ),
-        (
-            "a cross-site fetch",
-            vec![token(), ("sec-fetch-site", "cross-site".to_owned())],
-        ),
-        (
-            "a DNS-rebound host",
-            vec![token(), ("host", "evil.example".to_owned())],
-        ),
-    ] {
-        let refused = send(api.clone(), headers).await.unwrap();
-        assert_eq!(refused.status(), 403, "{what}");
-        let body = refused.text().await.unwrap();
-        assert!(!body.contains("enabled"), "{what}: {body}");
-    }
-    // The preflight another origin's fetch would need is refused, and no answer allows other origins.
-    let preflight = client
-        .request(reqwest::Method::OPTIONS, &api)
-        .header("origin", "https://evil.example")
-        .header("access-control-request-method", "GET")
-        .header("access-control-request-headers", "x-s3kv-console-token")
-        .send()
+    // Import: checked first, confirmed, then written byte for byte; export gives the same text back.
+    let file = local.dir.join("import.json");
+    let export = "{\n  \"imported/a\": {\"n\": 1},\n  \"imported/b\": [1, 2.50]\n}\n";
+    std::fs::write(&file, export).unwrap();
+    browser
+        .send_keys("#import-file", &file.display().to_string())
+        .await;
+    browser
+        .wait(
+            "document.getElementById('confirm').open",
+            "the import's confirmation",
+        )
+        .await;
+    assert!(browser
+        .text("#confirm-text")
         .await
-        .unwrap();
-    assert_eq!(preflight.status(), 403);
-    assert!(preflight
-        .headers()
-        .get("access-control-allow-origin")
-        .is_none());
-    // Only the API's routes are forwarded with the key.
-    let public = send(
-        format!("{}/console/api/public/{ITEM}", console.origin()),
-        vec![token()],
-    )
-    .await
-    .unwrap();
-    assert_eq!(public.status(), 403);
-
-    // Every built file is served, byte for byte, by both servers, with the page's security headers; the key is
-    // in none of them.
-    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/console/dist");
-    let mut names: Vec<String> = std::fs::read_dir(&dist)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert!(names.contains(&"app.js".to_owned()), "{names:?}");
-    for origin in [console.origin().to_owned(), local.endpoint()] {
-        for name in &names {
-            let answer = send(format!("{origin}/console/{name}"), vec![])
-                .await
-                .unwrap();
-            assert_eq!(
-                answer.status(),
-                200,
-                "{origin}/console/{name}: is it listed in clients/console/assets.rs?"
-            );
-            assert!(answer.headers()["content-security-policy"]
-                .to_str()
-                .unwrap()
-                .contains("frame-ancestors 'none'"));
-            let body = answer.text().await.unwrap();
-            assert_eq!(
-                body,
-                std::fs::read_to_string(dist.join(name)).unwrap(),
-                "{name}"
-            );
-            assert!(!body.contains(KEY));
-        }
-        let page = send(format!("{origin}/console/"), vec![]).await.unwrap();
-        assert_eq!(page.status(), 200);
-        assert!(page
-            .text()
-            .await
-            .unwrap()
-            .contains("<title>s3kv console</title>"));
-    }
+        .contains("Write 2 items"));
+    browser.click("#confirm-ok").await;
+    browser
+        .wait(
+            "document.getElementById('status').textContent.startsWith('Imported 2 items')",
+            "the import to finish",
+        )
+        .await;
+    assert_eq!(
+        stored(&local, "imported/b").await.as_deref(),
+        Some("[1, 2.50]")
+    );
+    // The download is caught in the page: its text, rather than a file in a download folder.
+    browser
+        .run(
+            "window.exported = null; const make = URL.createObjectURL; \
+             URL.createObjectURL = (blob) => { blob.text().then(t => window.exported = t); return make(blob); }; \
+             HTMLAnchorElement.prototype.click = function () {};",
+            json!([]),
+        )
+        .await;
+    browser.click("#export").await;
+    browser
+        .wait(
+            "document.getElementById('prompt').open",
+            "the export's prompt",
+        )
+        .await;
+    browser.replace_text("#prompt-input", "imported/").await;
+    browser.click("#prompt-ok").await;
+    browser
+        .wait("typeof window.exported === 'string'", "the export")
+        .await;
+    assert_eq!(
+        browser.run("return window.exported;", json!([])).await,
+        export
+    );
 }

@@ -9,6 +9,7 @@ async fn a_write_key_passes_every_check_and_leaves_nothing_behind() {
     for check in [
         "OK   api:",
         "a wrong key gets 40",
+        "OK   S3 from the VPC: the reader read the scratch key straight from S3",
         "OK   key: a write key",
         "OK   write:",
         "OK   cache:",

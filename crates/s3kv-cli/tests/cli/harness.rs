@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use s3kv_local::{LocalStack, Options};
 
-pub const KEY: &str = "cli-test-key";
-pub const READ_KEY: &str = "cli-read-key";
+/// Keys as long as API Gateway requires (20 characters at least), as s3kv-local's command line does.
+pub const KEY: &str = "cli-test-key-0123456789";
+pub const READ_KEY: &str = "cli-read-key-0123456789";
 
 pub struct Local {
     pub stack: LocalStack,
@@ -22,21 +23,13 @@ impl Local {
             .await
             .unwrap();
         let options = Options {
-            api_addr: "127.0.0.1:0".parse().unwrap(),
-            s3_addr: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.join("data"),
-            bucket: "s3kv".into(),
-            prefix: String::new(),
             api_key: Some(KEY.into()),
             read_keys: vec![s3kv_local::KeySpec {
                 value: READ_KEY.into(),
                 prefixes: Vec::new(),
             }],
-            write_keys: Vec::new(),
-            public_prefix: None,
-            max_wait_secs: s3kv::config::MAX_WAIT_SECS,
             valkey_url: Some(valkey.url()),
-            cors_origin: None,
+            ..Options::loopback(dir.join("data"))
         };
         let stack = LocalStack::start(options)
             .await

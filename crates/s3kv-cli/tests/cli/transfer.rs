@@ -157,6 +157,47 @@ async fn a_snapshot_holds_every_value_exactly_with_its_etag() {
     assert!(leftovers.is_empty(), "partial files left: {leftovers:?}");
 }
 
+/// `import` takes a snapshot too: its items, byte for byte, never its `format`, `version` or `items` members as
+/// items of their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_imports_its_items() {
+    let local = Local::start("snapshot-import").await;
+    let odd = r#"{"n": 1e400,  "z": -0}"#;
+    local.put("snapin/odd", odd).await;
+    local.put("snapin/flag", "true").await;
+    local.settle().await;
+    local
+        .s3kv(&["export", "snapin/", "--snapshot", "snap.json"])
+        .await
+        .ok();
+    local.s3kv(&["rm", "snapin/odd"]).await.ok();
+    local.s3kv(&["rm", "snapin/flag"]).await.ok();
+    local.settle().await;
+
+    local.s3kv(&["import", "snap.json"]).await.ok();
+    local.settle().await;
+    let raw = local.s3kv(&["get", "snapin/odd"]).await.ok();
+    assert_eq!(raw.stdout.trim_end(), odd);
+    let all = local.s3kv(&["ls", ""]).await.ok();
+    assert_eq!(
+        all.stdout.lines().collect::<Vec<_>>(),
+        ["snapin/flag", "snapin/odd"],
+        "{}",
+        all.stdout
+    );
+
+    // A snapshot of another version is refused, and nothing is written.
+    std::fs::write(
+        local.dir.join("future.json"),
+        r#"{"format":"s3kv-snapshot","version":2,"items":{"x/y":{"value":1}}}"#,
+    )
+    .unwrap();
+    local
+        .s3kv(&["import", "future.json"])
+        .await
+        .fails(2, "version 2");
+}
+
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Snapshot {

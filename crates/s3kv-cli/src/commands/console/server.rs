@@ -212,6 +212,8 @@ mod tests {
     use super::*;
 
     fn state() -> State {
+        // reqwest is built without a TLS provider of its own (see Cargo.toml); main() installs this one.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         State {
             port: 4242,
             token: "t0k3n".into(),

@@ -237,14 +237,39 @@ impl Browser {
         .await;
     }
 
+    /// Types `text` into `css` as it is: for a file input, a path to pick (hidden inputs too, as chromedriver
+    /// allows by default).
+    pub async fn send_keys(&self, css: &str, text: &str) {
+        let id = self.element(css).await;
+        self.command(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
     pub async fn text(&self, css: &str) -> String {
         let value = self
             .run(
-                "const e = document.querySelector(arguments[0]); return e ? (e.value ?? e.textContent) : null;",
+                "const e = document.querySelector(arguments[0]); return !e ? null : (e.tagName === 'INPUT' || e.tagName === 'TEXTAREA') ? e.value : e.textContent;",
                 json!([css]),
             )
             .await;
         value.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Emulates the operating system's dark scheme (`prefers-color-scheme: dark`), or light, through Chromium's
+    /// DevTools protocol, which chromedriver passes on.
+    pub async fn color_scheme(&self, scheme: &str) {
+        self.command(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+                "features": [{"name": "prefers-color-scheme", "value": scheme}]
+            }})),
+        )
+        .await;
     }
 
     /// A PNG of the window, into `dir/name` when screenshots were asked for (`S3KV_CONSOLE_SCREENSHOTS`).
