@@ -29,6 +29,9 @@ pub(super) async fn get(api: &Api, out: Output, args: GetArgs) -> Result<(), Fai
         Output::Text => {
             if args.etag {
                 eprintln!("ETag: {}", item.etag);
+                if let Some(at) = &item.expires_at {
+                    eprintln!("Expires: {at}");
+                }
             }
             write_exact(&item.body);
         }
@@ -41,6 +44,7 @@ pub(super) async fn get(api: &Api, out: Output, args: GetArgs) -> Result<(), Fai
                 etag: &item.etag,
                 writer: item.writer.as_deref(),
                 value,
+                expires_at: item.expires_at.as_deref(),
             };
             let answer = serde_json::to_string(&line).map_err(|e| Failure::Other(e.to_string()))?;
             println!("{answer}");

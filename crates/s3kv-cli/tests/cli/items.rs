@@ -220,6 +220,20 @@ async fn put_with_a_ttl_or_an_expiry_time_says_when_the_item_expires() {
         .await
         .ok();
     assert!(text.stdout.contains(", expires "), "{}", text.stdout);
+    local.settle().await;
+    let got = local
+        .s3kv(&["get", "flags/banner", "--output", "json"])
+        .await
+        .ok()
+        .json();
+    let expected = s3kv::expiry::Expiry::at(now + 600).rfc3339();
+    assert_eq!(got["expiresAt"], serde_json::json!(expected), "{got}");
+    let got = local.s3kv(&["get", "flags/banner", "--etag"]).await.ok();
+    assert!(
+        got.stderr.contains(&format!("Expires: {expected}")),
+        "{}",
+        got.stderr
+    );
     // Refused before sending (a bad duration), or by the API (a time in the past), and nothing is written.
     local
         .s3kv(&["put", "flags/other", "flag.json", "--ttl", "0s"])
