@@ -19,6 +19,9 @@ pub struct Author {
     pub request_id: Option<String>,
     /// The version a restore brought back (`POST /restore/{key}`).
     pub restored_from: Option<String>,
+    /// When the written item expires (`?ttl=`, `?expiresAt=`). Not part of who wrote it, but stored with it in the
+    /// same metadata, so that it belongs to exactly this version of the object.
+    pub expires: Option<crate::expiry::Expiry>,
 }
 
 impl Author {
@@ -57,6 +60,8 @@ pub struct Provenance {
     pub writer: Option<String>,
     /// When S3 stored the object, in whole seconds since the epoch (S3's own resolution for `Last-Modified`).
     pub modified: Option<i64>,
+    /// When the object stops being served, if its write said so ([`crate::expiry`]).
+    pub expires: Option<crate::expiry::Expiry>,
 }
 
 impl Provenance {
@@ -66,8 +71,13 @@ impl Provenance {
         Some(time.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
     }
 
+    /// Whether the object is expired at `now` (seconds since the epoch).
+    pub fn expired(&self, now: i64) -> bool {
+        self.expires.is_some_and(|at| at.has_passed(now))
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.writer.is_none() && self.modified.is_none()
+        self.writer.is_none() && self.modified.is_none() && self.expires.is_none()
     }
 }
 
@@ -97,6 +107,7 @@ mod tests {
             key_name: Some("flags-bot".into()),
             request_id: Some("req-1".into()),
             restored_from: None,
+            expires: Some(crate::expiry::Expiry::at(1)),
         };
         assert_eq!(author.header(), "key=a1b2; name=flags-bot; request=req-1");
         let restore = Author {
@@ -117,6 +128,7 @@ mod tests {
         let provenance = Provenance {
             writer: None,
             modified: Some(1_445_412_480),
+            expires: None,
         };
         assert_eq!(
             provenance.last_modified().as_deref(),

@@ -87,6 +87,8 @@ pub struct Config {
 pub const DEFAULT_CACHE_PREFIX: &str = "s3kv:";
 pub const DEFAULT_OFREP_PREFIX: &str = "flags/";
 pub const DEFAULT_FEED_RETENTION: u64 = 10_000;
+/// `S3KV_TOMBSTONE_TTL_SECS`'s default.
+pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(86_400);
 
 /// API Gateway ends an integration after 29 s; a wait must end, and answer, before that.
 pub const MAX_WAIT_SECS: u64 = 25;
@@ -164,7 +166,10 @@ impl Config {
             cache_timeout: ms("S3KV_CACHE_TIMEOUT_MS", 50)?,
             sync_cache_timeout: ms("S3KV_SYNC_CACHE_TIMEOUT_MS", 2000)?,
             s3_timeout: ms("S3KV_S3_TIMEOUT_MS", 5000)?,
-            tombstone_ttl: Duration::from_secs(positive("S3KV_TOMBSTONE_TTL_SECS", 86_400)?),
+            tombstone_ttl: Duration::from_secs(positive(
+                "S3KV_TOMBSTONE_TTL_SECS",
+                DEFAULT_TOMBSTONE_TTL.as_secs(),
+            )?),
             sync_concurrency: positive("S3KV_SYNC_CONCURRENCY", 16)? as usize,
             s3_endpoint: get("AWS_ENDPOINT_URL_S3"),
             valkey_iam_cache: get("S3KV_VALKEY_IAM_CACHE"),

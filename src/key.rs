@@ -189,6 +189,12 @@ impl KeyMap {
         format!("{}\u{1}feed", self.cache_prefix)
     }
 
+    /// The reaper's index of expiring items ([`crate::ports::ExpiryIndex`]): one key, outside every item's cache
+    /// key like the feed's, under the same prefix so an ACL on the prefix covers it.
+    pub fn expiry_key(&self) -> String {
+        format!("{}\u{1}expiry", self.cache_prefix)
+    }
+
     /// Where the schemas live: beside the items, under the same prefix (so the functions' S3 permissions cover
     /// them and the bucket versions them), but outside the item key space, because no item's object key ends in
     /// anything but `.json`.

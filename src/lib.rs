@@ -22,7 +22,9 @@
 //!   check all read), [`access`] (which API key may use which route on which items: grants from the
 //!   configuration, checked before any I/O), [`audit`] (who wrote an item, as stored with it and answered on
 //!   reads), [`schema`] (JSON Schemas per key prefix, compiled once per instance and refreshed by ETag: the
-//!   writer refuses a document that breaks its prefix's schema, the syncer and reconcile count uploads that do).
+//!   writer refuses a document that breaks its prefix's schema, the syncer and reconcile count uploads that do),
+//!   [`expiry`] (per-item expiry: the `ttl`/`expiresAt` rules, the one clock reads compare with, the reaper's
+//!   index members).
 //! * **Ports**: [`ports`] declares the small traits the use cases need, [`ports::ObjectStore`],
 //!   [`ports::Cache`] and [`ports::Feed`] (the change feed), with error types that say whether a failure is worth
 //!   retrying.
@@ -30,7 +32,8 @@
 //!   create vs replace, cache-first reads with a safe fill, ordered and idempotent cache updates, and repairing
 //!   the cache from the bucket without ever racing a sync into a rollback. An item's history is the bucket's
 //!   versions: [`read::Reader::versions`] lists them, [`write::Writer::restore`] writes an old one again.
-//!   [`watch`] waits for an item to change and follows the change feed the syncer appends to.
+//!   [`watch`] waits for an item to change and follows the change feed the syncer appends to. [`reap`] deletes
+//!   the objects of expired items (readers already treat them as gone), from an index the syncer keeps.
 //! * **Event edges**: [`api`] dispatches API Gateway proxy requests by the route table to use-case calls and
 //!   turns every error into an HTTP status (the HTTP contract lives there and only there, split by concern);
 //!   [`s3_event`] turns S3 notification records into sync operations, and can also build records in AWS's
@@ -66,6 +69,7 @@ pub mod api;
 pub mod audit;
 pub mod config;
 pub mod document;
+pub mod expiry;
 pub mod key;
 pub mod memory;
 pub mod metrics;
@@ -73,6 +77,7 @@ pub mod percent;
 pub mod ports;
 pub mod push;
 pub mod read;
+pub mod reap;
 pub mod reconcile;
 pub mod retry;
 pub mod routes;

@@ -14,14 +14,38 @@ use crate::ports::{
     Etag, ListPage, Listed, Object, ObjectStore, ObjectVersion, PutMode, StoreError, VersionPage,
 };
 
-/// A version id and its bytes and writer; `None` is a delete marker. Oldest first in a key's history.
-type MemoryVersion = (String, Option<(Bytes, String)>);
+/// A version id and its bytes and metadata; `None` is a delete marker. Oldest first in a key's history.
+type MemoryVersion = (String, Option<(Bytes, Meta)>);
+
+/// What S3 keeps beside an object's bytes that s3kv reads back: who wrote it, and when it expires.
+#[derive(Clone, Debug)]
+struct Meta {
+    writer: String,
+    expires: Option<crate::expiry::Expiry>,
+}
+
+impl Meta {
+    fn of(author: &Author) -> Self {
+        Self {
+            writer: author.header(),
+            expires: author.expires,
+        }
+    }
+
+    fn provenance(self) -> Provenance {
+        Provenance {
+            writer: Some(self.writer),
+            modified: None,
+            expires: self.expires,
+        }
+    }
+}
 
 /// The current version of each key, with its writer (as S3 keeps metadata), and every key's history. Clones
 /// share the same bucket.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    objects: Arc<Mutex<BTreeMap<String, (Bytes, String)>>>,
+    objects: Arc<Mutex<BTreeMap<String, (Bytes, Meta)>>>,
     /// Locked after `objects`, never before.
     history: Arc<Mutex<BTreeMap<String, Vec<MemoryVersion>>>>,
     page_size: Option<usize>,
@@ -49,7 +73,7 @@ impl MemoryStore {
     }
 
     /// Appends a version (`None`: a delete marker); ids count up across the bucket.
-    fn record(&self, key: &str, content: Option<(Bytes, String)>) {
+    fn record(&self, key: &str, content: Option<(Bytes, Meta)>) {
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         let id = format!("v{:08}", history.values().map(Vec::len).sum::<usize>() + 1);
         history
@@ -58,7 +82,7 @@ impl MemoryStore {
             .push((id, content));
     }
 
-    fn version(&self, key: &str, version: &str) -> Result<(Bytes, String), StoreError> {
+    fn version(&self, key: &str, version: &str) -> Result<(Bytes, Meta), StoreError> {
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         history
             .get(key)
@@ -67,7 +91,7 @@ impl MemoryStore {
             .ok_or(StoreError::NotFound)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Bytes, String)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Bytes, Meta)>> {
         // A panic elsewhere while holding the lock leaves the map intact: keep serving it.
         self.objects.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -80,7 +104,7 @@ impl ObjectStore for MemoryStore {
         if_match: Option<&Etag>,
         max_bytes: u64,
     ) -> Result<Object, StoreError> {
-        let (body, writer) = self.lock().get(key).cloned().ok_or(StoreError::NotFound)?;
+        let (body, meta) = self.lock().get(key).cloned().ok_or(StoreError::NotFound)?;
         let etag = Self::etag_of(&body);
         if if_match.is_some_and(|wanted| *wanted != etag) {
             return Err(StoreError::PreconditionFailed);
@@ -94,10 +118,7 @@ impl ObjectStore for MemoryStore {
         Ok(Object {
             body,
             etag,
-            provenance: Provenance {
-                writer: Some(writer),
-                modified: None,
-            },
+            provenance: meta.provenance(),
         })
     }
 
@@ -118,8 +139,8 @@ impl ObjectStore for MemoryStore {
             }
             _ => {}
         }
-        objects.insert(key.to_owned(), (body.clone(), author.header()));
-        self.record(key, Some((body, author.header())));
+        objects.insert(key.to_owned(), (body.clone(), Meta::of(author)));
+        self.record(key, Some((body, Meta::of(author))));
         Ok(etag)
     }
 
@@ -233,7 +254,7 @@ impl ObjectStore for MemoryStore {
         version: &str,
         max_bytes: u64,
     ) -> Result<Object, StoreError> {
-        let (body, writer) = self.version(key, version)?;
+        let (body, meta) = self.version(key, version)?;
         if body.len() as u64 > max_bytes {
             return Err(StoreError::TooLarge {
                 size: body.len() as u64,
@@ -243,19 +264,13 @@ impl ObjectStore for MemoryStore {
         Ok(Object {
             etag: Self::etag_of(&body),
             body,
-            provenance: Provenance {
-                writer: Some(writer),
-                modified: None,
-            },
+            provenance: meta.provenance(),
         })
     }
 
     async fn version_provenance(&self, key: &str, version: &str) -> Result<Provenance, StoreError> {
-        let (_, writer) = self.version(key, version)?;
-        Ok(Provenance {
-            writer: Some(writer),
-            modified: None,
-        })
+        let (_, meta) = self.version(key, version)?;
+        Ok(meta.provenance())
     }
 }
 

@@ -176,6 +176,23 @@ pub fn for_sync(
     ]
 }
 
+/// The reaper's metrics for one run: objects deleted because they expired, members dropped without a delete, and
+/// whether the run failed (it is run again a minute later).
+pub fn for_reap(
+    report: &crate::reap::ReapReport,
+    run_failed: bool,
+) -> Vec<(&'static str, Unit, Vec<f64>)> {
+    vec![
+        ("ExpiredDeleted", Unit::Count, count(report.deleted)),
+        (
+            "ExpiryKept",
+            Unit::Count,
+            count(report.kept + report.skipped),
+        ),
+        ("ReapFailures", Unit::Count, count(usize::from(run_failed))),
+    ]
+}
+
 /// The reader's metrics for one request: where each item was answered from.
 pub fn for_reads(statuses: &[CacheStatus]) -> Vec<(&'static str, Unit, Vec<f64>)> {
     let n = |wanted| statuses.iter().filter(|s| **s == wanted).count();

@@ -244,6 +244,17 @@ impl Unservable {
     }
 }
 
+/// What a cache entry's header says of its item, for a listing (S3's listing carries no metadata).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// Why the object is not served, if the cache remembers it as such.
+    pub unservable: Option<Unservable>,
+    /// When the cached version expires, and that version's tag (a listing uses the expiry only for the version
+    /// it lists).
+    pub expires: Option<crate::expiry::Expiry>,
+    pub etag: Option<Etag>,
+}
+
 /// An ordered change to one cache entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheChange {
@@ -297,12 +308,12 @@ pub trait Cache: Send + Sync {
         cache_keys: &[String],
     ) -> impl Future<Output = Result<Vec<CacheLookup>, CacheError>> + Send;
 
-    /// For each key, why the cache remembers its object as not served, if it does (`None` for everything else:
-    /// an item, a delete, no entry). Reads only each entry's short header, so a listing page can afford it.
-    fn unservable_many(
+    /// For each key, what its entry says a listing should know: why the cache remembers its object as not served,
+    /// and when the item expires. Reads only each entry's short header, so a listing page can afford it.
+    fn marks_many(
         &self,
         cache_keys: &[String],
-    ) -> impl Future<Output = Result<Vec<Option<Unservable>>, CacheError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Marks>, CacheError>> + Send;
 
     /// Applies `change` atomically if `sequencer` is newer than the entry's, so duplicates and late events are
     /// harmless.
@@ -359,6 +370,26 @@ pub trait Cache: Send + Sync {
         cache_key: &str,
         expected: &Snapshot,
     ) -> impl Future<Output = Result<bool, CacheError>> + Send;
+}
+
+/// The reaper's schedule: members ([`crate::expiry::member`]) scored by when they are due. A member says only
+/// "look at this item then"; the reaper decides from the object itself, so duplicates and stale members are
+/// harmless and every operation is idempotent.
+pub trait ExpiryIndex: Send + Sync {
+    fn schedule(
+        &self,
+        member: &str,
+        at: crate::expiry::Expiry,
+    ) -> impl Future<Output = Result<(), CacheError>> + Send;
+
+    /// At most `limit` members due at `now` (seconds since the epoch), soonest first.
+    fn due(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, CacheError>> + Send;
+
+    fn unschedule(&self, member: &str) -> impl Future<Output = Result<(), CacheError>> + Send;
 }
 
 /// A position in the change feed: the Valkey stream entry id `<ms>-<seq>` of a change, or [`Cursor::START`].

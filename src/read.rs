@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::document;
+use crate::expiry::{self, Expiry};
 use crate::key::{ItemKey, KeyMap, ObjectKind};
 use crate::ports::{
     Cache, CacheError, CacheLookup, Cursor, Etag, Feed, Object, ObjectStore, ObjectVersion,
@@ -39,6 +40,8 @@ pub struct ReadResult {
     pub cache: CacheStatus,
     /// With no object: there is one in the bucket, and this is why it is not served.
     pub unservable: Option<Unservable>,
+    /// With no object: there is one, and it expired then (the reaper has not deleted it yet).
+    pub expired: Option<Expiry>,
 }
 
 impl ReadResult {
@@ -47,6 +50,7 @@ impl ReadResult {
             object: Some(object),
             cache,
             unservable: None,
+            expired: None,
         }
     }
 
@@ -55,6 +59,19 @@ impl ReadResult {
             object: None,
             cache,
             unservable: None,
+            expired: None,
+        }
+    }
+
+    /// The answer at `now` (seconds since the epoch): an object whose expiry has come is not served, wherever it
+    /// was read from. Every read of a current item passes here, so expiry is exact whatever the cache holds.
+    pub fn at(self, now: i64) -> Self {
+        match &self.object {
+            Some(object) if object.provenance.expired(now) => Self {
+                expired: object.provenance.expires,
+                ..Self::absent(self.cache)
+            },
+            _ => self,
         }
     }
 
@@ -83,6 +100,9 @@ pub struct ListedItem {
     /// Why a read of it would not serve it, when known: too large by its size, or not a valid document by the
     /// cache's record of it (the listing reads no bodies, so an upload the syncer has not seen yet is not flagged).
     pub unservable: Option<Unservable>,
+    /// When it expires, by the cache's record of it: best effort, like `unservable` (S3's listing carries no
+    /// metadata; an item the cache holds no entry for is listed without one).
+    pub expires: Option<Expiry>,
 }
 
 /// One page of an item's history, newest first.
@@ -99,6 +119,9 @@ pub struct ItemVersion {
     /// `X-S3kv-Writer`'s form; `None` for a delete marker (S3 keeps no metadata for one) or a version that
     /// expired while the page was read.
     pub writer: Option<String>,
+    /// When this version was to expire, if its write said so: a delete marker right after it, once that time had
+    /// come, is the reaper's.
+    pub expires: Option<Expiry>,
 }
 
 pub struct Reader<S, C> {
@@ -154,6 +177,15 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
     }
 
     pub async fn get(&self, key: &ItemKey, deadline: Instant) -> Result<ReadResult, StoreError> {
+        Ok(self.get_current(key, deadline).await?.at(expiry::now()))
+    }
+
+    /// [`Reader::get`] before the expiry check.
+    async fn get_current(
+        &self,
+        key: &ItemKey,
+        deadline: Instant,
+    ) -> Result<ReadResult, StoreError> {
         let cache_key = self.keys.cache_key(key);
         let status = match tokio::time::timeout(self.cache_timeout, self.cache.lookup(&cache_key))
             .await
@@ -186,7 +218,8 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
         key: &ItemKey,
         deadline: Instant,
     ) -> Result<ReadResult, StoreError> {
-        Box::pin(self.read_s3(key, CacheStatus::Bypass, deadline)).await
+        let result = Box::pin(self.read_s3(key, CacheStatus::Bypass, deadline)).await?;
+        Ok(result.at(expiry::now()))
     }
 
     /// Many items at once: one pipelined cache lookup for all of them, then S3 for the misses (concurrently, each
@@ -239,6 +272,7 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
                 }
             })
             .buffered(16)
+            .map_ok(|result: ReadResult| result.at(expiry::now()))
             .try_collect()
             .await
     }
@@ -267,30 +301,35 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
                     unservable: (o.size > self.max_object_bytes).then_some(Unservable::TooLarge),
                     size: o.size,
                     last_modified: o.last_modified,
+                    expires: None,
                 }),
                 _ => None,
             })
             .collect();
-        self.flag_unservable(&mut items).await;
+        self.mark(&mut items).await;
+        let now = expiry::now();
+        items.retain(|item| !item.expires.is_some_and(|at| at.has_passed(now)));
         Ok(Listing {
             items,
             next: page.next,
         })
     }
 
-    /// Flags the listed items the cache remembers as not served. Best effort within the cache timeout: the
-    /// listing is S3's, and a slow or unreachable cache only costs the flags.
-    async fn flag_unservable(&self, items: &mut [ListedItem]) {
+    /// Flags the listed items the cache remembers as not served, and gives each the expiry of its cached version.
+    /// Best effort within the cache timeout: the listing is S3's, and a slow or unreachable cache only costs the
+    /// flags and expiries (an expired item then stays listed until the reaper deletes it, within minutes).
+    async fn mark(&self, items: &mut [ListedItem]) {
         if items.is_empty() {
             return;
         }
         let cache_keys: Vec<String> = items.iter().map(|i| self.keys.cache_key(&i.key)).collect();
-        match tokio::time::timeout(self.cache_timeout, self.cache.unservable_many(&cache_keys))
-            .await
-        {
-            Ok(Ok(flags)) => {
-                for (item, flag) in items.iter_mut().zip(flags) {
-                    item.unservable = item.unservable.take().or(flag);
+        match tokio::time::timeout(self.cache_timeout, self.cache.marks_many(&cache_keys)).await {
+            Ok(Ok(marks)) => {
+                for (item, marks) in items.iter_mut().zip(marks) {
+                    item.unservable = item.unservable.take().or(marks.unservable);
+                    item.expires = marks
+                        .expires
+                        .filter(|_| marks.etag.as_ref() == Some(&item.etag));
                 }
             }
             Ok(Err(error)) => tracing::warn!(%error, "cache lookup for the listing's flags failed"),
@@ -320,19 +359,24 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
                     return Ok(ItemVersion {
                         version,
                         writer: None,
+                        expires: None,
                     });
                 }
                 let head = retry::with_deadline(deadline, "s3 head version", || {
                     self.store.version_provenance(object_key, &version.version)
                 })
                 .await;
-                let writer = match head {
-                    Ok(provenance) => provenance.writer,
+                let (writer, expires) = match head {
+                    Ok(provenance) => (provenance.writer, provenance.expires),
                     // Expired by the lifecycle rule since the listing.
-                    Err(StoreError::NotFound) => None,
+                    Err(StoreError::NotFound) => (None, None),
                     Err(e) => return Err(e),
                 };
-                Ok(ItemVersion { version, writer })
+                Ok(ItemVersion {
+                    version,
+                    writer,
+                    expires,
+                })
             })
             .buffered(16)
             .try_collect()

@@ -36,7 +36,7 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::document;
 use crate::key::{ItemKey, KeyMap, ObjectKind};
-use crate::ports::{Cache, CacheError, Etag, Feed, ObjectStore, StoreError};
+use crate::ports::{Cache, CacheError, Etag, ExpiryIndex, Feed, ObjectStore, StoreError};
 use crate::retry;
 use crate::schema::{SchemaSet, Schemas};
 
@@ -155,7 +155,7 @@ pub struct Reconciler<S, C> {
     page_size: usize,
 }
 
-impl<S: ObjectStore, C: Cache + Feed> Reconciler<S, C> {
+impl<S: ObjectStore, C: Cache + Feed + ExpiryIndex> Reconciler<S, C> {
     pub fn new(store: S, cache: C, config: &Config) -> Self {
         Self {
             store,
@@ -376,6 +376,15 @@ impl<S: ObjectStore, C: Cache + Feed> Reconciler<S, C> {
         };
         if !filled {
             return Ok(Outcome::Raced);
+        }
+        // A write whose notification was lost was never scheduled either; the reaper checks the object itself.
+        if let Some(at) = object.provenance.expires {
+            let member = crate::expiry::member(key, at);
+            retry::with_deadline(deadline, "expiry schedule", || {
+                self.cache.schedule(&member, at)
+            })
+            .await
+            .map_err(|e| format!("{cache_key}: {e}"))?;
         }
         Ok(match schemas.violations(key.as_str(), &object.body) {
             Some(v) => {

@@ -9,7 +9,7 @@ use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use serde_json::json;
 
 use crate::percent::{self, Encoding};
-use crate::ports::{Cache, Etag, Feed, ObjectStore};
+use crate::ports::{Cache, Etag, ExpiryIndex, Feed, ObjectStore};
 use crate::sequencer::Sequencer;
 use crate::sync::{Change, SyncError, SyncRecord, SyncReport, Syncer};
 
@@ -56,7 +56,7 @@ pub fn decode(record: &S3EventRecord) -> Result<Option<SyncRecord>, String> {
 
 /// The syncer Lambda's entry: S3's `s3:TestEvent` (sent once when the notification is configured, and without
 /// `Records`) is acknowledged; anything else must be an [`S3Event`].
-pub async fn handle_json<S: ObjectStore, C: Cache + Feed>(
+pub async fn handle_json<S: ObjectStore, C: Cache + Feed + ExpiryIndex>(
     syncer: &Syncer<S, C>,
     event: serde_json::Value,
     deadline: Instant,
@@ -94,7 +94,7 @@ impl EventError {
 }
 
 /// The syncer Lambda's handler: every record of `event`, in one report, or an error that fails the invocation.
-pub async fn handle<S: ObjectStore, C: Cache + Feed>(
+pub async fn handle<S: ObjectStore, C: Cache + Feed + ExpiryIndex>(
     syncer: &Syncer<S, C>,
     event: S3Event,
     deadline: Instant,

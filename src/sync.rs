@@ -18,9 +18,11 @@ use thiserror::Error;
 use crate::audit;
 use crate::config::Config;
 use crate::document;
-use crate::key::{KeyMap, ObjectKind};
+use crate::expiry;
+use crate::key::{ItemKey, KeyMap, ObjectKind};
 use crate::ports::{
-    Applied, Cache, CacheChange, CacheError, Etag, Feed, ObjectStore, StoreError, Unservable,
+    Applied, Cache, CacheChange, CacheError, Etag, ExpiryIndex, Feed, ObjectStore, StoreError,
+    Unservable,
 };
 use crate::retry;
 use crate::schema::{SchemaSet, Schemas, Violations};
@@ -134,7 +136,7 @@ pub struct Syncer<S, C> {
     concurrency: usize,
 }
 
-impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
+impl<S: ObjectStore, C: Cache + Feed + ExpiryIndex> Syncer<S, C> {
     pub fn new(store: S, cache: C, config: &Config) -> Self {
         Self {
             store,
@@ -249,7 +251,7 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
         };
         let cache_key = self.keys.cache_key(&key);
         let outcome = match self
-            .apply_item(record, key.as_str(), &cache_key, schemas, deadline)
+            .apply_item(record, &key, &cache_key, schemas, deadline)
             .await
         {
             Err(RecordError::Cache(CacheError::Full(_))) => {
@@ -285,7 +287,7 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
     async fn apply_item(
         &self,
         record: &SyncRecord,
-        key: &str,
+        key: &ItemKey,
         cache_key: &str,
         schemas: &SchemaSet,
         deadline: Instant,
@@ -310,7 +312,7 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
                     if object.provenance.writer.as_deref() == Some(audit::UPLOAD) {
                         object.provenance.writer = Some(audit::upload(record.principal.as_deref()));
                     }
-                    broken = schemas.violations(key, &object.body);
+                    broken = schemas.violations(key.as_str(), &object.body);
                     CacheChange::Put(object)
                 }
                 Err(error) => {
@@ -340,18 +342,28 @@ impl<S: ObjectStore, C: Cache + Feed> Syncer<S, C> {
             }
             Err(error) => return Err(error.into()),
         };
-        Ok(
-            match self
-                .apply_change(cache_key, record, &change, deadline)
-                .await?
-            {
-                Applied::Applied => match broken {
-                    Some(violations) => Outcome::AppliedInvalid(violations),
-                    None => Outcome::Applied,
-                },
-                Applied::Stale => Outcome::Stale,
+        let applied = self
+            .apply_change(cache_key, record, &change, deadline)
+            .await?;
+        // Scheduled whether the change was applied or stale: the object read is S3's current one either way, and
+        // a redelivery (stale by then) must still schedule what a failed first attempt did not. A member is only
+        // a time to look (see crate::expiry), so scheduling twice, or for a version since replaced, is harmless.
+        if let CacheChange::Put(object) = &change {
+            if let Some(at) = object.provenance.expires {
+                let member = expiry::member(key, at);
+                retry::with_deadline(deadline, "expiry schedule", || {
+                    self.cache.schedule(&member, at)
+                })
+                .await?;
+            }
+        }
+        Ok(match applied {
+            Applied::Applied => match broken {
+                Some(violations) => Outcome::AppliedInvalid(violations),
+                None => Outcome::Applied,
             },
-        )
+            Applied::Stale => Outcome::Stale,
+        })
     }
 
     fn tombstone(&self, reason: &'static str) -> CacheChange {

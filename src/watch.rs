@@ -97,6 +97,13 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
         };
         let mut cursor = self.feed_end(key, until).await;
         let mut result = self.get(key, deadline).await?;
+        // An expiry is a change no one announces until the reaper's delete: the wait ends at it, and the last
+        // look then finds the item gone.
+        let expires = result.object.as_ref().and_then(|o| o.provenance.expires);
+        let until = match expires {
+            Some(at) => until.min(Instant::now() + crate::expiry::remaining(at)),
+            None => until,
+        };
         loop {
             if changed(&result) {
                 return Ok(result);

@@ -163,8 +163,10 @@ impl<S: ObjectStore> Writer<S> {
         // The old version met the schema of its day; it must meet today's to become the item again.
         let schemas = self.schemas.current(&self.store, deadline).await?;
         schemas.check(key.as_str(), &old.body)?;
+        // No expiry: the old version's would make an undeleted item vanish again. A restore is a write without one.
         let author = Author {
             restored_from: Some(version.to_owned()),
+            expires: None,
             ..author.clone()
         };
         self.store_checked(&object_key, old.body, precondition, &author, deadline)

@@ -33,6 +33,7 @@ REQUIRED = {
     "syncer": {"S3KV_BUCKET", "VALKEY_URL"},
     "reader": {"S3KV_BUCKET", "VALKEY_URL"},
     "reconcile": {"S3KV_BUCKET", "VALKEY_URL"},
+    "reaper": {"S3KV_BUCKET", "VALKEY_URL"},
     "notifier": {"S3KV_BUCKET", "S3KV_PUSH_ENDPOINT"},
     "push-authorizer": {"S3KV_BUCKET", "S3KV_API_KEYS"},
 }
@@ -55,10 +56,11 @@ OTHER_EVENTS = {
     "reader": set(),
     "syncer": {"S3"},
     "reconcile": {"Schedule"},
+    "reaper": {"Schedule"},
     "notifier": {"EventBridgeRule"},
     "push-authorizer": set(),
 }
-BINARIES = ["notifier", "push-authorizer", "reader", "reconcile", "syncer", "writer"]
+BINARIES = ["notifier", "push-authorizer", "reader", "reaper", "reconcile", "syncer", "writer"]
 API_RS = "".join(p.read_text() for p in sorted((ROOT / "src" / "api").glob("*.rs")))
 
 
@@ -309,11 +311,20 @@ def test_only_the_history_routes_functions_may_read_versions():
     # Object actions on the item prefix, listing on the bucket.
     assert all("${ItemPrefix}*" in r for r in reader["s3:GetObjectVersion"] + writer["s3:GetObjectVersion"])
     assert all("${ItemPrefix}" not in r for r in reader["s3:ListBucketVersions"])
-    for function in ("SyncerFunction", "ReconcileFunction"):
+    for function in ("SyncerFunction", "ReconcileFunction", "ReaperFunction"):
         assert not {"s3:GetObjectVersion", "s3:ListBucketVersions"} & _s3_actions(function).keys(), function
     # Deleting a version for good is nobody's business: history is only ever added to.
     for function in FUNCTIONS:
         assert "s3:DeleteObjectVersion" not in _s3_actions(function), function
+
+
+def test_the_reaper_reads_and_deletes_items_and_nothing_else():
+    # A conditional delete (If-Match) needs s3:GetObject as well as s3:DeleteObject; it never lists.
+    assert set(_s3_actions("ReaperFunction")) == {"s3:GetObject", "s3:DeleteObject"}
+    assert all("${ItemPrefix}*" in r for rs in _s3_actions("ReaperFunction").values() for r in rs)
+    events = RESOURCES["ReaperFunction"]["Properties"]["Events"]
+    assert [e["Properties"]["Schedule"] for e in events.values()] == ["rate(1 minute)"]
+    assert "VpcConfig" in RESOURCES["ReaperFunction"]["Properties"]
 
 
 def test_history_retention_is_two_parameters_on_a_versioned_bucket():

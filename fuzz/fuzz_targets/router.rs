@@ -21,7 +21,7 @@ use s3kv::key::ItemKey;
 use s3kv::memory::MemoryStore;
 use s3kv::ports::{
     Applied, Cache, CacheChange, CacheError, CacheLookup, Cursor, Feed, FeedError, FeedPage, Object,
-    Snapshot, Unservable,
+    Snapshot,
 };
 use s3kv::read::Reader;
 use s3kv::sequencer::Sequencer;
@@ -76,7 +76,7 @@ impl Cache for Down {
     async fn lookup_many(&self, _: &[String]) -> Result<Vec<CacheLookup>, CacheError> {
         down()
     }
-    async fn unservable_many(&self, _: &[String]) -> Result<Vec<Option<Unservable>>, CacheError> {
+    async fn marks_many(&self, _: &[String]) -> Result<Vec<s3kv::ports::Marks>, CacheError> {
         down()
     }
     async fn apply(&self, _: &str, _: &Sequencer, _: &CacheChange) -> Result<Applied, CacheError> {

@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use crate::audit::{Author, Provenance};
 use crate::config::Config;
+use crate::expiry::Expiry;
 use crate::ports::{
     Etag, ListPage, Listed, Object, ObjectStore, ObjectVersion, PutMode, StoreError, VersionPage,
 };
@@ -195,6 +196,7 @@ impl ObjectStore for S3Store {
         Ok(Provenance {
             writer: Some(writer(output.metadata())),
             modified: output.last_modified().map(|t| t.secs()),
+            expires: expires(output.metadata()),
         })
     }
 
@@ -205,11 +207,13 @@ impl ObjectStore for S3Store {
         mode: PutMode,
         author: &Author,
     ) -> Result<Etag, StoreError> {
+        let expires = author.expires.map(Expiry::stored);
         let metadata = [
             (META_KEY_ID, &author.key_id),
             (META_KEY_NAME, &author.key_name),
             (META_REQUEST_ID, &author.request_id),
             (META_RESTORED_FROM, &author.restored_from),
+            (META_EXPIRES_AT, &expires),
         ]
         .into_iter()
         .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
@@ -307,6 +311,7 @@ impl S3Store {
         let provenance = Provenance {
             writer: Some(writer(output.metadata())),
             modified: output.last_modified().map(|t| t.secs()),
+            expires: expires(output.metadata()),
         };
         let body = output
             .body
@@ -368,6 +373,8 @@ const META_KEY_ID: &str = "s3kv-key-id";
 const META_KEY_NAME: &str = "s3kv-key-name";
 const META_REQUEST_ID: &str = "s3kv-request-id";
 const META_RESTORED_FROM: &str = "s3kv-restored-from";
+/// Unix seconds ([`crate::expiry`]); S3 keeps it on copies that keep metadata, as the expiry belongs to the bytes.
+const META_EXPIRES_AT: &str = "s3kv-expires-at";
 
 /// Who wrote an object, from its metadata: a write through the API, or else an upload.
 fn writer(metadata: Option<&std::collections::HashMap<String, String>>) -> String {
@@ -377,8 +384,16 @@ fn writer(metadata: Option<&std::collections::HashMap<String, String>>) -> Strin
         key_name: get(META_KEY_NAME),
         request_id: get(META_REQUEST_ID),
         restored_from: get(META_RESTORED_FROM),
+        expires: None,
     }
     .header()
+}
+
+/// When an object expires, from its metadata; a value this code did not write reads as none.
+fn expires(metadata: Option<&std::collections::HashMap<String, String>>) -> Option<Expiry> {
+    metadata
+        .and_then(|m| m.get(META_EXPIRES_AT))
+        .and_then(|raw| Expiry::parse_stored(raw))
 }
 
 /// The order of the `<Version>` and `<DeleteMarker>` entries in a ListObjectVersions answer, read from its

@@ -77,7 +77,11 @@ pub(super) async fn batch_get<S: ObjectStore, C: Cache>(
         let result = &results[at];
         items.push(match &result.object {
             None => Entry {
-                error: result.unservable.as_ref().map(ApiError::unservable_code),
+                error: match (&result.unservable, result.expired) {
+                    (Some(why), _) => Some(ApiError::unservable_code(why)),
+                    (None, Some(_)) => Some("expired"),
+                    (None, None) => None,
+                },
                 ..Entry::absent(key)
             },
             Some(object) => {
@@ -96,6 +100,7 @@ pub(super) async fn batch_get<S: ObjectStore, C: Cache>(
                     etag: Some(object.etag.as_str()),
                     cache: Some(result.cache.as_str()),
                     value: Some(value),
+                    expires_at: object.provenance.expires.map(|at| at.rfc3339()),
                 }
             }
         });
@@ -124,6 +129,8 @@ struct Entry<'a> {
     cache: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<&'a RawValue>,
+    #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
 }
 
 impl<'a> Entry<'a> {
@@ -135,6 +142,7 @@ impl<'a> Entry<'a> {
             etag: None,
             cache: None,
             value: None,
+            expires_at: None,
         }
     }
 

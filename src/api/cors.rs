@@ -44,7 +44,7 @@ impl Cors {
             headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             headers.insert(
                 ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static("ETag,X-Cache,X-S3kv-Writer"),
+                HeaderValue::from_static("ETag,X-Cache,X-S3kv-Writer,X-S3kv-Expires-At"),
             );
             if origin != "*" {
                 super::caching::add_vary(headers, "Origin");

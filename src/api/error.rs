@@ -55,6 +55,9 @@ pub enum ApiError {
         key: String,
         why: crate::ports::Unservable,
     },
+    /// The item's expiry has come; the reaper deletes its object soon after, and a restore brings it back.
+    #[error("item {key:?} expired at {at}; it is deleted within two minutes (POST /restore/{{key}} with a version from GET /versions/{{key}} brings it back)")]
+    Expired { key: String, at: String },
     /// A version read or restore: the version id is unknown (never existed, expired, or another key's), a
     /// delete marker, or not a JSON document.
     #[error("no version {version:?} of item {key:?} to {what}; GET /versions/{{key}} lists the item's versions")]
@@ -132,6 +135,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound(_)
+            | ApiError::Expired { .. }
             | ApiError::NoRoute(_)
             | ApiError::NoSuchVersion { .. }
             | ApiError::NoSuchSchema(_) => StatusCode::NOT_FOUND,
@@ -168,6 +172,7 @@ impl ApiError {
             | ApiError::NoRoute(_)
             | ApiError::NoSuchVersion { .. }
             | ApiError::NoSuchSchema(_) => "not_found",
+            ApiError::Expired { .. } => "expired",
             ApiError::SchemaViolation(_) => "schema_violation",
             ApiError::InvalidSchema(_) => "invalid_schema",
             ApiError::StoredSchemaInvalid { .. } => "invalid_stored_schema",
@@ -522,9 +527,10 @@ mod tests {
             ApiError::StoredSchemaInvalid { .. } => 27,
             ApiError::NoSuchSchema(_) => 28,
             ApiError::Internal(_) => 29,
+            ApiError::Expired { .. } => 30,
         }
     }
-    const VARIANTS: usize = 30;
+    const VARIANTS: usize = 31;
 
     /// An example of every variant, and of every code a variant can answer with.
     fn one_of_each() -> Vec<ApiError> {
@@ -608,6 +614,10 @@ mod tests {
             },
             ApiError::NoSuchSchema("a/".into()),
             ApiError::Internal("x".into()),
+            ApiError::Expired {
+                key: "k".into(),
+                at: "2026-12-31T18:00:00Z".into(),
+            },
         ]
     }
 

@@ -78,6 +78,7 @@ pub(super) async fn versions<S: ObjectStore, C: Cache>(
                 "deleted": v.version.deleted,
                 "current": v.version.current,
                 "writer": v.writer,
+                "expiresAt": v.expires.map(|at| at.rfc3339()),
             })
         })
         .collect();

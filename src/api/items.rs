@@ -9,6 +9,8 @@ use http::{HeaderMap, StatusCode};
 use serde_json::json;
 
 use crate::access::{Caller, Denied};
+use crate::audit::Author;
+use crate::expiry::Expiry;
 use crate::ports::{Cache, Feed, ObjectStore};
 use crate::read::{CacheStatus, Reader};
 use crate::write::{WriteError, Writer};
@@ -21,6 +23,7 @@ use super::{
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 const X_S3KV_WRITER: HeaderName = HeaderName::from_static("x-s3kv-writer");
+const X_S3KV_EXPIRES_AT: HeaderName = HeaderName::from_static("x-s3kv-expires-at");
 
 /// `DELETE /items/{key}`: 204, or 404 when there was nothing to delete.
 /// S3 keeps no metadata for a delete, so the audit record of one is this log line.
@@ -51,6 +54,7 @@ pub(super) async fn put<S: ObjectStore>(
 ) -> Result<ApiGatewayProxyResponse, ApiError> {
     let key = item_key(request, caller)?;
     let dry_run = dry_run(request)?;
+    let expires = expiry(request)?;
     let precondition = write_precondition(request)?;
     let body = request_body(request, writer.max_body_bytes())?;
     if dry_run {
@@ -63,14 +67,39 @@ pub(super) async fn put<S: ObjectStore>(
             body.to_string(),
         ));
     }
-    let author = author(caller, request);
+    let author = Author {
+        expires,
+        ..author(caller, request)
+    };
     let written = writer
         .put(&key, body, &precondition, &author, deadline)
         .await?;
-    written_response(
-        &written,
-        json!({ "key": key.as_str(), "etag": written.etag.as_str() }),
+    let mut body = json!({ "key": key.as_str(), "etag": written.etag.as_str() });
+    if let Some(at) = expires {
+        body["expiresAt"] = json!(at.rfc3339());
+    }
+    let mut response = written_response(&written, body)?;
+    if let Some(at) = expires {
+        response
+            .headers
+            .insert(X_S3KV_EXPIRES_AT, header_value(&at.rfc3339())?);
+    }
+    Ok(response)
+}
+
+/// `?ttl=SECONDS` or `?expiresAt=` (RFC 3339 or Unix seconds): when the written item expires. Neither: never, which
+/// also clears an expiry the item had.
+fn expiry(request: &ApiGatewayProxyRequest) -> Result<Option<Expiry>, ApiError> {
+    let query = &request.query_string_parameters;
+    crate::expiry::from_request(
+        query.first("ttl"),
+        query.first("expiresAt"),
+        crate::expiry::now_ms(),
     )
+    .map_err(|error| ApiError::InvalidQuery {
+        name: error.parameter(),
+        reason: error.reason(),
+    })
 }
 
 /// `?dryRun=true`: check the body (size, JSON, the schema of its prefix) and write nothing.
@@ -144,12 +173,16 @@ pub(super) async fn get<S: ObjectStore, C: Cache + Feed>(
     let mut headers = HeaderMap::new();
     headers.insert(X_CACHE, HeaderValue::from_static(result.cache.as_str()));
     let Some(object) = result.object else {
-        let error = match result.unservable {
-            Some(why) => ApiError::Unservable {
+        let error = match (result.unservable, result.expired) {
+            (Some(why), _) => ApiError::Unservable {
                 key: key.to_string(),
                 why,
             },
-            None => ApiError::NotFound(key.to_string()),
+            (None, Some(at)) => ApiError::Expired {
+                key: key.to_string(),
+                at: at.rfc3339(),
+            },
+            (None, None) => ApiError::NotFound(key.to_string()),
         };
         let mut response = error.into_response();
         response.headers.extend(headers);
@@ -161,6 +194,9 @@ pub(super) async fn get<S: ObjectStore, C: Cache + Feed>(
     }
     if let (Some(writer), false) = (&object.provenance.writer, public) {
         headers.insert(X_S3KV_WRITER, header_value(writer)?);
+    }
+    if let Some(at) = object.provenance.expires {
+        headers.insert(X_S3KV_EXPIRES_AT, header_value(&at.rfc3339())?);
     }
     if not_modified_if.is_some_and(|tags| tags.matches(&object.etag)) {
         let mut response = empty_response(StatusCode::NOT_MODIFIED);

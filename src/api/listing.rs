@@ -79,6 +79,9 @@ pub(super) async fn list<S: ObjectStore, C: Cache>(
             if let Some(why) = &item.unservable {
                 listed["unservable"] = json!(ApiError::unservable_code(why));
             }
+            if let Some(at) = item.expires {
+                listed["expiresAt"] = json!(at.rfc3339());
+            }
             listed
         })
         .collect();

@@ -171,6 +171,7 @@ fn author(caller: &Caller<'_>, request: &ApiGatewayProxyRequest) -> Author {
         key_name: caller.key_name().map(str::to_owned),
         request_id: request.request_context.request_id.clone(),
         restored_from: None,
+        expires: None,
     }
 }
 

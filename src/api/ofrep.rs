@@ -26,12 +26,13 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::access::Caller;
+use crate::expiry::{self, Expiry};
 use crate::key::ItemKey;
-use crate::ports::{Cache, Cursor, Feed, ObjectStore, Unservable};
+use crate::ports::{Cache, Cursor, Etag, Feed, ObjectStore, Unservable};
 use crate::read::{CacheStatus, ListedItem, ReadResult, Reader};
 use crate::routes;
 
-use super::conditions::read_precondition;
+use super::conditions::{read_precondition, KnownTags};
 use super::items::check_response_size;
 use super::{empty_response, json_response, request_body, ApiError, LIST_LIMIT_MAX};
 
@@ -103,9 +104,8 @@ pub(super) async fn evaluate_all<S: ObjectStore, C: Cache + Feed>(
     // poll fetches again rather than keeping what this one missed.
     let tail = reader.feed_tail().await;
     if let (Some(tail), Some(known)) = (tail, &known) {
-        let etag = feed_etag(tail, &scope);
-        if known.matches(&crate::ports::Etag::new(&etag)) {
-            return not_modified(&etag);
+        if let Some(held) = still_current(known, &feed_etag(tail, &scope), expiry::now()) {
+            return not_modified(&held);
         }
     }
     let (listed, truncated) = match list(reader, caller, &prefixes, deadline).await {
@@ -116,8 +116,11 @@ pub(super) async fn evaluate_all<S: ObjectStore, C: Cache + Feed>(
         Some(tail) => feed_etag(tail, &scope),
         None => content_etag(&scope, &listed),
     };
-    if known.is_some_and(|known| known.matches(&crate::ports::Etag::new(&etag))) {
-        return not_modified(&etag);
+    if let Some(held) = known
+        .as_ref()
+        .and_then(|known| still_current(known, &etag, expiry::now()))
+    {
+        return not_modified(&held);
     }
     let keys: Vec<ItemKey> = listed.iter().map(|item| item.key.clone()).collect();
     let results = if keys.is_empty() {
@@ -130,14 +133,23 @@ pub(super) async fn evaluate_all<S: ObjectStore, C: Cache + Feed>(
     };
     cache.extend(results.iter().map(|r| r.cache));
     let prefix = reader.ofrep_prefix();
+    // An expired flag is left out, as the listing leaves out those the cache knows expired.
     let flags: Vec<Evaluation<'_>> = keys
         .iter()
         .zip(&results)
+        .filter(|(_, result)| result.expired.is_none())
         .map(|(key, result)| {
             let flag = key.as_str().strip_prefix(prefix).unwrap_or(key.as_str());
             evaluation(flag, key, result)
         })
         .collect();
+    // An expiry changes the answer without any change the feed or the listing sees: the tag says when.
+    let soonest = keys
+        .iter()
+        .zip(&results)
+        .filter_map(|(_, result)| result.object.as_ref()?.provenance.expires)
+        .min();
+    let etag = with_expiry(&etag, soonest);
     let metadata = truncated.then_some(BulkMetadata { truncated: true });
     let body = to_json(&Bulk {
         flags: &flags,
@@ -191,9 +203,18 @@ struct BulkMetadata {
 
 fn evaluation<'a>(flag: &'a str, key: &ItemKey, result: &'a ReadResult) -> Evaluation<'a> {
     let Some(object) = &result.object else {
-        return Evaluation::Failure(match &result.unservable {
-            Some(why) => unservable(flag, key, why),
-            None => Failure::new(
+        return Evaluation::Failure(match (&result.unservable, result.expired) {
+            (Some(why), _) => unservable(flag, key, why),
+            (None, Some(at)) => Failure {
+                error: Some("expired"),
+                ..Failure::new(
+                    StatusCode::NOT_FOUND,
+                    "FLAG_NOT_FOUND",
+                    &format!("flag {flag:?} expired at {} (item {key})", at.rfc3339()),
+                )
+                .with_key(flag)
+            },
+            (None, None) => Failure::new(
                 StatusCode::NOT_FOUND,
                 "FLAG_NOT_FOUND",
                 &format!("flag {flag:?} was not found (no item {key})"),
@@ -393,6 +414,36 @@ fn content_etag(scope: &str, listed: &[ListedItem]) -> String {
     format!("\"c-{}-{scope}\"", hex(&hash.finalize()[..12]))
 }
 
+/// `etag` with the first second a served flag expires at (`"...-x<seconds>"`), so a poll that sends it back after
+/// that second gets the new answer (see [`still_current`]).
+fn with_expiry(etag: &str, soonest: Option<Expiry>) -> String {
+    match soonest {
+        Some(at) => format!("\"{}-x{}\"", Etag::new(etag).as_str(), at.stored()),
+        None => etag.to_owned(),
+    }
+}
+
+/// The tag the client holds, if it still describes the answer: `etag` itself, or `etag` with an expiry that has not
+/// come at `now`. `None`: answer in full.
+fn still_current(known: &KnownTags, etag: &str, now: i64) -> Option<String> {
+    let tags = match known {
+        KnownTags::Any => return Some(etag.to_owned()),
+        KnownTags::Some(tags) => tags,
+    };
+    let base = Etag::new(etag);
+    tags.iter().find_map(|tag| {
+        if *tag == base {
+            return Some(etag.to_owned());
+        }
+        let at = tag
+            .as_str()
+            .strip_prefix(base.as_str())?
+            .strip_prefix("-x")
+            .and_then(Expiry::parse_stored)?;
+        (!at.has_passed(now)).then(|| tag.quoted())
+    })
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -415,6 +466,22 @@ fn to_json<T: Serialize>(value: &T) -> Result<String, ApiError> {
 mod tests {
     use super::*;
     use crate::access::{Grant, Role};
+
+    #[test]
+    fn a_bulk_tag_with_an_expiry_holds_only_until_that_second() {
+        let base = feed_etag(Cursor::new(5, 1), "s");
+        let tagged = with_expiry(&base, Some(Expiry::at(100)));
+        assert_eq!(tagged, "\"f-5-1-s-x100\"");
+        assert_eq!(with_expiry(&base, None), base);
+        let held = KnownTags::Some(vec![Etag::new(&tagged)]);
+        assert_eq!(still_current(&held, &base, 99), Some(tagged.clone()));
+        assert_eq!(still_current(&held, &base, 100), None);
+        let other = feed_etag(Cursor::new(6, 0), "s");
+        assert_eq!(still_current(&held, &other, 99), None);
+        let plain = KnownTags::Some(vec![Etag::new(&base)]);
+        assert_eq!(still_current(&plain, &base, 100), Some(base.clone()));
+        assert_eq!(still_current(&KnownTags::Any, &base, 0), Some(base));
+    }
 
     #[test]
     fn the_listed_prefixes_are_where_the_flags_and_the_callers_prefixes_overlap() {

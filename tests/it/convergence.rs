@@ -135,9 +135,9 @@ impl Cache for Flaky {
         self.check()?;
         self.inner.lookup_many(k).await
     }
-    async fn unservable_many(&self, k: &[String]) -> Result<Vec<Option<Unservable>>, CacheError> {
+    async fn marks_many(&self, k: &[String]) -> Result<Vec<Marks>, CacheError> {
         self.check()?;
-        self.inner.unservable_many(k).await
+        self.inner.marks_many(k).await
     }
     async fn apply(&self, k: &str, s: &Sequencer, c: &CacheChange) -> Result<Applied, CacheError> {
         self.check()?;
@@ -182,6 +182,21 @@ impl Cache for Flaky {
     }
 }
 
+impl ExpiryIndex for Flaky {
+    async fn schedule(&self, m: &str, at: s3kv::expiry::Expiry) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.schedule(m, at).await
+    }
+    async fn due(&self, now: i64, limit: usize) -> Result<Vec<String>, CacheError> {
+        self.check()?;
+        self.inner.due(now, limit).await
+    }
+    async fn unschedule(&self, m: &str) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.unschedule(m).await
+    }
+}
+
 impl Feed for Flaky {
     async fn announce(&self, k: &str) -> Result<(), CacheError> {
         self.check()?;
@@ -203,10 +218,12 @@ impl Feed for Flaky {
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// Write value `v` (a small set, so identical bodies and ETags recur) to key `k`.
+    /// Write value `v` (a small set, so identical bodies and ETags recur) to key `k`, with an expiry: none, an
+    /// hour ahead, or one already past (as an upload may carry; the API refuses past ones).
     Write {
         k: usize,
         v: u8,
+        expiry: Expiring,
     },
     Delete {
         k: usize,
@@ -236,9 +253,31 @@ enum Op {
     },
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Expiring {
+    Never,
+    Later,
+    Past,
+}
+
+impl Expiring {
+    fn at(self) -> Option<s3kv::expiry::Expiry> {
+        let now = s3kv::expiry::now();
+        match self {
+            Expiring::Never => None,
+            Expiring::Later => Some(s3kv::expiry::Expiry::at(now + 3600)),
+            Expiring::Past => Some(s3kv::expiry::Expiry::at(now - 10)),
+        }
+    }
+}
+
+fn expiring() -> impl Strategy<Value = Expiring> {
+    prop_oneof![4 => Just(Expiring::Never), 1 => Just(Expiring::Later), 1 => Just(Expiring::Past)]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (0..KEYS, 0..3u8).prop_map(|(k, v)| Op::Write { k, v }),
+        3 => (0..KEYS, 0..3u8, expiring()).prop_map(|(k, v, expiry)| Op::Write { k, v, expiry }),
         1 => (0..KEYS).prop_map(|k| Op::Delete { k }),
         4 => (any::<usize>(), prop::bool::weighted(0.2)).prop_map(|(pick, keep)| Op::Deliver { pick, keep }),
         1 => any::<usize>().prop_map(|pick| Op::DeliverDuringOutage { pick }),
@@ -329,16 +368,15 @@ impl World {
 
     async fn step(&mut self, op: &Op) {
         match *op {
-            Op::Write { k, v } => {
+            Op::Write { k, v, expiry } => {
                 let body = Bytes::from(format!("{{\"v\":{v}}}"));
+                let author = s3kv::audit::Author {
+                    expires: expiry.at(),
+                    ..Default::default()
+                };
                 let etag = self
                     .s3
-                    .put(
-                        &format!("key-{k}.json"),
-                        body,
-                        PutMode::Overwrite,
-                        &Default::default(),
-                    )
+                    .put(&format!("key-{k}.json"), body, PutMode::Overwrite, &author)
                     .await
                     .unwrap();
                 self.notify(k, Change::Created { etag: Some(etag) });
@@ -436,22 +474,49 @@ fn check(
             world.deliver(0, false, Duration::from_secs(10)).await;
         }
         for k in 0..KEYS {
-            let truth = world.s3.store.body(&format!("key-{k}.json"));
+            // The truth: S3's object and its expiry; an expired one is served as absent.
+            let truth = world
+                .s3
+                .store
+                .get(&format!("key-{k}.json"), None, u64::MAX)
+                .await
+                .ok()
+                .map(|o| (o.body, o.provenance.expires));
+            let now = s3kv::expiry::now();
+            let served = truth
+                .clone()
+                .filter(|(_, expires)| !expires.is_some_and(|at| at.has_passed(now)));
             let read = world
                 .reader
                 .get(&item(k), common::deadline(10))
                 .await
                 .unwrap();
             prop_assert_eq!(
-                read.object.map(|o| o.body),
-                truth.clone(),
+                read.object.map(|o| (o.body, o.provenance.expires)),
+                served.clone(),
+                "key-{} after {:?}",
+                k,
+                ops
+            );
+            prop_assert_eq!(
+                read.expired,
+                truth
+                    .as_ref()
+                    .and_then(|(_, e)| *e)
+                    .filter(|_| served.is_none()),
                 "key-{} after {:?}",
                 k,
                 ops
             );
             // And the cache itself never holds anything but the truth (a miss is allowed).
             if let CacheLookup::Hit(cached) = world.syncer_cache_lookup(k).await {
-                prop_assert_eq!(Some(cached.body), truth, "cached key-{} after {:?}", k, ops);
+                prop_assert_eq!(
+                    Some((cached.body, cached.provenance.expires)),
+                    served,
+                    "cached key-{} after {:?}",
+                    k,
+                    ops
+                );
             }
         }
         Ok(())

@@ -14,6 +14,7 @@ mod conditional;
 mod convergence;
 mod events;
 mod exact;
+mod expiry;
 mod faults;
 mod functions;
 mod history;

@@ -264,8 +264,10 @@ class S3kvClient implements Client {
     }
     let entry: Entry;
     if (answer.status === 404) {
-      // Only the API's own 404 says the item is gone; any other (a proxy, a wrong endpoint) says nothing about it.
-      if (statusError(answer, "").code !== "not_found") {
+      // Only the API's own 404 says the item is gone (`not_found`, or `expired`: its expiry has come); any other (a
+      // proxy, a wrong endpoint) says nothing about it.
+      const code = statusError(answer, "").code;
+      if (code !== "not_found" && code !== "expired") {
         throw new S3kvError("bad_response", `GET ${path}: a 404 that is not the API's (is the endpoint right?): ${answer.text.slice(0, 100)}`, {
           key: full, status: 404,
         });

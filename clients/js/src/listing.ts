@@ -78,7 +78,8 @@ export async function batchRead(http: Http, keys: readonly string[]): Promise<Ba
       (path, raw) => texts.set(path[1] as number, raw),
     );
     items.forEach((item, i) => {
-      if (item.error !== undefined) return; // e.g. forbidden for this key: nothing known about the item
+      // forbidden for this key: nothing known about the item. expired: known to be gone, like found: false alone.
+      if (item.error !== undefined && item.error !== "expired") return;
       const text = texts.get(i);
       reads.push(item.found && text !== undefined
         ? { key: item.key, found: true, etag: item.etag ?? null, text, value: item.value }

@@ -54,6 +54,25 @@ test("getAll with the client's prefix gives keys without it", async () => {
   assert.deepEqual(await client.getAll("nothing/"), {});
 });
 
+test("an item the batch get says expired is left out, not kept at its last value", async () => {
+  await stack.synced("soon/a", await stack.put("soon/a?ttl=3600", '"a"'));
+  await stack.synced("soon/b", await stack.put("soon/b", '"b"'));
+  // The API's batch answer for an item whose expiry has come (before the reaper deletes it).
+  let expired = false;
+  const fetch = async (url, init) => {
+    if (!expired || !String(url).endsWith("/batch-get")) return globalThis.fetch(url, init);
+    const { keys } = JSON.parse(init.body);
+    const items = keys.map((key) => (key === "soon/a" ? { key, found: false, error: "expired" } : { key, found: false }));
+    return new Response(JSON.stringify({ items }), { status: 200, headers: { "content-type": "application/json" } });
+  };
+  const client = createClient({ endpoint: stack.endpoint, apiKey: READ_KEY, fetch });
+  assert.deepEqual(await client.getAll("soon/"), { "soon/a": "a", "soon/b": "b" });
+  // Rewritten (so the listing's ETag differs and it is read again), and by then expired.
+  await stack.synced("soon/a", await stack.put("soon/a?ttl=3600", '"a2"'));
+  expired = true;
+  assert.deepEqual(await client.getAll("soon/"), { "soon/b": "b" });
+});
+
 test("getAll without an API key is empty and says why", async () => {
   const client = createClient({ endpoint: stack.endpoint });
   const all = await client.getAllDetailed("public/");

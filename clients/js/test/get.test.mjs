@@ -145,3 +145,20 @@ test("a 404 that is not the API's (a proxy, a wrong endpoint) is an outage, not 
   proxy = false;
   assert.deepEqual((await client.getDetailed("get/never-written", "default")).error, undefined);
 });
+
+test("an expired item (the API's 404 expired) is a miss like a deleted one, not an outage", async () => {
+  const etag = await stack.put("get/expiring?ttl=3600", '"soon"');
+  await stack.synced("get/expiring", etag);
+  // The API's answer once the expiry has come (s3kv-local's reaper would soon turn it into a plain not_found).
+  let expired = false;
+  const answer = { error: "expired", message: 'item "get/expiring" expired at 2026-12-31T18:00:00Z' };
+  const fetch = (url, init) =>
+    expired
+      ? Promise.resolve(new Response(JSON.stringify(answer), { status: 404, headers: { "content-type": "application/json" } }))
+      : globalThis.fetch(url, init);
+  const client = createClient({ endpoint: stack.endpoint, apiKey: READ_KEY, fetch, maxAgeMs: 0 });
+  assert.equal(await client.get("get/expiring", "default"), "soon");
+  expired = true;
+  const got = await client.getDetailed("get/expiring", "default");
+  assert.deepEqual([got.value, got.found, got.stale, got.error], ["default", false, false, undefined]);
+});

@@ -159,6 +159,7 @@ impl Bench {
                         provenance: s3kv::audit::Provenance {
                             writer: Some("key=a1b2c3d4e5; name=s3kv-write; request=c6af9ac6-7b61-11e6-9a41-93e8deadbeef".into()),
                             modified: Some(1_796_000_000),
+                            expires: None,
                         },
                         body: items[i].body.clone(),
                     };

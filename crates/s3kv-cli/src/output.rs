@@ -98,4 +98,7 @@ pub(crate) struct ItemLine<'a> {
     pub etag: &'a str,
     pub writer: Option<&'a str>,
     pub value: &'a RawValue,
+    /// When the item expires (`X-S3kv-Expires-At`), only when it does.
+    #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<&'a str>,
 }

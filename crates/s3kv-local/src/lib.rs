@@ -23,7 +23,7 @@ pub mod versions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use thiserror::Error;
@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
 use s3kv::config::{Config, ConfigError};
 use s3kv::read::Reader;
+use s3kv::reap::Reaper;
 use s3kv::reconcile::Reconciler;
 use s3kv::sync::Syncer;
 use s3kv::write::Writer;
@@ -238,6 +239,9 @@ fn local_keys(options: &Options, api_key: &str) -> Result<Vec<LocalKey>, LocalEr
     Ok(keys)
 }
 
+/// How often s3kv-local's reaper looks for expired items (the template's schedule: every minute).
+pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What tests turn and the command line does not.
 #[derive(Debug, Clone)]
 pub struct Tuning {
@@ -397,6 +401,23 @@ impl LocalStack {
             push.clone(),
             &config,
         ));
+        // The reaper, as the scheduled function in AWS but every REAP_INTERVAL: an expired item's object is
+        // deleted a second or so after its expiry.
+        let reaper = Reaper::new(store.clone(), syncer_cache.clone(), &config);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REAP_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match reaper.run(Instant::now() + Duration::from_secs(60)).await {
+                    Ok(report) if report.due > 0 => tracing::info!(?report, "reaped"),
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "reaper run failed; the next one tries again")
+                    }
+                }
+            }
+        }));
         let syncer = Arc::new(Syncer::new(store.clone(), syncer_cache, &config));
         tasks.push(tokio::spawn(outbox::run(
             syncer,

@@ -137,7 +137,7 @@ pub async fn run<S, C, P>(
     backlog: Arc<Backlog>,
 ) where
     S: ObjectStore + 'static,
-    C: Cache + Feed + 'static,
+    C: Cache + Feed + s3kv::ports::ExpiryIndex + 'static,
     P: Publisher + 'static,
 {
     let workers = Arc::new(Semaphore::new(WORKERS));
@@ -189,7 +189,10 @@ async fn push<S: ObjectStore, P: Publisher>(notifier: &Notifier<S, P>, n: &Notif
     }
 }
 
-async fn deliver<S: ObjectStore, C: Cache + Feed>(syncer: &Syncer<S, C>, n: &Notification) {
+async fn deliver<S: ObjectStore, C: Cache + Feed + s3kv::ports::ExpiryIndex>(
+    syncer: &Syncer<S, C>,
+    n: &Notification,
+) {
     let mut wait = Duration::from_millis(50);
     for attempt in 1.. {
         let record = record_of(n);

@@ -577,6 +577,22 @@ impl S3 for NotifyingFs {
                 ..Default::default()
             }));
         }
+        // s3s-fs ignores a delete's `If-Match`; S3 honours it (the reaper relies on it), so it is enforced here,
+        // under the mutation lock like every change.
+        if let Some(ETagCondition::ETag(wanted)) = &req.input.if_match {
+            let (bucket, key) = (&req.input.bucket, &req.input.key);
+            let current = self.head(bucket, key, &req).await?.and_then(|h| h.e_tag);
+            match current.as_ref().map(ETag::value) {
+                None => return Err(s3_error!(NoSuchKey, "The specified key does not exist.")),
+                Some(etag) if etag != wanted.value() => {
+                    return Err(s3_error!(
+                        PreconditionFailed,
+                        "At least one of the pre-conditions you specified did not hold"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         let input = req.input.clone();
         let marker = self.delete_one(input, &req).await?;
         let mut response = S3Response::new(DeleteObjectOutput::default());

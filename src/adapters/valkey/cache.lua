@@ -8,9 +8,10 @@
 -- The caller builds the whole entry; this script only reads the header of the current one, with GETRANGE, so a
 -- write never copies a stored body into Lua.
 --
--- ARGV[1] = 'put'    ARGV[2] = sequencer, ARGV[3] = entry
+-- ARGV[1] = 'put'    ARGV[2] = sequencer, ARGV[3] = entry, ARGV[4] = PXAT in ms or ''
 -- ARGV[1] = 'tomb'   ARGV[2] = sequencer, ARGV[3] = entry, ARGV[4] = ttl in ms
--- ARGV[1] = 'fill'                        ARGV[3] = entry  (only if the key holds no entry)
+-- ARGV[1] = 'fill'                        ARGV[3] = entry, ARGV[4] = PXAT in ms or ''  (only if the key holds no entry)
+-- A PXAT is an expiring item's: its expiry plus the tombstone TTL (valkey/mod.rs `keep_until` says why).
 -- ARGV[1] = 'del_if' ARGV[2..4] = the s, e, d the caller saw: delete only if the entry still has them
 -- Returns 1 when the entry changed, 0 when the change was stale (or the fill found an entry, or del_if a change).
 
@@ -36,9 +37,18 @@ local function header(key)
 end
 
 local key, op = KEYS[1], ARGV[1]
+-- SET, with the entry's expiry when it has one (a SET without one also clears an older entry's).
+local function set(entry, pxat)
+  if pxat ~= nil and pxat ~= '' then
+    redis.call('SET', key, entry, 'PXAT', pxat)
+  else
+    redis.call('SET', key, entry)
+  end
+end
+
 if op == 'fill' then
   if header(key) ~= nil then return 0 end
-  redis.call('SET', key, ARGV[3])
+  set(ARGV[3], ARGV[4])
   return 1
 end
 
@@ -55,7 +65,7 @@ end
 local current = header(key)
 if current and current ~= '' and not newer(ARGV[2], current) then return 0 end
 if op == 'put' then
-  redis.call('SET', key, ARGV[3])
+  set(ARGV[3], ARGV[4])
 else
   redis.call('SET', key, ARGV[3], 'PX', ARGV[4])
 end

@@ -16,8 +16,10 @@ use self::feed::FeedState;
 use crate::adapters::iam_auth::IamTokenProvider;
 use crate::audit::Provenance;
 use crate::config::ConfigError;
+use crate::expiry::Expiry;
 use crate::ports::{
-    Applied, Cache, CacheChange, CacheError, CacheLookup, Etag, Object, Snapshot, Unservable,
+    Applied, Cache, CacheChange, CacheError, CacheLookup, Etag, ExpiryIndex, Marks, Object,
+    Snapshot, Unservable,
 };
 use crate::sequencer::Sequencer;
 
@@ -28,6 +30,10 @@ pub struct ValkeyCache {
     client: Client,
     script: Script,
     pub(super) feed: std::sync::Arc<FeedState>,
+    /// The reaper's index of expiring items (see [`crate::ports::ExpiryIndex`]).
+    expiry_key: String,
+    /// How long an expiring item's entry outlives its expiry: the tombstone TTL (see [`ValkeyCache::keep_until`]).
+    expired_grace: Duration,
 }
 
 impl ValkeyCache {
@@ -99,6 +105,9 @@ impl ValkeyCache {
             client,
             script: Script::from_lua(SCRIPT),
             feed: std::sync::Arc::new(feed),
+            expiry_key: crate::key::KeyMap::new("", crate::config::DEFAULT_CACHE_PREFIX)
+                .expiry_key(),
+            expired_grace: crate::config::DEFAULT_TOMBSTONE_TTL,
         })
     }
 
@@ -117,9 +126,11 @@ impl ValkeyCache {
         &self.client
     }
 
-    /// The change feed of `config`'s cache prefix, keeping `S3KV_FEED_RETENTION` entries (without this, the
-    /// feed of the default prefix with the default retention).
+    /// The change feed of `config`'s cache prefix, keeping `S3KV_FEED_RETENTION` entries, its expiry index, and its
+    /// tombstone TTL as the time an expired item's entry is kept (without this, the defaults').
     pub fn with_feed(mut self, config: &crate::config::Config) -> Self {
+        self.expiry_key = config.key_map().expiry_key();
+        self.expired_grace = config.tombstone_ttl;
         let feed = FeedState::new(
             &self.client,
             config.key_map().feed_key(),
@@ -184,7 +195,7 @@ fn escape_glob(prefix: &str) -> String {
 /// Longest etag or reason an entry header carries; cache.lua reads this much of an entry (HEADER_MAX) to find
 /// its header, so the two limits move together.
 const HEADER_FIELD_MAX: usize = 1024;
-/// How much of an entry `snapshot` and `unservable_many` read: every header fits (sequencers have at most 64 digits).
+/// How much of an entry `snapshot` and `marks_many` read: every header fits (sequencers have at most 64 digits).
 const HEADER_READ_MAX: usize = 1200;
 // A sequencer (at most 64 digits), an etag or a reason (the other is empty), and three newlines.
 const _: () = assert!(64 + HEADER_FIELD_MAX + 3 <= HEADER_READ_MAX);
@@ -252,7 +263,9 @@ impl Entry {
     }
 }
 
-/// `@modified \t writer \n`, or nothing when nothing is known.
+/// `@modified \t writer \n`, or `@modified \t expires \t writer \n` for an item that expires, or nothing when
+/// nothing is known. The expiry comes before the writer so that it lies within the first [`HEADER_READ_MAX`]
+/// bytes of every entry, where a listing's short read finds it.
 fn provenance_line(provenance: &Provenance) -> Result<String, CacheError> {
     if provenance.is_empty() {
         return Ok(String::new());
@@ -267,7 +280,10 @@ fn provenance_line(provenance: &Provenance) -> Result<String, CacheError> {
         .modified
         .map(|m| m.to_string())
         .unwrap_or_default();
-    Ok(format!("@{modified}\t{writer}\n"))
+    Ok(match provenance.expires {
+        Some(at) => format!("@{modified}\t{}\t{writer}\n", at.stored()),
+        None => format!("@{modified}\t{writer}\n"),
+    })
 }
 
 /// The provenance line, if the entry has one, and the body after it; `None` if the line is malformed.
@@ -278,12 +294,18 @@ fn split_provenance(rest: Bytes) -> Option<(Provenance, Bytes)> {
     let end = rest.iter().position(|b| *b == b'\n')?;
     let line = std::str::from_utf8(&rest[1..end]).ok()?;
     let (modified, writer) = line.split_once('\t')?;
+    // A writer never holds a tab, so a second one means the line carries an expiry.
+    let (expires, writer) = match writer.split_once('\t') {
+        Some((at, writer)) => (Some(Expiry::parse_stored(at)?), writer),
+        None => (None, writer),
+    };
     let provenance = Provenance {
         writer: (!writer.is_empty()).then(|| writer.to_owned()),
         modified: match modified {
             "" => None,
             m => Some(m.parse().ok()?),
         },
+        expires,
     };
     Some((provenance, rest.slice(end + 1..)))
 }
@@ -318,6 +340,46 @@ fn decode_lookup(raw: Option<Bytes>) -> CacheLookup {
             provenance,
         }),
         None => CacheLookup::Miss,
+    }
+}
+
+impl ValkeyCache {
+    /// When the entry of an expiring item may go (`PXAT`, in milliseconds): its expiry plus the tombstone TTL.
+    ///
+    /// Not at the expiry itself. An entry is also the memory of which event wrote it, and a syncer invocation
+    /// that read an older version before this one was written, then stalled, must still find it and lose; a
+    /// tombstone keeps that memory for the same time after a delete. Readers never serve the entry after the
+    /// expiry (they compare it with the clock), and the reaper's delete replaces it with a small tombstone within
+    /// minutes, so the body does not stay in memory for long; this bound holds if the reaper never runs.
+    fn keep_until(&self, object: &Object) -> Option<i64> {
+        let at = object.provenance.expires?;
+        let grace = i64::try_from(self.expired_grace.as_secs()).unwrap_or(i64::MAX);
+        Some(at.unix_seconds().saturating_add(grace).saturating_mul(1000))
+    }
+}
+
+/// The `PXAT` argument of a put or fill: empty for an entry that never expires.
+fn pxat(keep_until: Option<i64>) -> Value {
+    keep_until.map_or_else(|| Value::from(""), Value::from)
+}
+
+/// What an entry's first [`HEADER_READ_MAX`] bytes say about it: its tombstone's reason, and the expiry from its
+/// provenance line (whose writer may be cut off; the expiry comes before it, so it never is).
+fn marks(head: Option<&Bytes>) -> Marks {
+    let Some(([_, etag, tombstone], rest)) = head.and_then(split) else {
+        return Marks::default();
+    };
+    let line = rest.strip_prefix(b"@").unwrap_or_default();
+    let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+    let mut fields = line.split(|b| *b == b'\t');
+    let expires = match (fields.next(), fields.next(), fields.next()) {
+        (Some(_), Some(at), Some(_)) => std::str::from_utf8(at).ok().and_then(Expiry::parse_stored),
+        _ => None,
+    };
+    Marks {
+        unservable: Unservable::from_reason(tombstone),
+        expires,
+        etag: (!etag.is_empty()).then(|| Etag::new(etag)),
     }
 }
 
@@ -375,18 +437,9 @@ impl Cache for ValkeyCache {
         Ok(raw.into_iter().map(decode_lookup).collect())
     }
 
-    async fn unservable_many(
-        &self,
-        cache_keys: &[String],
-    ) -> Result<Vec<Option<Unservable>>, CacheError> {
+    async fn marks_many(&self, cache_keys: &[String]) -> Result<Vec<Marks>, CacheError> {
         let heads = self.fetch_many(cache_keys, Some(HEADER_READ_MAX)).await?;
-        Ok(heads
-            .iter()
-            .map(|head| {
-                let ([_, _, tombstone], _) = head.as_ref().and_then(split)?;
-                Unservable::from_reason(tombstone)
-            })
-            .collect())
+        Ok(heads.iter().map(|head| marks(head.as_ref())).collect())
     }
 
     async fn apply(
@@ -405,7 +458,8 @@ impl Cache for ValkeyCache {
                     provenance: object.provenance.clone(),
                     body: object.body.clone(),
                 };
-                vec!["put".into(), seq, Value::Bytes(entry.encode()?)]
+                let keep_until = pxat(self.keep_until(object));
+                vec!["put".into(), seq, Value::Bytes(entry.encode()?), keep_until]
             }
             CacheChange::Tombstone { reason, ttl } => {
                 let entry = Entry {
@@ -441,7 +495,12 @@ impl Cache for ValkeyCache {
             body: object.body.clone(),
             ..Entry::default()
         };
-        let args: Vec<Value> = vec!["fill".into(), "".into(), Value::Bytes(entry.encode()?)];
+        let args: Vec<Value> = vec![
+            "fill".into(),
+            "".into(),
+            Value::Bytes(entry.encode()?),
+            pxat(self.keep_until(object)),
+        ];
         let changed: i64 = self
             .script
             .evalsha_with_reload(&self.client, cache_key, args)
@@ -526,6 +585,55 @@ impl Cache for ValkeyCache {
             .await
             .map_err(cache_error)?;
         Ok(changed == 1)
+    }
+}
+
+/// One sorted set under one key, so every command names one key and runs on the node owning its slot (cluster
+/// mode refuses commands across slots); its score is the expiry, so the due members are one range read.
+impl ExpiryIndex for ValkeyCache {
+    async fn schedule(&self, member: &str, at: Expiry) -> Result<(), CacheError> {
+        let args: Vec<Value> = vec![
+            self.expiry_key.as_str().into(),
+            at.unix_seconds().into(),
+            member.into(),
+        ];
+        let _: i64 = self.sorted_set("ZADD", args).await?;
+        Ok(())
+    }
+
+    async fn due(&self, now: i64, limit: usize) -> Result<Vec<String>, CacheError> {
+        let args: Vec<Value> = vec![
+            self.expiry_key.as_str().into(),
+            "-inf".into(),
+            now.into(),
+            "LIMIT".into(),
+            0.into(),
+            (limit as i64).into(),
+        ];
+        self.sorted_set("ZRANGEBYSCORE", args).await
+    }
+
+    async fn unschedule(&self, member: &str) -> Result<(), CacheError> {
+        let args: Vec<Value> = vec![self.expiry_key.as_str().into(), member.into()];
+        let _: i64 = self.sorted_set("ZREM", args).await?;
+        Ok(())
+    }
+}
+
+impl ValkeyCache {
+    /// A sorted-set command on the index key (its first argument), routed by that key's slot. As a custom command:
+    /// these three are all s3kv uses of sorted sets, not worth fred's whole sorted-set interface.
+    async fn sorted_set<R: FromValue>(
+        &self,
+        command: &'static str,
+        args: Vec<Value>,
+    ) -> Result<R, CacheError> {
+        let command = fred::types::CustomCommand::new_static(
+            command,
+            fred::types::ClusterHash::FirstKey,
+            false,
+        );
+        self.client.custom(command, args).await.map_err(cache_error)
     }
 }
 
@@ -636,6 +744,7 @@ mod tests {
             provenance: Provenance {
                 writer: Some("key=a1; name=bot; request=r-1".into()),
                 modified: Some(1_700_000_000),
+                expires: None,
             },
             ..entry
         };
@@ -654,6 +763,44 @@ mod tests {
             ..Entry::default()
         };
         assert_eq!(Entry::decode(&tombstone.encode().unwrap()), Some(tombstone));
+    }
+
+    #[test]
+    fn an_expiry_rides_in_the_provenance_line_where_a_listing_finds_it() {
+        let at = Expiry::at(1_800_000_000);
+        let entry = Entry {
+            sequencer: "0055AED6DCD90281E5".into(),
+            etag: "e".repeat(HEADER_FIELD_MAX),
+            tombstone: String::new(),
+            provenance: Provenance {
+                writer: Some("w".repeat(HEADER_FIELD_MAX)),
+                modified: Some(1_700_000_000),
+                expires: Some(at),
+            },
+            body: Bytes::from_static(b"{\"a\":\"\t\"}"),
+        };
+        let raw = entry.encode().unwrap();
+        assert_eq!(Entry::decode(&raw), Some(entry.clone()));
+        let CacheLookup::Hit(object) = decode_lookup(Some(raw.clone())) else {
+            panic!("not a hit")
+        };
+        assert_eq!(object.provenance.expires, Some(at));
+        // A listing reads only the head: the longest etag and writer still leave the expiry in it.
+        let head = raw.slice(..HEADER_READ_MAX);
+        let marked = marks(Some(&head));
+        assert_eq!(marked.expires, Some(at));
+        assert_eq!(marked.etag, Some(Etag::new(&entry.etag)));
+        // Entries without one, from before expiry existed or not, read as none, even with a tab in the body.
+        let plain = Entry {
+            provenance: Provenance {
+                expires: None,
+                ..entry.provenance.clone()
+            },
+            ..entry
+        };
+        let raw = plain.encode().unwrap();
+        assert_eq!(Entry::decode(&raw), Some(plain));
+        assert_eq!(marks(Some(&raw)).expires, None);
     }
 
     #[test]

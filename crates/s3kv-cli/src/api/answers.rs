@@ -72,11 +72,16 @@ pub struct Item {
     pub writer: Option<String>,
     /// Where the answer came from (`X-Cache`: `HIT`, `MISS`, `BYPASS`), when the API said.
     pub cache: Option<String>,
+    /// When the item expires (`X-S3kv-Expires-At`), if it does.
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Written {
     pub etag: String,
+    /// When the written item expires (RFC 3339), if the write said.
+    #[serde(rename = "expiresAt", default)]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

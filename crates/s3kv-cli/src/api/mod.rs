@@ -152,13 +152,18 @@ impl Api {
     }
 
     /// PUT; `true` when it created the item.
+    /// `expiry`: the `ttl` or `expiresAt` query parameter, if any.
     pub async fn put(
         &self,
         key: &ItemKey,
         body: String,
         condition: Condition<'_>,
+        expiry: Option<(&str, String)>,
     ) -> Result<(Written, bool), ApiError> {
-        let request = self.http.put(self.url("items", Some(key)));
+        let request = self
+            .http
+            .put(self.url("items", Some(key)))
+            .query(&expiry.into_iter().collect::<Vec<_>>());
         self.write(request, body, condition).await
     }
 

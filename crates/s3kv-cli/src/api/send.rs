@@ -98,11 +98,13 @@ impl Api {
         let etag = header("etag").unwrap_or_default();
         let writer = header("x-s3kv-writer");
         let cache = header("x-cache");
+        let expires_at = header("x-s3kv-expires-at");
         Ok(Item {
             body: Self::text(response).await?,
             etag: etag.trim_matches('"').to_owned(),
             writer,
             cache,
+            expires_at,
         })
     }
 

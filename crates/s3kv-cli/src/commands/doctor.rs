@@ -181,7 +181,7 @@ pub(super) async fn exec(api: &Api, out: Output, args: DoctorArgs) -> Result<(),
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     );
-    let written = match api.put(&scratch, body, Condition::Absent).await {
+    let written = match api.put(&scratch, body, Condition::Absent, None).await {
         Ok((written, _)) => written,
         Err(e) if e.is_read_only_refusal() => {
             report.ok("key", "a read key: reads work");
@@ -278,6 +278,7 @@ async fn synced(api: &Api, report: &mut Report, scratch: &ItemKey, first: &str, 
             scratch,
             "{\"s3kv-doctor\":2}".into(),
             Condition::Matches(first),
+            None,
         )
         .await
     {

@@ -86,7 +86,7 @@ pub(super) async fn exec(api: &Api, out: Output, args: EditArgs) -> Result<(), F
         Some(item) => Condition::Matches(&item.etag),
         None => Condition::Absent,
     };
-    match api.put(&key, edited, condition).await {
+    match api.put(&key, edited, condition, None).await {
         Ok((written, created)) => {
             let _ = std::fs::remove_dir_all(&dir);
             let what = if created { "created" } else { "replaced" };

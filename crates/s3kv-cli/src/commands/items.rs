@@ -29,6 +29,9 @@ pub(super) async fn get(api: &Api, out: Output, args: GetArgs) -> Result<(), Fai
         Output::Text => {
             if args.etag {
                 eprintln!("ETag: {}", item.etag);
+                if let Some(at) = &item.expires_at {
+                    eprintln!("Expires: {at}");
+                }
             }
             write_exact(&item.body);
         }
@@ -41,6 +44,7 @@ pub(super) async fn get(api: &Api, out: Output, args: GetArgs) -> Result<(), Fai
                 etag: &item.etag,
                 writer: item.writer.as_deref(),
                 value,
+                expires_at: item.expires_at.as_deref(),
             };
             let answer = serde_json::to_string(&line).map_err(|e| Failure::Other(e.to_string()))?;
             println!("{answer}");
@@ -59,6 +63,38 @@ pub struct PutArgs {
     /// Only if the item still has this ETag (compare-and-swap)
     #[arg(long)]
     if_match: Option<String>,
+    /// Expire the item after this long: seconds, or a number with s, m, h or d (90s, 15m, 1h, 2d)
+    #[arg(long, conflicts_with = "expires_at", value_parser = parse_ttl)]
+    ttl: Option<u64>,
+    /// Expire the item at this time: RFC 3339 (2026-12-31T18:00:00Z) or Unix seconds
+    #[arg(long)]
+    expires_at: Option<String>,
+}
+
+/// `--ttl`'s value in seconds; the API checks the range (at least 1 s, at most 10 years).
+fn parse_ttl(raw: &str) -> Result<u64, String> {
+    let raw = raw.trim();
+    let (number, unit) = match raw.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => raw.split_at(at),
+        None => (raw, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{raw:?}: a number of seconds, or with s, m, h or d (1h)"
+            ))
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| format!("{raw:?}: a whole number, at least 1 second (90s, 15m, 1h, 2d)"))
 }
 
 pub(super) async fn put(api: &Api, out: Output, args: PutArgs) -> Result<(), Failure> {
@@ -66,14 +102,45 @@ pub(super) async fn put(api: &Api, out: Output, args: PutArgs) -> Result<(), Fai
     let key = item_key(&args.key)?;
     let body = read_source(args.file.as_deref()).await?;
     valid_json(&body, "the value")?;
-    let (written, created) = api.put(&key, body, condition).await?;
+    let expiry = match (args.ttl, args.expires_at) {
+        (Some(ttl), _) => Some(("ttl", ttl.to_string())),
+        (None, Some(at)) => Some(("expiresAt", at)),
+        (None, None) => None,
+    };
+    let (written, created) = api.put(&key, body, condition, expiry).await?;
     let what = if created { "created" } else { "replaced" };
+    let expires = match &written.expires_at {
+        Some(at) => format!(", expires {at}"),
+        None => String::new(),
+    };
     print(
         out,
-        &format!("{what} {key} (etag {})", written.etag),
-        json!({ "key": key.as_str(), "etag": written.etag, "created": created }),
+        &format!("{what} {key} (etag {}{expires})", written.etag),
+        json!({
+            "key": key.as_str(),
+            "etag": written.etag,
+            "created": created,
+            "expiresAt": written.expires_at,
+        }),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod ttl_tests {
+    use super::parse_ttl;
+
+    #[test]
+    fn ttls_take_seconds_or_a_unit() {
+        assert_eq!(parse_ttl("90"), Ok(90));
+        assert_eq!(parse_ttl("90s"), Ok(90));
+        assert_eq!(parse_ttl("15m"), Ok(900));
+        assert_eq!(parse_ttl("1h"), Ok(3600));
+        assert_eq!(parse_ttl("2d"), Ok(172_800));
+        for bad in ["", "0", "0s", "1.5h", "h", "1w", "-1", "1 h"] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?}");
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -300,7 +300,7 @@ pub(super) async fn import(api: &Api, out: Output, args: ImportArgs) -> Result<(
             let bar = bar.clone();
             async move {
                 let result = api
-                    .put(&key, body, condition)
+                    .put(&key, body, condition, None)
                     .await
                     .map(|(_, created)| created);
                 bar.inc(1);

@@ -185,3 +185,84 @@ async fn rm_deletes_and_what_is_not_there_exits_3_with_the_apis_message() {
         .await
         .fails(3, "no item with key");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn put_with_a_ttl_or_an_expiry_time_says_when_the_item_expires() {
+    let local = Local::start("put-ttl").await;
+    std::fs::write(local.dir.join("flag.json"), "true").unwrap();
+    let written = local
+        .s3kv(&[
+            "put",
+            "flags/banner",
+            "flag.json",
+            "--ttl",
+            "1h",
+            "--output",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    let at = written["expiresAt"].as_str().expect("expiresAt").to_owned();
+    let now = s3kv::expiry::now();
+    let about_an_hour: Vec<String> = (now + 3590..=now + 3610)
+        .map(|s| s3kv::expiry::Expiry::at(s).rfc3339())
+        .collect();
+    assert!(about_an_hour.contains(&at), "{at}");
+    let text = local
+        .s3kv(&[
+            "put",
+            "flags/banner",
+            "flag.json",
+            "--expires-at",
+            &(now + 600).to_string(),
+        ])
+        .await
+        .ok();
+    assert!(text.stdout.contains(", expires "), "{}", text.stdout);
+    local.settle().await;
+    let got = local
+        .s3kv(&["get", "flags/banner", "--output", "json"])
+        .await
+        .ok()
+        .json();
+    let expected = s3kv::expiry::Expiry::at(now + 600).rfc3339();
+    assert_eq!(got["expiresAt"], serde_json::json!(expected), "{got}");
+    let got = local.s3kv(&["get", "flags/banner", "--etag"]).await.ok();
+    assert!(
+        got.stderr.contains(&format!("Expires: {expected}")),
+        "{}",
+        got.stderr
+    );
+    // Refused before sending (a bad duration), or by the API (a time in the past), and nothing is written.
+    local
+        .s3kv(&["put", "flags/other", "flag.json", "--ttl", "0s"])
+        .await
+        .fails(2, "at least 1 second");
+    local
+        .s3kv(&[
+            "put",
+            "flags/other",
+            "flag.json",
+            "--expires-at",
+            "2001-01-01T00:00:00Z",
+        ])
+        .await
+        .fails(1, "expiresAt");
+    local
+        .s3kv(&[
+            "put",
+            "flags/other",
+            "flag.json",
+            "--ttl",
+            "1h",
+            "--expires-at",
+            "1",
+        ])
+        .await
+        .fails(2, "cannot be used with");
+    local
+        .s3kv(&["get", "flags/other"])
+        .await
+        .fails(3, "no item");
+}

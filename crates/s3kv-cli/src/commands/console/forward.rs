@@ -25,6 +25,7 @@ const ANSWER_HEADERS: &[&str] = &[
     "etag",
     "last-modified",
     "x-s3kv-writer",
+    "x-s3kv-expires-at",
     "x-cache",
     "retry-after",
 ];

@@ -57,6 +57,7 @@ fn state_line(key: &ItemKey, item: Option<&Item>) -> Result<String, Failure> {
         etag: &item.etag,
         writer: item.writer.as_deref(),
         value: &value,
+        expires_at: item.expires_at.as_deref(),
     };
     serde_json::to_string(&line).map_err(|e| Failure::Other(e.to_string()))
 }
