@@ -53,8 +53,14 @@ struct BatchItem<'a> {
     key: String,
     found: bool,
     error: Option<String>,
-    #[serde(borrow)]
+    /// `Some` whenever the member is there: a stored `null` is `Some("null")`, where serde's `Option` would make it
+    /// `None`, as if the value were missing.
+    #[serde(borrow, default, deserialize_with = "present")]
     value: Option<&'a RawValue>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as Deserialize>::deserialize(d).map(Some)
 }
 
 fn batch_values(body: &str) -> Vec<(String, bool, Option<String>, Option<String>)> {
