@@ -17,6 +17,8 @@ pub(crate) struct Reply {
     pub(crate) cache: Option<String>,
     /// The `ETag` header, quoted as sent.
     pub(crate) etag: Option<String>,
+    /// `X-S3kv-Expires-At`, on an item that expires.
+    pub(crate) expires_at: Option<String>,
     pub(crate) body: Bytes,
 }
 
@@ -63,7 +65,11 @@ pub(crate) async fn request(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let (cache, etag) = (header("x-cache"), header("etag"));
+    let (cache, etag, expires_at) = (
+        header("x-cache"),
+        header("etag"),
+        header("x-s3kv-expires-at"),
+    );
     let body = response
         .into_body()
         .collect()
@@ -74,6 +80,7 @@ pub(crate) async fn request(
         status,
         cache,
         etag,
+        expires_at,
         body,
     }
 }

@@ -36,6 +36,7 @@
 mod binaries;
 mod cli_import;
 mod data;
+mod expiry;
 mod functions;
 mod http;
 mod load;

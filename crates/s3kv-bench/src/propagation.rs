@@ -91,6 +91,9 @@ pub(crate) async fn propagation(settings: &Settings, tmp: &Path, m: &mut Metrics
     if settings.runs("watch") {
         crate::watch::watch(settings, &api, &valkey, m).await;
     }
+    if settings.runs("expiry") {
+        crate::expiry::expiry(settings, &api, m).await;
+    }
     if settings.runs("ofrep") {
         crate::ofrep::ofrep(settings, &api, m).await;
     }

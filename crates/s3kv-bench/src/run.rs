@@ -37,6 +37,7 @@ pub(crate) async fn run() -> RunRecord {
         ("propagation", &["s3kv-local"]),
         ("watch", &["s3kv-local"]),
         ("ofrep", &["s3kv-local"]),
+        ("expiry", &["s3kv-local"]),
     ];
     for (section, names) in needs {
         if settings.runs(section) {
@@ -136,6 +137,7 @@ pub(crate) async fn run() -> RunRecord {
     if settings.runs("propagation")
         || settings.runs("watch")
         || settings.runs("ofrep")
+        || settings.runs("expiry")
         || settings.selects("push")
     {
         propagation(&bench.settings, &tmp, &mut m).await;

@@ -22,7 +22,7 @@ pub(crate) struct Settings {
     pub(crate) push_waiters: usize,
     pub(crate) cold_starts: usize,
     pub(crate) invocations: usize,
-    /// `S3KV_BENCH_ONLY`: comma-separated sections to run (read, functions, sync, schema, propagation, watch, ofrep, import; and
+    /// `S3KV_BENCH_ONLY`: comma-separated sections to run (read, functions, sync, schema, propagation, watch, ofrep, expiry, import; and
     /// reconcile and push, which only run when named); default all but reconcile and push. Watch runs on propagation's s3kv-local and
     /// compares its wake latency with propagation's when both run (`S3KV_BENCH_ONLY=propagation,watch`); push runs on
     /// the same s3kv-local, with its own long-poll baseline.
