@@ -8,7 +8,6 @@
 //! does not match the lock; the Python ones come from `requirements.txt` (`scripts/test`).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -489,29 +488,13 @@ fn ofrep_dir() -> PathBuf {
 
 /// `tests/ofrep/node_modules`, installed from the lock (`npm ci`) unless it already was; once per test run.
 fn npm_modules() -> PathBuf {
+    // Concurrent callers wait for the one install.
     static INSTALLED: OnceLock<PathBuf> = OnceLock::new();
-    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     INSTALLED
         .get_or_init(|| {
             let dir = ofrep_dir();
-            let modules = dir.join("node_modules");
-            // node_modules/.installed-lock is the lock it was installed from (as scripts/lint-openapi does).
-            let lock = dir.join("package-lock.json");
-            let installed = modules.join(".installed-lock");
-            if std::fs::read(&lock).ok() != std::fs::read(&installed).ok() {
-                let status = std::process::Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
-                    .current_dir(&dir)
-                    .stdin(Stdio::null())
-                    .status()
-                    .unwrap_or_else(|e| {
-                        panic!("cannot run npm ({e}): the OFREP tests need Node 20 and npm")
-                    });
-                assert!(status.success(), "npm ci in tests/ofrep failed");
-                std::fs::copy(&lock, &installed).expect("record the installed lock");
-            }
-            modules
+            crate::common::npm_ci(&dir);
+            dir.join("node_modules")
         })
         .clone()
 }

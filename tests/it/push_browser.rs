@@ -19,7 +19,6 @@
 use crate::common::{BrowserScript, LocalApi, PageAnswer, PageOrigin};
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -111,31 +110,8 @@ fn built_module() -> PathBuf {
     if out.is_file() && modified(&out) >= newest {
         return out;
     }
-    let npm = |args: &[&str]| {
-        let status = std::process::Command::new("npm")
-            .args(args)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .status()
-            .unwrap_or_else(|e| {
-                panic!("cannot run npm ({e}): the push client needs Node 20 and npm")
-            });
-        assert!(status.success(), "npm {args:?} in clients/js failed");
-    };
-    // node_modules/.installed-lock is the lock it was installed from (as scripts/lint-openapi does).
-    let lock = dir.join("package-lock.json");
-    let installed = dir.join("node_modules/.installed-lock");
-    if std::fs::read(&lock).ok() != std::fs::read(&installed).ok() {
-        npm(&[
-            "ci",
-            "--ignore-scripts",
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-        ]);
-        std::fs::copy(&lock, &installed).expect("record the installed lock");
-    }
-    npm(&["run", "build", "--silent"]);
+    crate::common::npm_ci(&dir);
+    crate::common::npm(&dir, &["run", "build", "--silent"]);
     assert!(out.is_file(), "npm run build made no {}", out.display());
     out
 }

@@ -183,6 +183,37 @@ impl BrowserScript {
     }
 }
 
+/// Runs `npm ARGS` in `dir`, failing the test when it cannot run or fails.
+pub fn npm(dir: &Path, args: &[&str]) {
+    let status = std::process::Command::new("npm")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run npm ({e}): these tests need Node 20 and npm"));
+    assert!(status.success(), "npm {args:?} in {} failed", dir.display());
+}
+
+/// `npm ci` in `dir` unless its `node_modules` was installed from the lock as it is now
+/// (`node_modules/.installed-lock` records the lock it came from, as scripts/lint-openapi does).
+pub fn npm_ci(dir: &Path) {
+    let lock = dir.join("package-lock.json");
+    let installed = dir.join("node_modules/.installed-lock");
+    if std::fs::read(&lock).ok() != std::fs::read(&installed).ok() {
+        npm(
+            dir,
+            &[
+                "ci",
+                "--ignore-scripts",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ],
+        );
+        std::fs::copy(&lock, &installed).expect("record the installed lock");
+    }
+}
+
 /// A program for a test to run: no stdin, its output collected, and no proxy (everything it talks to is on
 /// 127.0.0.1). Run it with [`finish`].
 pub fn child(program: impl AsRef<OsStr>) -> tokio::process::Command {

@@ -30,7 +30,9 @@ mod browser;
 mod faulty;
 mod local_api;
 #[allow(unused_imports)] // the browser tests' harness; openapi.rs runs its child with it too
-pub use browser::{child, finish, tools, BrowserScript, PageAnswer, PageOrigin, PageServer};
+pub use browser::{
+    child, finish, npm, npm_ci, tools, BrowserScript, PageAnswer, PageOrigin, PageServer,
+};
 #[allow(unused_imports)] // only the fault tests use it
 pub use faulty::{Fault, FaultyS3};
 #[allow(unused_imports)] // the cluster test's binary does not use it
