@@ -99,6 +99,20 @@ async fn put_schema(local: &Local) {
     assert!(answer.status().is_success(), "{}", answer.status());
 }
 
+/// Types `text` into the editor, waits until it validates, saves, and waits until `saved` (a script condition)
+/// holds.
+async fn type_and_save(browser: &Browser, text: &str, saved: &str) {
+    browser.replace_text("#editor", text).await;
+    browser
+        .wait(
+            "document.getElementById('validation').className === 'valid'",
+            "the edit to validate",
+        )
+        .await;
+    browser.click("#save").await;
+    browser.wait(saved, "the save to show").await;
+}
+
 /// Opens `key` from the tree: its folder first, then the item, until its value is shown.
 async fn open_item(browser: &Browser, key: &str, shows: &str) {
     let (folder, _) = key.rsplit_once('/').expect("a key in a folder");
@@ -207,22 +221,7 @@ async fn console_edits_validates_conflicts_diffs_history_and_restores() {
         );
 
         // A valid edit is saved, exactly as typed.
-        browser
-            .replace_text("#editor", r#"{"enabled": false, "rollout": 20}"#)
-            .await;
-        browser
-            .wait(
-                "document.getElementById('validation').className === 'valid'",
-                "the edit to validate",
-            )
-            .await;
-        browser.click("#save").await;
-        browser
-            .wait(
-                "!document.getElementById('panel-value').hidden && document.getElementById('value').textContent.includes('\"rollout\": 20')",
-                "the saved value to be shown",
-            )
-            .await;
+        type_and_save(&browser, r#"{"enabled": false, "rollout": 20}"#, "!document.getElementById('panel-value').hidden && document.getElementById('value').textContent.includes('\"rollout\": 20')").await;
         assert_eq!(
             stored(&local, ITEM).await.as_deref(),
             Some(r#"{"enabled": false, "rollout": 20}"#)
@@ -508,22 +507,12 @@ async fn s3kv_local_serves_the_console_with_a_key_typed_in() {
         .await;
     open_item(&browser, ITEM, "\"enabled\": true").await;
     browser.click("#tab-edit").await;
-    browser
-        .replace_text("#editor", r#"{"enabled": false}"#)
-        .await;
-    browser
-        .wait(
-            "document.getElementById('validation').className === 'valid'",
-            "the edit to validate",
-        )
-        .await;
-    browser.click("#save").await;
-    browser
-        .wait(
-            "document.getElementById('value').textContent.includes('\"enabled\": false')",
-            "the saved value",
-        )
-        .await;
+    type_and_save(
+        &browser,
+        r#"{"enabled": false}"#,
+        "document.getElementById('value').textContent.includes('\"enabled\": false')",
+    )
+    .await;
     assert_eq!(
         stored(&local, ITEM).await.as_deref(),
         Some(r#"{"enabled": false}"#)
@@ -552,19 +541,12 @@ async fn s3kv_local_serves_the_console_with_a_key_typed_in() {
             "the new item's editor",
         )
         .await;
-    browser
-        .replace_text("#editor", r#"{"enabled": true}"#)
-        .await;
-    browser
-        .wait(
-            "document.getElementById('validation').className === 'valid'",
-            "the new value to validate",
-        )
-        .await;
-    browser.click("#save").await;
-    browser
-        .wait("document.getElementById('meta-etag')", "the created item")
-        .await;
+    type_and_save(
+        &browser,
+        r#"{"enabled": true}"#,
+        "document.getElementById('meta-etag')",
+    )
+    .await;
     assert_eq!(
         stored(&local, "flags/created").await.as_deref(),
         Some(r#"{"enabled": true}"#)
