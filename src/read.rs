@@ -10,8 +10,8 @@ use crate::document;
 use crate::expiry::{self, Expiry};
 use crate::key::{ItemKey, KeyMap, ObjectKind};
 use crate::ports::{
-    Cache, CacheError, CacheLookup, Cursor, Etag, Feed, Object, ObjectStore, ObjectVersion,
-    StoreError, Unservable,
+    Cache, CacheError, CacheLookup, Etag, Object, ObjectStore, ObjectVersion, StoreError,
+    Unservable,
 };
 use crate::retry;
 
@@ -155,25 +155,6 @@ impl<S: ObjectStore, C: Cache> Reader<S, C> {
     /// `S3KV_OFREP_PREFIX`: the items OpenFeature flags are.
     pub fn ofrep_prefix(&self) -> &str {
         &self.ofrep_prefix
-    }
-
-    /// The change feed's newest cursor within the cache timeout, `None` when the cache does not answer: whether
-    /// anything changed since a cursor, for one cheap command.
-    pub async fn feed_tail(&self) -> Option<Cursor>
-    where
-        C: Feed,
-    {
-        match tokio::time::timeout(self.cache_timeout, self.cache.tail()).await {
-            Ok(Ok(cursor)) => Some(cursor),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "reading the feed's tail failed");
-                None
-            }
-            Err(_) => {
-                tracing::warn!("reading the feed's tail timed out");
-                None
-            }
-        }
     }
 
     pub async fn get(&self, key: &ItemKey, deadline: Instant) -> Result<ReadResult, StoreError> {

@@ -248,11 +248,28 @@ impl<S: ObjectStore, C: Cache + Feed> Reader<S, C> {
     /// The feed's end for a waiter, or `None` (poll instead) when the cache cannot say: one attempt, never past
     /// the wait's end, so a waiter with Valkey down looks at the item about once a [`POLL`].
     async fn feed_end(&self, key: &ItemKey, until: Instant) -> Option<Cursor> {
-        let left = until.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, self.cache.tail()).await {
+        let tail = self
+            .tail_within(until.saturating_duration_since(Instant::now()))
+            .await;
+        if tail.is_none() {
+            tracing::debug!(key = %key, "no feed end; polling the item");
+        }
+        tail
+    }
+
+    /// The change feed's newest cursor within the cache timeout, `None` when the cache does not answer: whether
+    /// anything changed since a cursor, for one cheap command (OFREP's bulk revalidation).
+    pub async fn feed_tail(&self) -> Option<Cursor> {
+        self.tail_within(self.cache_timeout).await
+    }
+
+    /// One attempt at the feed's tail within `timeout`; a failure is logged, a timeout is not (it is a slow
+    /// cache, which the callers treat as an absent one).
+    async fn tail_within(&self, timeout: Duration) -> Option<Cursor> {
+        match tokio::time::timeout(timeout, self.cache.tail()).await {
             Ok(Ok(cursor)) => Some(cursor),
             Ok(Err(error)) => {
-                tracing::warn!(key = %key, %error, "change feed unreadable; polling the item");
+                tracing::warn!(%error, "change feed unreadable");
                 None
             }
             Err(_) => None,

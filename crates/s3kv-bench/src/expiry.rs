@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::http::{call, http_client};
+use crate::http::{call, http_client, until_cached};
 use crate::load::{run_phase, Sample};
 use crate::report::Metrics;
 use crate::settings::Settings;
@@ -41,16 +41,9 @@ pub(crate) async fn expiry(settings: &Settings, api: &str, m: &mut Metrics) {
             without.status
         );
     }
-    // Until every item is a cache hit.
     for kind in ["ttl", "none"] {
         for k in 0..ITEMS {
-            for _ in 0..200 {
-                let reply = call(&client, "GET", &url(kind, k), None).await;
-                if reply.status == 200 && reply.cache.as_deref() == Some("HIT") {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+            until_cached(&client, &url(kind, k), body(k).as_bytes()).await;
         }
     }
 

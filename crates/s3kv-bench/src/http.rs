@@ -85,6 +85,25 @@ pub(crate) async fn request(
     }
 }
 
+/// Polls GET until the cache answers `want` (`X-Cache: HIT`): a read fills the cache on a miss, the syncer's
+/// update replaces it. Fails after 10 s.
+pub(crate) async fn until_cached(client: &HttpClient, url: &str, want: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = call(client, "GET", url, None).await;
+        if reply.status == 200 && reply.body == want && reply.cache.as_deref() == Some("HIT") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} was not a cache hit of its value within 10 s (last: {} {:?})",
+            reply.status,
+            reply.cache
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Polls GET until it answers `want`; returns whether the answer came from the cache.
 pub(crate) async fn until_visible(client: &HttpClient, url: &str, want: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);

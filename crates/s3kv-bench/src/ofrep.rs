@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::http::{call, http_client, request, HttpClient};
+use crate::http::{call, http_client, request, until_cached, HttpClient};
 use crate::load::{run_phase, Sample};
 use crate::report::{at_least, Metrics};
 use crate::settings::Settings;
@@ -32,19 +32,8 @@ pub(crate) async fn ofrep(settings: &Settings, api: &str, m: &mut Metrics) {
         let reply = call(&client, "PUT", &item(k), Some(&body(k))).await;
         assert!(matches!(reply.status, 200 | 201), "PUT {}", item(k));
     }
-    // Until every item is cached (a GET fills the cache on a miss, the syncer's update replaces it).
     for k in 0..FLAGS {
-        let want = body(k);
-        for _ in 0..200 {
-            let reply = call(&client, "GET", &item(k), None).await;
-            if reply.status == 200
-                && reply.body == want.as_bytes()
-                && reply.cache.as_deref() == Some("HIT")
-            {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        until_cached(&client, &item(k), body(k).as_bytes()).await;
     }
 
     let api: Arc<str> = Arc::from(api);
