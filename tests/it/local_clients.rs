@@ -442,6 +442,7 @@ async fn clients_that_stop_sending_are_timed_out_and_bad_requests_get_json() {
         "timeouts",
         Tuning {
             read_timeout: Duration::from_secs(1),
+            ..Tuning::default()
         },
     )
     .await;

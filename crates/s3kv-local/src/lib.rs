@@ -248,12 +248,16 @@ pub struct Tuning {
     /// How long a request head, or a gap in a request body, may take on either server before the connection is
     /// closed (a head) or the request failed (a body: 408 from the API, an error from the S3 endpoint).
     pub read_timeout: Duration,
+    /// How often the reaper runs. A test that must see an expired item before its object is deleted sets this
+    /// long and reaps with [`LocalStack::reap_now`] (the reaper's first run is at start, before anything expired).
+    pub reap_interval: Duration,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
         Self {
             read_timeout: timeouts::READ_TIMEOUT,
+            reap_interval: REAP_INTERVAL,
         }
     }
 }
@@ -271,6 +275,7 @@ pub struct LocalStack {
     pub valkey_url: String,
     pub backlog: Arc<Backlog>,
     pub push: Arc<push::Hub>,
+    reaper: Arc<Reaper<S3Store, ValkeyCache>>,
     tasks: Vec<JoinHandle<()>>,
     _valkey: Option<testkit::Valkey>,
 }
@@ -403,9 +408,11 @@ impl LocalStack {
         ));
         // The reaper, as the scheduled function in AWS but every REAP_INTERVAL: an expired item's object is
         // deleted a second or so after its expiry.
-        let reaper = Reaper::new(store.clone(), syncer_cache.clone(), &config);
+        let reaper = Arc::new(Reaper::new(store.clone(), syncer_cache.clone(), &config));
+        let scheduled = reaper.clone();
         tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REAP_INTERVAL);
+            let reaper = scheduled;
+            let mut tick = tokio::time::interval(tuning.reap_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -468,9 +475,17 @@ impl LocalStack {
             valkey_url,
             backlog,
             push,
+            reaper,
             tasks,
             _valkey: valkey_child,
         })
+    }
+
+    /// One reaper run now, as the schedule would (see [`Tuning::reap_interval`]).
+    pub async fn reap_now(&self) -> Result<s3kv::reap::ReapReport, s3kv::reap::ReapError> {
+        self.reaper
+            .run(Instant::now() + Duration::from_secs(60))
+            .await
     }
 
     /// Closes every push connection, as a lost network would: clients reconnect and catch up.

@@ -44,6 +44,14 @@ pub struct LocalApi {
 impl LocalApi {
     /// Bucket `s3kv`, no prefix; `keys` sets the API keys and the public prefix.
     pub async fn start(name: &str, keys: impl FnOnce(&mut s3kv_local::Options)) -> Self {
+        Self::start_tuned(name, keys, s3kv_local::Tuning::default()).await
+    }
+
+    pub async fn start_tuned(
+        name: &str,
+        keys: impl FnOnce(&mut s3kv_local::Options),
+        tuning: s3kv_local::Tuning,
+    ) -> Self {
         let dir = testkit::temp_dir(&format!("test-{name}"));
         let valkey = tokio::task::spawn_blocking(Valkey::start).await.unwrap();
         let mut options = s3kv_local::Options {
@@ -51,7 +59,7 @@ impl LocalApi {
             ..s3kv_local::Options::loopback(dir.join("data"))
         };
         keys(&mut options);
-        let stack = s3kv_local::LocalStack::start(options)
+        let stack = s3kv_local::LocalStack::start_tuned(options, tuning)
             .await
             .expect("local stack starts");
         let config =
