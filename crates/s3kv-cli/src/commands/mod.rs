@@ -3,6 +3,7 @@
 //! reading a value, batch reads). Each module owns its command's flags (a clap `Args` struct) beside the function
 //! that uses them, as cargo's `src/bin/cargo/commands/` does. Printing is in [`crate::output`].
 
+mod aws;
 mod completions;
 mod configure;
 mod console;

@@ -6,20 +6,18 @@
 //! cache holds, so an event overtaken by a later change is dropped, and a change already applied changes nothing.
 //! The CLI cannot repair the cache itself (Valkey is inside the VPC); it has the syncer do it.
 //!
-//! SQS (its JSON protocol) and Lambda's Invoke are called with SigV4 over [`s3kv::adapters::signed_http`], with
-//! the standard AWS credential chain and region; no SDK crates of their own.
+//! SQS (its JSON protocol) and Lambda's Invoke are called through [`super::aws`]: signed, no SDK crates.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
 use clap::Args;
 use s3kv::adapters::signed_http::SignedHttp;
 use serde_json::Value;
 
+use super::aws::{endpoint, json_call, Aws};
+
 use crate::output::{Failure, Output};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a received message stays hidden while it is replayed; a replay that failed leaves it to come back.
 const VISIBILITY_SECS: u64 = 120;
 
@@ -37,34 +35,6 @@ pub struct RedriveArgs {
     /// Stop after this many messages
     #[arg(long, value_name = "N")]
     max: Option<usize>,
-}
-
-/// Credentials and the default region, from the standard chain (environment, profile, SSO, instance role).
-struct Aws {
-    credentials: SharedCredentialsProvider,
-    region: Option<String>,
-}
-
-impl Aws {
-    async fn load() -> Result<Self, String> {
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let credentials = shared.credentials_provider().ok_or(
-            "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID, or run `aws sso login`",
-        )?;
-        Ok(Self {
-            credentials,
-            region: shared.region().map(|r| r.as_ref().to_owned()),
-        })
-    }
-
-    /// A signer for `region`: the one the resource names, else the configured one.
-    fn client(&self, region: Option<&str>) -> Result<SignedHttp, String> {
-        let region = region
-            .map(str::to_owned)
-            .or_else(|| self.region.clone())
-            .ok_or("no AWS region: set AWS_REGION (or the profile's region)")?;
-        Ok(SignedHttp::new(self.credentials.clone(), &region, TIMEOUT))
-    }
 }
 
 /// The queue's origin (where its JSON API is posted) and region (`sqs.REGION.amazonaws.com`, else configured).
@@ -105,34 +75,8 @@ impl Queue {
     async fn call(&self, action: &str, mut body: Value) -> Result<Value, String> {
         body["QueueUrl"] = Value::String(self.url.clone());
         let target = format!("AmazonSQS.{action}");
-        let answer = self
-            .http
-            .send(
-                "sqs",
-                "POST",
-                &self.origin,
-                &[
-                    ("content-type", "application/x-amz-json-1.0"),
-                    ("x-amz-target", &target),
-                ],
-                body.to_string().into_bytes(),
-            )
-            .await
-            .map_err(|e| format!("SQS {action}: {e}"))?;
-        let value: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-        if answer.status != 200 {
-            let kind = value["__type"].as_str().unwrap_or_default();
-            let message = value["message"]
-                .as_str()
-                .or(value["Message"].as_str())
-                .map(str::to_owned)
-                .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).into_owned());
-            return Err(format!(
-                "SQS {action}: HTTP {} {kind} {message}",
-                answer.status
-            ));
-        }
-        Ok(value)
+        let label = format!("SQS {action}");
+        json_call(&self.http, "sqs", &self.origin, &target, &label, &body).await
     }
 
     async fn receive(&self, visibility: u64) -> Result<Vec<Message>, String> {
@@ -277,21 +221,12 @@ fn parse_record(body: &str, function: Option<&str>) -> Result<Failed, String> {
     })
 }
 
-/// Lambda's endpoint: `AWS_ENDPOINT_URL_LAMBDA` (the SDKs' own override), else the region's.
-fn lambda_endpoint(region: &str) -> String {
-    std::env::var("AWS_ENDPOINT_URL_LAMBDA")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(|v| v.trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| format!("https://lambda.{region}.amazonaws.com"))
-}
-
 /// An asynchronous invocation (`X-Amz-Invocation-Type: Event`): accepted is 202.
 async fn invoke(aws: &Aws, failed: &Failed) -> Result<(), String> {
     let http = aws.client(failed.region.as_deref())?;
     let url = format!(
         "{}/2015-03-31/functions/{}/invocations",
-        lambda_endpoint(http.region()),
+        endpoint("LAMBDA", "lambda", http.region()),
         s3kv::percent::encode_path(&failed.function)
     );
     let answer = http

@@ -7,6 +7,7 @@
 mod configure;
 mod console;
 mod doctor;
+mod doctor_storage;
 mod edit;
 mod exact;
 mod harness;

@@ -1,8 +1,11 @@
 //! `s3kv doctor`: a stack checked end to end through its API, one line per check (`OK`, `FAIL` with the fix, or
 //! `SKIP` with why), as the first command after a deploy. The API must answer and refuse a wrong key; the key must
 //! read, consistently (from S3, through the reader in the VPC: S3's reachability); a write key must write a scratch item that a cached read then serves (`X-Cache: HIT`) within `--within`
-//! seconds, and delete it again (always, even when a check on the way failed). What needs AWS's own APIs is
-//! listed as not checked here, but the failure queue with `--queue-url` (the SQS client `redrive` uses).
+//! seconds, and delete it again (always, even when a check on the way failed). With AWS credentials, the
+//! failure queue is empty (`--queue-url`) and the cache's storage is below its alarm (`--cache-alarm`,
+//! [`storage`]); without those flags these two are skipped, saying which output to pass.
+
+mod storage;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +27,10 @@ pub struct DoctorArgs {
     /// standard AWS credentials
     #[arg(long, value_name = "URL")]
     queue_url: Option<String>,
+    /// The cache's storage alarm (the stack's CacheStorageAlarmName output): its state and the cache's usage
+    /// against the cap, with the standard AWS credentials
+    #[arg(long, value_name = "NAME")]
+    cache_alarm: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,8 +198,7 @@ pub(super) async fn exec(api: &Api, out: Output, args: DoctorArgs) -> Result<(),
                     "a read key cannot write; run doctor with a write key to check writes",
                 );
             }
-            not_checked_here(&mut report, args.queue_url.is_some());
-            queue_check(&mut report, args.queue_url.as_deref()).await;
+            aws_checks(&mut report, &args).await;
             return finish(report);
         }
         Err(e) => {
@@ -207,8 +213,7 @@ pub(super) async fn exec(api: &Api, out: Output, args: DoctorArgs) -> Result<(),
                 _ => key_fix(&e),
             };
             report.fail("write", &format!("PUT {scratch}: {e}"), fix);
-            not_checked_here(&mut report, args.queue_url.is_some());
-            queue_check(&mut report, args.queue_url.as_deref()).await;
+            aws_checks(&mut report, &args).await;
             return finish(report);
         }
     };
@@ -244,8 +249,7 @@ pub(super) async fn exec(api: &Api, out: Output, args: DoctorArgs) -> Result<(),
         ),
     }
 
-    not_checked_here(&mut report, args.queue_url.is_some());
-    queue_check(&mut report, args.queue_url.as_deref()).await;
+    aws_checks(&mut report, &args).await;
     finish(report)
 }
 
@@ -347,23 +351,21 @@ async fn wait_for(
     }
 }
 
-/// What needs AWS's own APIs and is not checked here.
-fn not_checked_here(report: &mut Report, queue: bool) {
-    if !queue {
-        report.skip(
-            "failure queue",
-            "not checked here without --queue-url (the SyncFailureQueueUrl output); it should be empty",
-        );
-    }
-    report.skip(
-        "cache storage",
-        "not checked here: compare the cache's BytesUsedForCache with its storage cap in CloudWatch",
-    );
+/// The checks that need AWS's own APIs (and credentials): each skipped without its flag.
+async fn aws_checks(report: &mut Report, args: &DoctorArgs) {
+    queue_check(report, args.queue_url.as_deref()).await;
+    storage::check(report, args.cache_alarm.as_deref()).await;
 }
 
 /// The failure queue holds no message (SQS's approximate counts, visible and in flight).
 async fn queue_check(report: &mut Report, queue_url: Option<&str>) {
-    let Some(queue_url) = queue_url else { return };
+    let Some(queue_url) = queue_url else {
+        report.skip(
+            "failure queue",
+            "not checked here without --queue-url (the SyncFailureQueueUrl output); it should be empty",
+        );
+        return;
+    };
     match super::redrive::queue_depth(queue_url).await {
         Ok(0) => report.ok("failure queue", "empty"),
         Ok(n) => report.fail(
