@@ -82,6 +82,10 @@ pub enum ReconcileError {
 const PAGE: usize = 1000;
 /// How long before its deadline a run stops listing (or a quarter of its time, when it has less).
 const STOP_BEFORE_DEADLINE: Duration = Duration::from_secs(60);
+/// How long one key's requests are retried before the key is counted failed and named, and the run goes on: one
+/// object that keeps failing (a corrupt file behind s3kv-local, a key S3 keeps answering 503 for) must not hold
+/// the whole run, or s3kv-local's start, until the run's deadline.
+const KEY_RETRY_BOUND: Duration = Duration::from_secs(20);
 /// A resume note older than this is forgotten, and the walk starts again from the beginning.
 const RESUME_NOTE_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -313,6 +317,7 @@ impl<S: ObjectStore, C: Cache + Feed + ExpiryIndex> Reconciler<S, C> {
         schemas: &SchemaSet,
         deadline: Instant,
     ) -> Result<Outcome, String> {
+        let deadline = deadline.min(Instant::now() + KEY_RETRY_BOUND);
         let Listed {
             object_key,
             key,
@@ -403,6 +408,7 @@ impl<S: ObjectStore, C: Cache + Feed + ExpiryIndex> Reconciler<S, C> {
         listed_before: Option<&str>,
         deadline: Instant,
     ) -> Result<Outcome, String> {
+        let deadline = deadline.min(Instant::now() + KEY_RETRY_BOUND);
         let Some(key) = self.keys.item_from_cache_key(cache_key) else {
             return Ok(Outcome::Unchanged);
         };
