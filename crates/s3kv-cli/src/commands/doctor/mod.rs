@@ -1,19 +1,24 @@
 //! `s3kv doctor`: a stack checked end to end through its API, one line per check (`OK`, `FAIL` with the fix, or
 //! `SKIP` with why), as the first command after a deploy. The API must answer and refuse a wrong key; the key must
-//! read, consistently (from S3, through the reader in the VPC: S3's reachability); a write key must write a scratch item that a cached read then serves (`X-Cache: HIT`) within `--within`
-//! seconds, and delete it again (always, even when a check on the way failed). With AWS credentials, the
-//! failure queue is empty (`--queue-url`) and the cache's storage is below its alarm (`--cache-alarm`,
-//! [`storage`]); without those flags these two are skipped, saying which output to pass.
+//! read, consistently (from S3, through the reader in the VPC: S3's reachability); a write key must write a
+//! scratch item that a cached read then serves (`X-Cache: HIT`) within `--within` seconds, and delete it again
+//! (always, even when a check on the way failed; [`sync`]). With AWS credentials, the failure queue is empty
+//! (`--queue-url`) and the cache's storage is below its alarm (`--cache-alarm`, [`storage`]); without those flags
+//! these two are skipped, saying which output to pass.
 
+mod report;
 mod storage;
+mod sync;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use s3kv::key::ItemKey;
 
 use crate::api::{Api, ApiError, Condition};
 use crate::output::{Failure, Output};
+use report::{finish, Report};
+use sync::{synced, wait_for, SYNC_FIX};
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -31,61 +36,6 @@ pub struct DoctorArgs {
     /// against the cap, with the standard AWS credentials
     #[arg(long, value_name = "NAME")]
     cache_alarm: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    Ok,
-    Fail,
-    Skip,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "OK",
-            Status::Fail => "FAIL",
-            Status::Skip => "SKIP",
-        }
-    }
-}
-
-/// The checks' lines, printed as they are made.
-struct Report {
-    out: Output,
-    failed: usize,
-}
-
-impl Report {
-    fn line(&mut self, check: &str, status: Status, detail: &str, fix: Option<&str>) {
-        self.failed += usize::from(status == Status::Fail);
-        match self.out {
-            Output::Text => {
-                println!("{:<4} {check}: {detail}", status.as_str());
-                if let Some(fix) = fix {
-                    println!("     fix: {fix}");
-                }
-            }
-            Output::Json => println!(
-                "{}",
-                serde_json::json!({
-                    "check": check,
-                    "status": status.as_str(),
-                    "detail": detail,
-                    "fix": fix,
-                })
-            ),
-        }
-    }
-    fn ok(&mut self, check: &str, detail: &str) {
-        self.line(check, Status::Ok, detail, None);
-    }
-    fn fail(&mut self, check: &str, detail: &str, fix: &str) {
-        self.line(check, Status::Fail, detail, Some(fix));
-    }
-    fn skip(&mut self, check: &str, detail: &str) {
-        self.line(check, Status::Skip, detail, None);
-    }
 }
 
 /// The fix for an answer the key got where it should have been let in.
@@ -257,100 +207,6 @@ const S3_FIX: &str = "the reader cannot reach S3: every private subnet's route t
      endpoint's route (docs: Deploying to AWS, route tables; CreateS3Endpoint), and the reader's role its S3 actions; \
      its log says what failed (sam logs --stack-name STACK)";
 
-const SYNC_FIX: &str = "the syncer is not applying S3's notifications: check its logs and errors (sam logs \
-     --stack-name STACK), the bucket's notification configuration, and the failure queue (then `s3kv redrive`); \
-     or allow more time with --within";
-
-/// The write check and the cache check. A read fills the cache only on a miss, so a cached first version could
-/// come from a read; an update replacing it in the cache can only come from the syncer. So: once the first
-/// version is cached, write a second and wait for a cached read of it.
-async fn synced(api: &Api, report: &mut Report, scratch: &ItemKey, first: &str, within: Duration) {
-    if let Err(last) = wait_for(api, scratch, Some(first), within).await {
-        report.ok("write", &format!("wrote {scratch}"));
-        report.fail(
-            "cache",
-            &format!(
-                "the write was not served from the cache within {} s (last read: {last})",
-                within.as_secs()
-            ),
-            SYNC_FIX,
-        );
-        return;
-    }
-    let second = match api
-        .put(
-            scratch,
-            "{\"s3kv-doctor\":2}".into(),
-            Condition::Matches(first),
-            None,
-        )
-        .await
-    {
-        Ok((written, _)) => written.etag,
-        Err(e) => {
-            report.fail(
-                "write",
-                &format!("PUT {scratch} (the second version): {e}"),
-                key_fix(&e),
-            );
-            return;
-        }
-    };
-    report.ok("write", &format!("wrote {scratch}, twice"));
-    match wait_for(api, scratch, Some(&second), within).await {
-        Ok(after) => report.ok(
-            "cache",
-            &format!(
-                "the syncer put the update in the cache after {:.1} s (a read: X-Cache: HIT, the new ETag)",
-                after.as_secs_f64()
-            ),
-        ),
-        Err(last) => report.fail(
-            "cache",
-            &format!("the update was not in the cache within {} s (last read: {last})", within.as_secs()),
-            SYNC_FIX,
-        ),
-    }
-}
-
-/// Reads through the cache until it serves `etag` (`X-Cache: HIT`), or no item (`None`): how long that took, or
-/// the last read's answer when `within` ran out.
-async fn wait_for(
-    api: &Api,
-    key: &ItemKey,
-    etag: Option<&str>,
-    within: Duration,
-) -> Result<Duration, String> {
-    let started = Instant::now();
-    loop {
-        let last = match (api.get(key, None, false).await, etag) {
-            (Ok(item), Some(etag)) if item.cache.as_deref() == Some("HIT") && item.etag == etag => {
-                return Ok(started.elapsed());
-            }
-            (
-                Err(ApiError::Status {
-                    status: 404,
-                    code: Some(_),
-                    ..
-                }),
-                None,
-            ) => {
-                return Ok(started.elapsed());
-            }
-            (Ok(item), _) => format!(
-                "X-Cache: {}, ETag {}",
-                item.cache.as_deref().unwrap_or("(none)"),
-                item.etag
-            ),
-            (Err(e), _) => e.to_string(),
-        };
-        if started.elapsed() >= within {
-            return Err(last);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The checks that need AWS's own APIs (and credentials): each skipped without its flag.
 async fn aws_checks(report: &mut Report, args: &DoctorArgs) {
     queue_check(report, args.queue_url.as_deref()).await;
@@ -379,13 +235,5 @@ async fn queue_check(report: &mut Report, queue_url: Option<&str>) {
             "check the URL (the SyncFailureQueueUrl output) and the AWS credentials and region \
              (sqs:GetQueueAttributes)",
         ),
-    }
-}
-
-fn finish(report: Report) -> Result<(), Failure> {
-    match report.failed {
-        0 => Ok(()),
-        1 => Err(Failure::Other("1 check failed".into())),
-        n => Err(Failure::Other(format!("{n} checks failed"))),
     }
 }
