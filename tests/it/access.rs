@@ -682,12 +682,12 @@ const WRITE_KEY: &str = "local-write-key";
 const FLAGS_KEY: &str = "local-flags-key";
 
 /// s3kv-local with a full key, a read key, a write key and a key for `flags/`, and public reads of `public/`.
-struct Local(common::LocalApi);
+struct Local(common::TestStack);
 
 impl Local {
     async fn start() -> Self {
         Self(
-            common::LocalApi::start("access", |o| {
+            common::TestStack::start("access", |o| {
                 o.api_key = Some(FULL_KEY.into());
                 o.read_keys = vec![spec(READ_KEY, &[])];
                 o.write_keys = vec![spec(WRITE_KEY, &[]), spec(FLAGS_KEY, &["flags/"])];

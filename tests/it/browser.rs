@@ -15,7 +15,7 @@
 //! `scripts/test` installs Chromium, chromedriver and selenium and exports their paths; without them the test
 //! fails and says so (`tests/it/common/browser.rs`).
 
-use crate::common::{BrowserScript, LocalApi, PageOrigin, Reply};
+use crate::common::{BrowserScript, PageOrigin, Reply, TestStack};
 
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ async fn browsers_never_answer_a_read_from_their_cache_when_stale_or_without_the
         )
     });
 
-    let api = LocalApi::start("browser", |options| {
+    let api = TestStack::start("browser", |options| {
         options.read_keys = vec![key_spec(READ_KEY)];
         options.write_keys = vec![key_spec(WRITE_KEY)];
         options.public_prefix = Some(PUBLIC_PREFIX.into());
@@ -139,7 +139,7 @@ fn key_spec(value: &str) -> KeySpec {
 /// What the policy looks like in plain HTTP, each miss as one line: `Cache-Control` per route, `Vary` tokens
 /// once each, and the preflight a browser sends before a keyed `fetch()` or a write.
 async fn header_problems(
-    api: &LocalApi,
+    api: &TestStack,
     origin: &str,
     version: &str,
     schema_path: &str,

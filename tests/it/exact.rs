@@ -14,7 +14,7 @@ use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::common::{LocalApi, Reply};
+use crate::common::{Reply, TestStack};
 
 const READ_KEY: &str = "exact-read-key-0123456789";
 const WRITE_KEY: &str = "exact-write-key-0123456789";
@@ -22,12 +22,12 @@ const WRITE_KEY: &str = "exact-write-key-0123456789";
 const PREFIX: &str = "exact/";
 
 /// A GET with the read key.
-async fn read(api: &LocalApi, path: &str) -> Reply {
+async fn read(api: &TestStack, path: &str) -> Reply {
     api.send(Method::GET, path, Some(READ_KEY), &[], None).await
 }
 
-async fn start(name: &str) -> LocalApi {
-    LocalApi::start(name, |o| {
+async fn start(name: &str) -> TestStack {
+    TestStack::start(name, |o| {
         o.read_keys = vec![s3kv_local::KeySpec {
             value: READ_KEY.into(),
             prefixes: Vec::new(),
@@ -157,7 +157,7 @@ fn every_read_route_returns_any_accepted_document_byte_for_byte() {
         .unwrap();
 }
 
-async fn round_trip(api: &LocalApi, n: usize, doc: &str) {
+async fn round_trip(api: &TestStack, n: usize, doc: &str) {
     let written = format!("{PREFIX}put/{n}");
     let uploaded = format!("{PREFIX}upload/{n}");
     let path = |key: &str| format!("/items/{}", key.replace('/', "%2F"));

@@ -7,27 +7,27 @@ use std::time::{Duration, Instant};
 use http::Method;
 use serde_json::Value;
 
-use crate::common::{self, LocalApi, Reply, ValkeyClient};
+use crate::common::{self, Reply, TestStack, ValkeyClient};
 
 const KEY: &str = "expiry-full-access";
 /// How long the reaper may take after an expiry (the template runs it every minute; s3kv-local every second).
 const REAP_BOUND: Duration = Duration::from_secs(30);
 
-async fn local() -> LocalApi {
-    LocalApi::start("expiry", |o| o.api_key = Some(KEY.into())).await
+async fn local() -> TestStack {
+    TestStack::start("expiry", |o| o.api_key = Some(KEY.into())).await
 }
 
 /// A stack whose reaper runs only when the test says ([`s3kv_local::LocalStack::reap_now`]): what readers see
 /// between an expiry and the object's delete is checked without racing the schedule on a loaded machine.
-async fn local_reaping_on_demand() -> LocalApi {
+async fn local_reaping_on_demand() -> TestStack {
     let tuning = s3kv_local::Tuning {
         reap_interval: Duration::from_secs(3600),
         ..Default::default()
     };
-    LocalApi::start_tuned("expiry", |o| o.api_key = Some(KEY.into()), tuning).await
+    TestStack::start_tuned("expiry", |o| o.api_key = Some(KEY.into()), tuning).await
 }
 
-async fn call(api: &LocalApi, method: Method, path: &str, body: Option<&str>) -> Reply {
+async fn call(api: &TestStack, method: Method, path: &str, body: Option<&str>) -> Reply {
     api.send(method, path, Some(KEY), &[], body).await
 }
 

@@ -395,12 +395,12 @@ const WRITE_KEY: &str = "history-write-key";
 const READ_KEY: &str = "history-read-key";
 
 /// s3kv-local with a full key and a read key.
-struct Local(common::LocalApi);
+struct Local(common::TestStack);
 
 impl Local {
     async fn start() -> Self {
         Self(
-            common::LocalApi::start("history", |o| {
+            common::TestStack::start("history", |o| {
                 o.api_key = Some(WRITE_KEY.into());
                 o.read_keys = vec![s3kv_local::KeySpec {
                     value: READ_KEY.into(),

@@ -2,66 +2,27 @@
 //! (aws-sdk-s3, and the aws CLI when installed), notifications delivered to the syncer, reads from Valkey.
 
 use crate::common;
-
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
-use bytes::Bytes;
-use common::Valkey;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use s3kv::config::Config;
+use common::{Reply, TestStack};
 use s3kv::percent;
-use s3kv_local::{self as local, LocalStack, Options};
+use s3kv_local::{self as local, Options};
 
-struct Local {
-    stack: LocalStack,
-    s3: aws_sdk_s3::Client,
-    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    data_dir: PathBuf,
-}
+const KEY: &str = "test-key";
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    cache: Option<String>,
-    headers: http::HeaderMap,
-    body: String,
-}
+/// The shared stack with one full-access key, and the requests these tests make with it.
+struct Local(TestStack);
 
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+impl std::ops::Deref for Local {
+    type Target = TestStack;
+    fn deref(&self) -> &TestStack {
+        &self.0
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    testkit::temp_dir(&format!("test-{name}"))
-}
-
 impl Local {
-    async fn start(data_dir: &Path, valkey_url: Option<String>) -> Self {
-        let options = Options {
-            api_key: Some("test-key".into()),
-            valkey_url,
-            ..Options::loopback(data_dir.to_owned())
-        };
-        let stack = LocalStack::start(options)
-            .await
-            .expect("local stack starts");
-        let config =
-            Config::from_lookup(|k| (k == "S3KV_BUCKET").then(|| "s3kv".to_owned())).unwrap();
-        let s3 = local::s3_client(stack.s3_addr, &config);
-        let http = Client::builder(TokioExecutor::new()).build_http();
-        Self {
-            stack,
-            s3,
-            http,
-            data_dir: data_dir.to_owned(),
-        }
+    async fn start(name: &str) -> Self {
+        Self(TestStack::start(name, |o| o.api_key = Some(KEY.into())).await)
     }
 
     async fn request(
@@ -72,86 +33,49 @@ impl Local {
         body: Option<&str>,
     ) -> Reply {
         let path = format!("/items/{}", percent::encode_path(key));
-        let headers: Vec<(&str, &str)> = api_key.map(|k| ("x-api-key", k)).into_iter().collect();
-        self.send(method, &path, &headers, body).await
+        self.call(
+            method,
+            &path,
+            &api_key
+                .map(|k| ("x-api-key", k))
+                .into_iter()
+                .collect::<Vec<_>>(),
+            body,
+        )
+        .await
     }
 
     /// Any request to the API: `path` may carry a query string.
-    async fn send(
+    async fn call(
         &self,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> Reply {
-        let uri = format!("http://{}{path}", self.stack.api_addr);
-        let mut request = http::Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
-            .unwrap();
-        let response = self.http.request(request).await.expect("HTTP request");
-        let status = response.status().as_u16();
-        let cache = response
-            .headers()
-            .get("x-cache")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let headers = response.headers().clone();
-        let body = String::from_utf8(
-            response
-                .into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        )
-        .unwrap();
-        Reply {
-            status,
-            cache,
-            headers,
-            body,
-        }
+        let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+        self.send(method, path, None, headers, body).await
+    }
+
+    async fn restart(self, while_down: impl FnOnce(&mut Options)) -> Self {
+        Self(self.0.restart(while_down).await)
     }
 
     async fn put(&self, key: &str, body: &str) -> Reply {
-        self.request("PUT", key, Some("test-key"), Some(body)).await
+        self.request("PUT", key, Some(KEY), Some(body)).await
     }
 
     async fn get(&self, key: &str) -> Reply {
-        self.request("GET", key, Some("test-key"), None).await
-    }
-
-    /// Waits until every notification so far has been synced, as a client would wait out propagation.
-    async fn settle(&self) {
-        assert!(
-            self.stack.backlog.wait_idle(Duration::from_secs(20)).await,
-            "notifications not synced within 20 s"
-        );
-    }
-
-    async fn upload(&self, object_key: &str, body: &[u8]) {
-        let put = self
-            .s3
-            .put_object()
-            .bucket("s3kv")
-            .key(object_key)
-            .body(ByteStream::from(body.to_vec()));
-        put.send().await.expect("PutObject");
+        self.request("GET", key, Some(KEY), None).await
     }
 }
 
 #[tokio::test]
 async fn manual_uploads_and_api_writes_with_awkward_keys_round_trip() {
-    let valkey = Valkey::start();
-    let dir = temp_dir("keys");
-    let local = Local::start(&dir, Some(valkey.url())).await;
+    let local = Local::start("keys").await;
 
     local
-        .upload("manual/upload.json", b"{\"by\":\"hand\"}")
+        .upload_object("manual/upload.json", b"{\"by\":\"hand\"}")
         .await;
     for key in [
         "with space",
@@ -165,12 +89,12 @@ async fn manual_uploads_and_api_writes_with_awkward_keys_round_trip() {
         local.settle().await;
         let read = local.get(key).await;
         assert_eq!(
-            (read.status, read.cache.as_deref(), read.body.as_str()),
+            (read.status, read.header("x-cache"), read.body.as_str()),
             (200, Some("HIT"), body.as_str()),
             "{key}"
         );
         let stored = local
-            .s3
+            .s3()
             .get_object()
             .bucket("s3kv")
             .key(format!("{key}.json"))
@@ -181,18 +105,15 @@ async fn manual_uploads_and_api_writes_with_awkward_keys_round_trip() {
     local.settle().await;
     let read = local.get("manual/upload").await;
     assert_eq!(
-        (read.status, read.cache.as_deref(), read.body.as_str()),
+        (read.status, read.header("x-cache"), read.body.as_str()),
         (200, Some("HIT"), "{\"by\":\"hand\"}")
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn multipart_copy_and_delete_objects_propagate() {
-    let valkey = Valkey::start();
-    let dir = temp_dir("s3ops");
-    let local = Local::start(&dir, Some(valkey.url())).await;
-    let s3 = &local.s3;
+    let local = Local::start("s3ops").await;
+    let s3 = local.s3();
 
     // A 5.6 MB JSON document in two parts (S3's minimum part size is 5 MiB), still small enough for a Lambda
     // response (6 MB; bigger items get 502 response_too_large, see bad_input).
@@ -238,7 +159,9 @@ async fn multipart_copy_and_delete_objects_propagate() {
         .await
         .unwrap();
 
-    local.upload("source.json", b"{\"copied\":true}").await;
+    local
+        .upload_object("source.json", b"{\"copied\":true}")
+        .await;
     s3.copy_object()
         .bucket("s3kv")
         .key("copy.json")
@@ -247,20 +170,20 @@ async fn multipart_copy_and_delete_objects_propagate() {
         .await
         .unwrap();
     for key in ["d1", "d2", "d3"] {
-        local.upload(&format!("{key}.json"), b"1").await;
+        local.upload_object(&format!("{key}.json"), b"1").await;
     }
     local.settle().await;
     assert_eq!(local.get("d2").await.status, 200);
 
     let big = local.get("big").await;
-    assert_eq!((big.status, big.cache.as_deref()), (200, Some("HIT")));
+    assert_eq!((big.status, big.header("x-cache")), (200, Some("HIT")));
     assert!(
         big.body == document,
         "the multipart document is served whole"
     );
     let copy = local.get("copy").await;
     assert_eq!(
-        (copy.status, copy.cache.as_deref(), copy.body.as_str()),
+        (copy.status, copy.header("x-cache"), copy.body.as_str()),
         (200, Some("HIT"), "{\"copied\":true}")
     );
 
@@ -284,19 +207,16 @@ async fn multipart_copy_and_delete_objects_propagate() {
     for key in ["d1", "d2", "d3"] {
         let read = local.get(key).await;
         assert_eq!(
-            (read.status, read.cache.as_deref()),
+            (read.status, read.header("x-cache")),
             (404, Some("HIT")),
             "{key}: the tombstone answers"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_wrong_or_missing_api_key_is_forbidden() {
-    let valkey = Valkey::start();
-    let dir = temp_dir("auth");
-    let local = Local::start(&dir, Some(valkey.url())).await;
+    let local = Local::start("auth").await;
     for api_key in [None, Some("wrong"), Some("")] {
         for method in ["GET", "PUT", "DELETE"] {
             let reply = local.request(method, "k", api_key, Some("{}")).await;
@@ -304,7 +224,7 @@ async fn a_wrong_or_missing_api_key_is_forbidden() {
         }
     }
     let listed = local
-        .s3
+        .s3()
         .list_objects_v2()
         .bucket("s3kv")
         .send()
@@ -315,14 +235,11 @@ async fn a_wrong_or_missing_api_key_is_forbidden() {
         Some(0),
         "nothing was written without the key"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn two_hundred_concurrent_writes_leave_the_cache_equal_to_s3() {
-    let valkey = Valkey::start();
-    let dir = temp_dir("concurrent");
-    let local = std::sync::Arc::new(Local::start(&dir, Some(valkey.url())).await);
+    let local = std::sync::Arc::new(Local::start("concurrent").await);
     let keys = ["hot/a", "hot/b", "hot/c", "hot/d"];
     let writes = (0..200).map(|i| {
         let local = local.clone();
@@ -336,7 +253,7 @@ async fn two_hundred_concurrent_writes_leave_the_cache_equal_to_s3() {
     local.settle().await;
     for key in keys {
         let object = local
-            .s3
+            .s3()
             .get_object()
             .bucket("s3kv")
             .key(format!("{key}.json"))
@@ -346,60 +263,58 @@ async fn two_hundred_concurrent_writes_leave_the_cache_equal_to_s3() {
         let in_s3 = String::from_utf8(object.body.collect().await.unwrap().to_vec()).unwrap();
         let read = local.get(key).await;
         assert_eq!(
-            (read.cache.as_deref(), read.body.as_str()),
+            (read.header("x-cache"), read.body.as_str()),
             (Some("HIT"), in_s3.as_str()),
             "{key}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_restart_keeps_the_data_and_never_serves_stale_items() {
-    let dir = temp_dir("restart");
-    let valkey = Valkey::start();
-    {
-        let local = Local::start(&dir, Some(valkey.url())).await;
-        assert_eq!(local.put("kept", "{\"v\":1}").await.status, 201);
-        assert_eq!(
-            local.put("removed-while-down", "{\"v\":1}").await.status,
-            201
-        );
-        local.settle().await;
-        assert_eq!(
-            local.get("removed-while-down").await.cache.as_deref(),
-            Some("HIT")
-        );
-    }
-    // While the stack is down, someone removes an object from the data directory by hand.
-    std::fs::remove_file(dir.join("s3kv").join("removed-while-down.json")).unwrap();
-
-    // Same Valkey (which still caches the removed item) and a fresh, private one: both must match the bucket.
-    for valkey_url in [Some(valkey.url()), None] {
-        let local = Local::start(&dir, valkey_url.clone()).await;
+    /// What the restarted stack serves: the kept item from its cache, the removed one not at all.
+    async fn matches_the_bucket(local: &Local, valkey: &str) {
         local.settle().await;
         let kept = local.get("kept").await;
         assert_eq!(
-            (kept.status, kept.cache.as_deref(), kept.body.as_str()),
+            (kept.status, kept.header("x-cache"), kept.body.as_str()),
             (200, Some("HIT"), "{\"v\":1}"),
-            "{valkey_url:?}"
+            "{valkey}"
         );
         assert_eq!(
             local.get("removed-while-down").await.status,
             404,
-            "{valkey_url:?}"
+            "{valkey}"
         );
-        drop(local);
     }
-    let _ = std::fs::remove_dir_all(&dir);
+
+    let local = Local::start("restart").await;
+    assert_eq!(local.put("kept", "{\"v\":1}").await.status, 201);
+    assert_eq!(
+        local.put("removed-while-down", "{\"v\":1}").await.status,
+        201
+    );
+    local.settle().await;
+    assert_eq!(
+        local.get("removed-while-down").await.header("x-cache"),
+        Some("HIT")
+    );
+    // While the stack is down, someone removes an object from the data directory by hand.
+    let removed = local.dir.join("data/s3kv/removed-while-down.json");
+    let local = local
+        .restart(|_| std::fs::remove_file(&removed).unwrap())
+        .await;
+    // The same Valkey (which still caches the removed item), then a fresh, private one.
+    matches_the_bucket(&local, "the same valkey").await;
+    let local = local.restart(|o| o.valkey_url = None).await;
+    matches_the_bucket(&local, "a private valkey").await;
 }
 
 #[tokio::test]
 async fn the_aws_cli_uploads_and_removes_items() {
     let aws = testkit::program("S3KV_AWS_CLI", "aws").unwrap_or_else(|e| panic!("{e}"));
-    let valkey = Valkey::start();
-    let dir = temp_dir("cli");
-    let local = Local::start(&dir, Some(valkey.url())).await;
+    let local = Local::start("cli").await;
+    let dir = &local.dir;
     let file = dir.join("upload.json");
     std::fs::write(&file, "{\"from\": \"the aws CLI\"}").unwrap();
     let endpoint = format!("http://{}", local.stack.s3_addr);
@@ -407,7 +322,7 @@ async fn the_aws_cli_uploads_and_removes_items() {
     let cli = |args: &'static [&'static str]| {
         let mut command = tokio::process::Command::new(&aws);
         command
-            .current_dir(&dir)
+            .current_dir(dir)
             .args(["--endpoint-url", &endpoint])
             .args(args)
             .env("AWS_ACCESS_KEY_ID", local::ACCESS_KEY)
@@ -425,7 +340,7 @@ async fn the_aws_cli_uploads_and_removes_items() {
     local.settle().await;
     let read = local.get("cli/my doc").await;
     assert_eq!(
-        (read.status, read.cache.as_deref(), read.body.as_str()),
+        (read.status, read.header("x-cache"), read.body.as_str()),
         (200, Some("HIT"), "{\"from\": \"the aws CLI\"}")
     );
     cli(&["s3", "rm", "s3://s3kv/cli/my doc.json"]).await;
@@ -471,7 +386,6 @@ async fn the_aws_cli_uploads_and_removes_items() {
     assert_eq!(versions[0]["IsLatest"], false);
     assert_eq!(markers[0]["Key"], "cli/my doc.json");
     assert_eq!(markers[0]["IsLatest"], true);
-    let _ = std::fs::remove_dir_all(&local.data_dir);
 }
 
 fn http_status<E>(
@@ -484,10 +398,8 @@ fn http_status<E>(
 /// old versions can be listed (in pages), read, and copied back, and a copy honours the destination's If-Match.
 #[tokio::test]
 async fn the_local_bucket_keeps_every_version() {
-    let valkey = Valkey::start();
-    let dir = temp_dir("versions");
-    let local = Local::start(&dir, Some(valkey.url())).await;
-    let s3 = &local.s3;
+    let local = Local::start("versions").await;
+    let s3 = local.s3();
     let mut written = Vec::new();
     for n in 1..=4 {
         let body = format!("{{\"n\":{n}}}");
@@ -643,7 +555,7 @@ async fn the_local_bucket_keeps_every_version() {
     local.settle().await;
     let read = local.get("h").await;
     assert_eq!(
-        (read.status, read.cache.as_deref(), read.body.as_str()),
+        (read.status, read.header("x-cache"), read.body.as_str()),
         (200, Some("HIT"), v2_body.as_str())
     );
 
@@ -691,15 +603,13 @@ async fn the_local_bucket_keeps_every_version() {
         7,
         "4 writes, a delete, 2 copies"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn compare_and_swap_lets_exactly_one_of_many_racing_writers_win() {
-    let dir = temp_dir("cas");
-    let local = Local::start(&dir, None).await;
+    let local = Local::start("cas").await;
     let created = local
-        .send(
+        .call(
             "PUT",
             "/items/counter",
             &[("x-api-key", "test-key"), ("if-none-match", "*")],
@@ -718,7 +628,7 @@ async fn compare_and_swap_lets_exactly_one_of_many_racing_writers_win() {
             (
                 i,
                 local
-                    .send("PUT", "/items/counter", &headers, Some(&body))
+                    .call("PUT", "/items/counter", &headers, Some(&body))
                     .await,
             )
         }
@@ -737,7 +647,7 @@ async fn compare_and_swap_lets_exactly_one_of_many_racing_writers_win() {
         (200, winner.to_string().as_str())
     );
     let strong = local
-        .send(
+        .call(
             "GET",
             "/items/counter?consistent=true",
             &[("x-api-key", "test-key")],
@@ -745,11 +655,11 @@ async fn compare_and_swap_lets_exactly_one_of_many_racing_writers_win() {
         )
         .await;
     assert_eq!(
-        (strong.body.as_str(), strong.cache.as_deref()),
+        (strong.body.as_str(), strong.header("x-cache")),
         (read.body.as_str(), Some("BYPASS"))
     );
     let unchanged = local
-        .send(
+        .call(
             "GET",
             "/items/counter",
             &[
@@ -760,16 +670,13 @@ async fn compare_and_swap_lets_exactly_one_of_many_racing_writers_win() {
         )
         .await;
     assert_eq!((unchanged.status, unchanged.body.as_str()), (304, ""));
-    drop(local);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn browsers_get_cors_headers_and_preflights_need_no_api_key() {
-    let dir = temp_dir("cors");
-    let local = Local::start(&dir, None).await;
+    let local = Local::start("cors").await;
     let preflight = local
-        .send(
+        .call(
             "OPTIONS",
             "/items/flag",
             &[
@@ -818,21 +725,18 @@ async fn browsers_get_cors_headers_and_preflights_need_no_api_key() {
         exposed.contains("etag") && exposed.contains("x-cache"),
         "{exposed}"
     );
-    drop(local);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn listing_and_batch_get_are_routed_like_api_gateway() {
-    let dir = temp_dir("routes");
-    let local = Local::start(&dir, None).await;
+    let local = Local::start("routes").await;
     for key in ["cfg/a", "cfg/b c", "other"] {
         assert_eq!(local.put(key, "{}").await.status, 201);
     }
     local.settle().await;
     let key = [("x-api-key", "test-key")];
     let listed = local
-        .send("GET", "/items?prefix=cfg%2F&limit=1", &key, None)
+        .call("GET", "/items?prefix=cfg%2F&limit=1", &key, None)
         .await;
     assert_eq!(listed.status, 200, "{listed:?}");
     let page: serde_json::Value = serde_json::from_str(&listed.body).unwrap();
@@ -848,7 +752,7 @@ async fn listing_and_batch_get_are_routed_like_api_gateway() {
     );
     let cursor = page["cursor"].as_str().expect("a second page");
     let next = local
-        .send(
+        .call(
             "GET",
             &format!("/items?prefix=cfg/&limit=1&cursor={cursor}"),
             &key,
@@ -859,7 +763,7 @@ async fn listing_and_batch_get_are_routed_like_api_gateway() {
     assert_eq!(page["items"][0]["key"], "cfg/b c", "{next:?}");
 
     let batch = local
-        .send(
+        .call(
             "POST",
             "/batch-get",
             &key,
@@ -878,7 +782,7 @@ async fn listing_and_batch_get_are_routed_like_api_gateway() {
     assert_eq!(refused.status, 400, "{refused:?}");
     assert!(refused.body.contains("invalid_key"), "{}", refused.body);
     let upload = local
-        .s3
+        .s3()
         .put_object()
         .bucket("s3kv")
         .key(format!("{long}.json"))
@@ -891,12 +795,10 @@ async fn listing_and_batch_get_are_routed_like_api_gateway() {
         .map(|r| r.status().as_u16());
     assert_eq!(status, Some(400));
     // The API key is required on the new routes too, and methods without an integration are refused.
-    assert_eq!(local.send("GET", "/items", &[], None).await.status, 403);
-    assert_eq!(local.send("DELETE", "/items", &key, None).await.status, 403);
+    assert_eq!(local.call("GET", "/items", &[], None).await.status, 403);
+    assert_eq!(local.call("DELETE", "/items", &key, None).await.status, 403);
     assert_eq!(
-        local.send("GET", "/batch-get", &key, None).await.status,
+        local.call("GET", "/batch-get", &key, None).await.status,
         403
     );
-    drop(local);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,17 +3,13 @@
 //! an item and the items under it are refused clearly instead of failing on the file system, and both servers
 //! time out clients that stop sending and answer bad requests with JSON.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::EncodingType;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use s3kv::config::Config;
-use s3kv_local::{self as local, LocalStack, Options, Tuning};
+use s3kv_local::testing::TestStack;
+use s3kv_local::{self as local, Options, Tuning};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KEY: &str = "clients-test-key-0123456789";
@@ -28,55 +24,32 @@ const AWKWARD: [&str; 6] = [
     "q?x=1&y.json",
 ];
 
-struct Local {
-    stack: LocalStack,
-    s3: aws_sdk_s3::Client,
-    dir: PathBuf,
-    _valkey: testkit::Valkey,
+/// The stack with the full-access key, and what these tests do to it beyond [`TestStack`].
+struct Local(TestStack);
+
+impl std::ops::Deref for Local {
+    type Target = TestStack;
+    fn deref(&self) -> &TestStack {
+        &self.0
+    }
 }
 
 impl Local {
     async fn start(name: &str, tuning: Tuning) -> Self {
-        let valkey = testkit::Valkey::start();
-        let dir = testkit::temp_dir(&format!("clients-{name}"));
-        let options = Options {
-            api_key: Some(KEY.into()),
-            valkey_url: Some(valkey.url()),
-            ..Options::loopback(dir.join("data"))
-        };
-        let stack = LocalStack::start_tuned(options, tuning)
-            .await
-            .expect("local stack starts");
-        let config =
-            Config::from_lookup(|k| (k == "S3KV_BUCKET").then(|| "s3kv".to_owned())).unwrap();
-        let s3 = local::s3_client(stack.s3_addr, &config);
-        Self {
-            stack,
-            s3,
-            dir,
-            _valkey: valkey,
-        }
+        let configure = |o: &mut Options| o.api_key = Some(KEY.into());
+        Self(TestStack::start_tuned(&format!("clients-{name}"), configure, tuning).await)
     }
 
-    async fn upload(&self, object_key: &str) {
-        self.s3
-            .put_object()
-            .bucket("s3kv")
-            .key(object_key)
-            .body(ByteStream::from(
-                serde_json::json!({ "key": object_key })
-                    .to_string()
-                    .into_bytes(),
-            ))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("PutObject {object_key}: {e:?}"));
+    /// An object whose body names its key, so a listing can be checked against what each object holds.
+    async fn put_object(&self, object_key: &str) {
+        let body = serde_json::json!({ "key": object_key }).to_string();
+        self.upload_object(object_key, body.as_bytes()).await;
     }
 
     /// Every key under `prefix`, from ListObjectsV2 without encoding.
     async fn keys(&self, prefix: &str) -> Vec<String> {
         let page = self
-            .s3
+            .s3()
             .list_objects_v2()
             .bucket("s3kv")
             .prefix(prefix)
@@ -90,31 +63,10 @@ impl Local {
     }
 
     async fn api(&self, method: &str, key: &str, body: Option<&str>) -> (u16, String) {
-        let http = Client::builder(TokioExecutor::new()).build_http();
-        let request = http::Request::builder()
-            .method(method)
-            .uri(format!(
-                "http://{}/items/{}",
-                self.stack.api_addr,
-                s3kv::percent::encode_path(key)
-            ))
-            .header("x-api-key", KEY)
-            .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
-            .unwrap();
-        let response = http.request(request).await.expect("API answers");
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
-
-    async fn settle(&self) {
-        assert!(self.stack.backlog.wait_idle(Duration::from_secs(20)).await);
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let path = format!("/items/{}", s3kv::percent::encode_path(key));
+        let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+        let reply = self.send(method, &path, Some(KEY), &[], body).await;
+        (reply.status, reply.body)
     }
 }
 
@@ -143,7 +95,7 @@ async fn rclone_lists_sizes_deletes_syncs_and_purges_awkward_keys() {
     let rclone = testkit::program("S3KV_RCLONE", "rclone").unwrap_or_else(|e| panic!("{e}"));
     let local = Local::start("rclone", Tuning::default()).await;
     for key in AWKWARD {
-        local.upload(&format!("bulk/{key}")).await;
+        local.put_object(&format!("bulk/{key}")).await;
     }
     // rclone's S3 remote for "any other S3", as its docs configure one: ListObjects v1, no URL encoding.
     let envs = [
@@ -225,9 +177,9 @@ async fn the_aws_cli_removes_exactly_the_awkward_keys_it_lists() {
     let aws = testkit::program("S3KV_AWS_CLI", "aws").unwrap_or_else(|e| panic!("{e}"));
     let local = Local::start("aws", Tuning::default()).await;
     for key in AWKWARD {
-        local.upload(&format!("rm/{key}")).await;
+        local.put_object(&format!("rm/{key}")).await;
     }
-    local.upload("keep/a b.json").await;
+    local.put_object("keep/a b.json").await;
     let envs = [
         ("AWS_ACCESS_KEY_ID", local::ACCESS_KEY.to_owned()),
         ("AWS_SECRET_ACCESS_KEY", local::SECRET_KEY.to_owned()),
@@ -304,11 +256,11 @@ async fn the_aws_cli_removes_exactly_the_awkward_keys_it_lists() {
 async fn listings_take_an_empty_delimiter_and_encode_keys_when_asked() {
     let local = Local::start("listing", Tuning::default()).await;
     for key in AWKWARD {
-        local.upload(&format!("bulk/{key}")).await;
+        local.put_object(&format!("bulk/{key}")).await;
     }
     // ListObjects v1 with `delimiter=` (rclone's recursive listing): every key, no common prefix.
     let v1 = local
-        .s3
+        .s3()
         .list_objects()
         .bucket("s3kv")
         .prefix("bulk/")
@@ -320,7 +272,7 @@ async fn listings_take_an_empty_delimiter_and_encode_keys_when_asked() {
     assert!(v1.common_prefixes().is_empty(), "{v1:?}");
     // And with a delimiter, a page that is cut short says where the next begins.
     let v1 = local
-        .s3
+        .s3()
         .list_objects()
         .bucket("s3kv")
         .prefix("bulk/")
@@ -334,7 +286,7 @@ async fn listings_take_an_empty_delimiter_and_encode_keys_when_asked() {
 
     // ListObjectsV2 with encoding-type=url: keys percent-encoded, so that decoding gives each key back.
     let v2 = local
-        .s3
+        .s3()
         .list_objects_v2()
         .bucket("s3kv")
         .prefix("bulk/")
@@ -361,7 +313,7 @@ async fn listings_take_an_empty_delimiter_and_encode_keys_when_asked() {
     assert_eq!(decoded, expected);
     // ... and the same in v1.
     let v1 = local
-        .s3
+        .s3()
         .list_objects()
         .bucket("s3kv")
         .prefix("bulk/")
@@ -399,7 +351,7 @@ async fn an_item_and_items_under_it_are_refused_clearly_not_retried() {
     }
     // Straight to the bucket: a 400 with S3's error shape, not a 500 that clients retry.
     let error = local
-        .s3
+        .s3()
         .put_object()
         .bucket("s3kv")
         .key("flags/d.json")
@@ -410,7 +362,7 @@ async fn an_item_and_items_under_it_are_refused_clearly_not_retried() {
     let raw = error.raw_response().map(|r| r.status().as_u16());
     assert_eq!(raw, Some(400), "{error:?}");
     let get = local
-        .s3
+        .s3()
         .get_object()
         .bucket("s3kv")
         .key("flags/d.json")

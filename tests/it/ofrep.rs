@@ -16,7 +16,7 @@ use http::{Method, StatusCode};
 use s3kv_local::KeySpec;
 use serde_json::{json, Value};
 
-use crate::common::{child, finish, BrowserScript, LocalApi, PageAnswer, PageOrigin, Reply};
+use crate::common::{child, finish, BrowserScript, PageAnswer, PageOrigin, Reply, TestStack};
 
 const READ_KEY: &str = "ofrep-read-key-0123456789";
 const WRITE_KEY: &str = "ofrep-write-key-0123456789";
@@ -39,8 +39,8 @@ const SEED: &[(&str, &str)] = &[
     ("public/banner", "\"hello\""),
 ];
 
-async fn start(name: &str, cors_origin: Option<String>) -> LocalApi {
-    let api = LocalApi::start(name, move |o| {
+async fn start(name: &str, cors_origin: Option<String>) -> TestStack {
+    let api = TestStack::start(name, move |o| {
         o.read_keys = vec![key(READ_KEY, &[]), key(WEB_KEY, &["flags/web/"])];
         o.write_keys = vec![key(WRITE_KEY, &[])];
         o.public_prefix = Some(PUBLIC_PREFIX.into());
@@ -73,7 +73,7 @@ fn key(value: &str, prefixes: &[&str]) -> KeySpec {
 }
 
 async fn evaluate(
-    api: &LocalApi,
+    api: &TestStack,
     path: &str,
     key: Option<&str>,
     headers: &[(&str, &str)],
@@ -82,7 +82,7 @@ async fn evaluate(
     api.send(Method::POST, path, key, headers, Some(body)).await
 }
 
-async fn etag_of(api: &LocalApi, flag: &str) -> String {
+async fn etag_of(api: &TestStack, flag: &str) -> String {
     let reply = api
         .send(
             Method::GET,
@@ -336,7 +336,7 @@ async fn ofrep_routes_evaluate_items_as_flags_as_the_protocol_defines() {
 
 /// What each SDK's evaluation of the seeded flags must give, the same for every SDK: the stored value with
 /// reason `STATIC` and the item's ETag as the variant, or the code's default with the error code.
-async fn expected(api: &LocalApi) -> Value {
+async fn expected(api: &TestStack) -> Value {
     let mut ok = serde_json::Map::new();
     for (name, flag, value) in [
         ("boolean", "maintenance", json!(true)),
@@ -389,7 +389,7 @@ async fn run_script(mut command: tokio::process::Command, what: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{what}: {e}:\n{output}"))
 }
 
-fn script_config(api: &LocalApi) -> Value {
+fn script_config(api: &TestStack) -> Value {
     let base = format!("http://{}", api.stack.api_addr);
     json!({ "base": base, "api": base, "key": READ_KEY, "write_key": WRITE_KEY })
 }

@@ -9,16 +9,11 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use common::Valkey;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::Method;
 use s3kv::percent;
-use s3kv_local::{LocalStack, Options};
 
 const API_KEY: &str = "openapi-test-key";
 
@@ -85,36 +80,23 @@ def filter_failure(context, failure, case, response):
 async fn the_api_behaves_as_openapi_yaml_says() {
     let schemathesis = schemathesis();
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.yaml");
-    let valkey = Valkey::start();
-    let dir = temp_dir();
-    let stack = LocalStack::start(Options {
-        api_key: Some(API_KEY.into()),
+    let local = common::TestStack::start("openapi", |o| {
+        o.api_key = Some(API_KEY.into());
         // The spec's public example reads a seeded item.
-        public_prefix: Some("flags/".into()),
+        o.public_prefix = Some("flags/".into());
         // The contract, not the waiting (tests/it/watch.rs): every generated wait answers at once.
-        max_wait_secs: 0,
-        valkey_url: Some(valkey.url()),
-        ..Options::loopback(dir.join("data"))
+        o.max_wait_secs = 0;
     })
-    .await
-    .expect("local stack starts");
-    let base_url = format!("http://{}", stack.api_addr);
-
-    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    .await;
+    let (base_url, dir) = (local.endpoint(), local.dir.clone());
     for (key, value) in SEED {
-        let request = http::Request::put(format!("{base_url}/items/{}", percent::encode_path(key)))
-            .header("x-api-key", API_KEY)
-            .body(Full::new(Bytes::from_static(value.as_bytes())))
-            .unwrap();
-        let response = http.request(request).await.expect("seed request");
-        let status = response.status();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(status, 201, "seeding {key:?}: {body:?}");
+        let path = format!("/items/{}", percent::encode_path(key));
+        let reply = local
+            .send(Method::PUT, &path, Some(API_KEY), &[], Some(value))
+            .await;
+        assert_eq!(reply.status, 201, "seeding {key:?}: {}", reply.body);
     }
-    assert!(
-        stack.backlog.wait_idle(Duration::from_secs(20)).await,
-        "seed notifications not synced within 20 s"
-    );
+    local.settle().await;
 
     std::fs::write(dir.join("s3kv_openapi_hooks.py"), HOOKS).unwrap();
     let report = dir.join("report.json");
@@ -186,16 +168,9 @@ async fn the_api_behaves_as_openapi_yaml_says() {
         elapsed.as_secs_f64(),
         report["filtered"]
     );
-
-    drop(stack);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `S3KV_SCHEMATHESIS`, or `schemathesis` on PATH.
 fn schemathesis() -> String {
     testkit::program("S3KV_SCHEMATHESIS", "schemathesis").unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn temp_dir() -> PathBuf {
-    testkit::temp_dir("test-openapi")
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::LocalApi;
+use crate::common::TestStack;
 
 const READ_KEY: &str = "push-read-key-0123456789";
 const WRITE_KEY: &str = "push-write-key-0123456789";
@@ -22,8 +22,8 @@ const FLAGS_KEY: &str = "push-flags-only-key-01234";
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn start(name: &str) -> LocalApi {
-    LocalApi::start(name, |o| {
+async fn start(name: &str) -> TestStack {
+    TestStack::start(name, |o| {
         let spec = |value: &str, prefixes: &[&str]| s3kv_local::KeySpec {
             value: value.into(),
             prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
@@ -44,7 +44,7 @@ fn token(api_key: Option<&str>, topic: Option<Topic>) -> String {
 }
 
 /// Connects as a browser would: the credentials in a `header-` subprotocol, then `connection_init`.
-async fn connect(api: &LocalApi, api_key: Option<&str>) -> Result<Socket, String> {
+async fn connect(api: &TestStack, api_key: Option<&str>) -> Result<Socket, String> {
     let host = api.stack.api_addr.to_string();
     let header = json!({ "host": host, "Authorization": token(api_key, None) }).to_string();
     let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header);
@@ -355,7 +355,7 @@ async fn dropped_connections_close_and_a_new_one_subscribes_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_public_reads_a_connection_needs_a_key_as_in_aws() {
-    let api = LocalApi::start("push-no-public", |o| {
+    let api = TestStack::start("push-no-public", |o| {
         o.read_keys = vec![s3kv_local::KeySpec {
             value: READ_KEY.into(),
             prefixes: Vec::new(),

@@ -16,7 +16,7 @@
 //! always test the current TypeScript. Node 20 and npm are needed, as for `scripts/lint-openapi`; Chromium,
 //! chromedriver and selenium come from `scripts/test` (see `tests/it/common/browser.rs`).
 
-use crate::common::{BrowserScript, LocalApi, PageAnswer, PageOrigin};
+use crate::common::{BrowserScript, PageAnswer, PageOrigin, TestStack};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,7 +45,7 @@ async fn browsers_get_every_change_pushed_caught_up_and_in_order() {
     let origin = page.origin.clone();
     let cors_origin = origin.clone();
     let api = Arc::new(
-        LocalApi::start("push-browser", move |options| {
+        TestStack::start("push-browser", move |options| {
             options.read_keys = vec![key_spec(READ_KEY, &[]), key_spec(FLAGS_KEY, &["flags/"])];
             options.write_keys = vec![key_spec(WRITE_KEY, &[])];
             options.public_prefix = Some(PUBLIC_PREFIX.into());
@@ -117,7 +117,7 @@ fn built_module() -> PathBuf {
 }
 
 /// The page, the built client, and the two controls the script needs from this side.
-async fn answer(method: Method, path: String, module: Bytes, api: Arc<LocalApi>) -> PageAnswer {
+async fn answer(method: Method, path: String, module: Bytes, api: Arc<TestStack>) -> PageAnswer {
     match (&method, path.as_str()) {
         (&Method::GET, "/") => (
             StatusCode::OK,

@@ -484,7 +484,7 @@ const LOCAL_KEY: &str = "schemas-local-key";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schemas_over_http_through_s3kv_local() {
-    let api = common::LocalApi::start("schemas", |o| o.api_key = Some(LOCAL_KEY.into())).await;
+    let api = common::TestStack::start("schemas", |o| o.api_key = Some(LOCAL_KEY.into())).await;
     let send = |method: Method, path: String, body: Option<Value>| {
         let api = &api;
         async move {

@@ -14,14 +14,14 @@ use http::Method;
 use s3kv::percent;
 use serde_json::Value;
 
-use common::{LocalApi, Reply};
+use common::{Reply, TestStack};
 
 const WRITE_KEY: &str = "watch-write-key";
 const FLAGS_READ_KEY: &str = "watch-flags-read-key";
 
-async fn local(name: &str) -> Arc<LocalApi> {
+async fn local(name: &str) -> Arc<TestStack> {
     Arc::new(
-        LocalApi::start(name, |o| {
+        TestStack::start(name, |o| {
             o.api_key = Some(WRITE_KEY.into());
             o.read_keys = vec![s3kv_local::KeySpec {
                 value: FLAGS_READ_KEY.into(),
@@ -37,7 +37,7 @@ fn item(key: &str) -> String {
     format!("/items/{}", percent::encode_path(key))
 }
 
-async fn put(api: &LocalApi, key: &str, body: &str) -> String {
+async fn put(api: &TestStack, key: &str, body: &str) -> String {
     let reply = api
         .send(Method::PUT, &item(key), Some(WRITE_KEY), &[], Some(body))
         .await;
@@ -47,7 +47,7 @@ async fn put(api: &LocalApi, key: &str, body: &str) -> String {
 
 /// A wait on `path` (an item path, with `wait` in it) from the version `etag`, started in the background.
 fn waiter(
-    api: &Arc<LocalApi>,
+    api: &Arc<TestStack>,
     path: String,
     key: Option<&'static str>,
     etag: String,
@@ -208,7 +208,7 @@ async fn a_wait_without_a_change_ends_in_304_and_bad_waits_are_refused() {
 /// The feed from `cursor`, as a consumer follows it: every answer's changes applied to `state` (key → ETag, or
 /// gone), until an answer with no changes.
 async fn follow(
-    api: &LocalApi,
+    api: &TestStack,
     key: &str,
     cursor: &mut String,
     state: &mut HashMap<String, Option<String>>,

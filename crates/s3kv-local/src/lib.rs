@@ -17,6 +17,8 @@ mod key_index;
 pub mod outbox;
 pub mod push;
 pub mod s3_endpoint;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timeouts;
 pub mod versions;
 

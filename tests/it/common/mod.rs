@@ -28,7 +28,6 @@ pub use testkit::Valkey;
 
 mod browser;
 mod faulty;
-mod local_api;
 #[allow(unused_imports)] // the browser tests' harness; openapi.rs runs its child with it too
 pub use browser::{
     child, finish, npm, npm_ci, tools, BrowserScript, PageAnswer, PageOrigin, PageServer,
@@ -36,7 +35,7 @@ pub use browser::{
 #[allow(unused_imports)] // only the fault tests use it
 pub use faulty::{Fault, FaultyS3};
 #[allow(unused_imports)] // the cluster test's binary does not use it
-pub use local_api::{LocalApi, Reply};
+pub use s3kv_local::testing::{Reply, TestStack};
 
 pub const BUCKET: &str = "s3kv-test";
 

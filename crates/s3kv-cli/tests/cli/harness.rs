@@ -1,51 +1,40 @@
 //! What every CLI test shares: a running s3kv-local ([`Local`]) and its API keys, `s3kv` run against it ([`Run`])
 //! or left running in the background ([`Watch`]), a fake `$EDITOR`, and an upload around the API.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use s3kv_local::{LocalStack, Options};
+use s3kv_local::testing::TestStack;
 
 /// Keys as long as API Gateway requires (20 characters at least), as s3kv-local's command line does.
 pub const KEY: &str = "cli-test-key-0123456789";
 pub const READ_KEY: &str = "cli-read-key-0123456789";
 
-pub struct Local {
-    pub stack: LocalStack,
-    _valkey: testkit::Valkey,
-    pub dir: PathBuf,
+/// The shared [`TestStack`] with the CLI's keys, and `s3kv` run against it.
+pub struct Local(TestStack);
+
+impl std::ops::Deref for Local {
+    type Target = TestStack;
+    fn deref(&self) -> &TestStack {
+        &self.0
+    }
 }
 
 impl Local {
     pub async fn start(name: &str) -> Self {
-        let dir = testkit::temp_dir(&format!("test-cli-{name}"));
-        let valkey = tokio::task::spawn_blocking(testkit::Valkey::start)
-            .await
-            .unwrap();
-        let options = Options {
-            api_key: Some(KEY.into()),
-            read_keys: vec![s3kv_local::KeySpec {
-                value: READ_KEY.into(),
-                prefixes: Vec::new(),
-            }],
-            valkey_url: Some(valkey.url()),
-            ..Options::loopback(dir.join("data"))
-        };
-        let stack = LocalStack::start(options)
-            .await
-            .expect("local stack starts");
-        Self {
-            stack,
-            _valkey: valkey,
-            dir,
-        }
+        Self(
+            TestStack::start(&format!("cli-{name}"), |o| {
+                o.api_key = Some(KEY.into());
+                o.read_keys = vec![s3kv_local::KeySpec {
+                    value: READ_KEY.into(),
+                    prefixes: Vec::new(),
+                }];
+            })
+            .await,
+        )
     }
 
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.stack.api_addr)
-    }
-
-    /// Where s3kv-local serves push (what `watch` derives from [`Local::endpoint`] by itself).
+    /// Where s3kv-local serves push (what `watch` derives from [`TestStack::endpoint`] by itself).
     pub fn push_url(&self) -> String {
         self.stack.push_url()
     }
@@ -62,25 +51,15 @@ impl Local {
 
     /// A write through the API from the test itself (no `s3kv` process): for writes in quick succession.
     pub async fn put(&self, key: &str, body: &str) {
-        let url = format!(
-            "{}/items/{}",
-            self.endpoint(),
-            s3kv::percent::encode_path(key)
-        );
-        // reqwest is built without a TLS provider of its own (see Cargo.toml): the one `s3kv` installs.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let response = reqwest::Client::new()
-            .put(url)
-            .header("x-api-key", KEY)
-            .header("content-type", "application/json")
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("the API answers");
+        let path = format!("/items/{}", s3kv::percent::encode_path(key));
+        let headers = [("content-type", "application/json")];
+        let reply = self
+            .send(http::Method::PUT, &path, Some(KEY), &headers, Some(body))
+            .await;
         assert!(
-            response.status().is_success(),
+            (200..300).contains(&reply.status),
             "PUT {key}: {}",
-            response.status()
+            reply.status
         );
     }
 
@@ -120,13 +99,6 @@ impl Local {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             args: args.iter().map(|a| a.to_string()).collect(),
         }
-    }
-
-    pub async fn settle(&self) {
-        assert!(
-            self.stack.backlog.wait_idle(Duration::from_secs(30)).await,
-            "notifications not synced"
-        );
     }
 }
 
@@ -286,19 +258,5 @@ impl Watch {
 
 /// Straight to s3kv-local's S3 endpoint, around the API and its schema check: what `validate` is for.
 pub async fn upload(local: &Local, object_key: &str, body: &str) {
-    let s3 = s3kv::adapters::s3::endpoint_client(
-        &format!("http://{}", local.stack.s3_addr),
-        s3kv_local::ACCESS_KEY,
-        s3kv_local::SECRET_KEY,
-        Duration::from_secs(10),
-    );
-    s3.put_object()
-        .bucket(&local.stack.bucket)
-        .key(object_key)
-        .body(aws_sdk_s3::primitives::ByteStream::from(
-            body.as_bytes().to_vec(),
-        ))
-        .send()
-        .await
-        .expect("upload to the local S3 endpoint");
+    local.upload_object(object_key, body.as_bytes()).await;
 }
