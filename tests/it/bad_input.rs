@@ -397,7 +397,10 @@ async fn s3_records_and_uploaded_objects() {
         ("empty object", Vec::new()),
         ("byte order mark", b"\xEF\xBB\xBF{}".to_vec()),
         ("invalid UTF-8", b"\"\xFF\"".to_vec()),
-        ("a member name twice", br#"{"enabled":true,"enabled":"yes"}"#.to_vec()),
+        (
+            "a member name twice",
+            br#"{"enabled":true,"enabled":"yes"}"#.to_vec(),
+        ),
         ("over the object limit", vec![b' '; 2 << 20]),
     ] {
         let object_key = format!("items/bad/{}.json", name.replace(' ', "-"));

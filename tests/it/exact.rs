@@ -3,8 +3,9 @@
 //!
 //! The property: any document `PUT` accepts (numbers past f64, `-0`, exponents, member order, whitespace, lone
 //! surrogates, escapes) comes back byte for byte from `GET /items/{key}` (from the cache and with
-//! `?consistent=true`), `GET /public/{key}`, `POST /batch-get`, a version read and a `?wait=` read; and so does the
-//! same document uploaded to the bucket around the API.
+//! `?consistent=true`), `GET /public/{key}`, `POST /batch-get`, a version read, a `?wait=` read and OpenFeature's
+//! single and bulk evaluations (as a flag's value); and so does the same document uploaded to the bucket around
+//! the API.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -61,6 +62,21 @@ struct BatchItem<'a> {
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue as Deserialize>::deserialize(d).map(Some)
+}
+
+/// An OFREP evaluation, single or one of a bulk answer's `flags`, with its value's raw text (`None`: no `value`
+/// member, which is how OFREP says "use the code's default" for a stored `null`).
+#[derive(Deserialize)]
+struct Evaluated<'a> {
+    key: String,
+    #[serde(borrow, default, deserialize_with = "present")]
+    value: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Bulk<'a> {
+    #[serde(borrow)]
+    flags: Vec<Evaluated<'a>>,
 }
 
 fn batch_values(body: &str) -> Vec<(String, bool, Option<String>, Option<String>)> {
@@ -234,6 +250,45 @@ async fn round_trip(api: &TestStack, n: usize, doc: &str) {
         assert!(found && error.is_none(), "{key}: {}", batch.body);
         assert_eq!(value.as_deref(), Some(doc.trim()), "batch-get {key}");
     }
+
+    // OpenFeature: the document as the value of the flag `exact/{n}` (the item `flags/exact/{n}`).
+    let flag = format!("exact/{n}");
+    let put = api
+        .send(
+            Method::PUT,
+            &path(&format!("flags/{flag}")),
+            Some(WRITE_KEY),
+            &[],
+            Some(doc),
+        )
+        .await;
+    assert_eq!(put.status, 201, "PUT flags/{flag}: {}", put.body);
+    api.settle().await;
+    let expected = Some(doc.trim()).filter(|d| *d != "null");
+    let evaluate = async |path: &str| {
+        let reply = api
+            .send(Method::POST, path, Some(READ_KEY), &[], Some("{}"))
+            .await;
+        assert_eq!(reply.status, 200, "POST {path}: {}", reply.body);
+        reply.body
+    };
+    let single = evaluate(&format!("/ofrep/v1/evaluate/flags/{flag}")).await;
+    let single: Evaluated<'_> =
+        serde_json::from_str(&single).unwrap_or_else(|e| panic!("{single}: {e}"));
+    assert_eq!(single.key, flag);
+    assert_eq!(single.value.map(RawValue::get), expected, "OFREP {flag}");
+    let bulk = evaluate("/ofrep/v1/evaluate/flags").await;
+    let parsed: Bulk<'_> = serde_json::from_str(&bulk).unwrap_or_else(|e| panic!("{bulk}: {e}"));
+    let found = parsed
+        .flags
+        .iter()
+        .find(|f| f.key == flag)
+        .unwrap_or_else(|| panic!("no {flag} in {bulk}"));
+    assert_eq!(
+        found.value.map(RawValue::get),
+        expected,
+        "OFREP bulk {flag}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,7 +81,8 @@ async fn read(alarm: &str) -> Result<Storage, String> {
         "GetMetricData",
         json!({
             "StartTime": now.saturating_sub(LOOKBACK_SECS),
-            "EndTime": now,
+            // Past now: a datapoint of this second is after a truncated `now`, and would be left out.
+            "EndTime": now + 60,
             "ScanBy": "TimestampDescending",
             "MetricDataQueries": [usage],
         }),
