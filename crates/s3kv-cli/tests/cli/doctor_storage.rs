@@ -4,34 +4,14 @@
 
 use serde_json::json;
 
-use crate::harness::Local;
+use crate::harness::{aws_env, moto_json, Local};
 
 const ALARM: &str = "s3kv-cache-storage";
 
-/// moto's CloudWatch, not signed (moto does not check signatures; it tells the service by the credential scope).
+/// moto's CloudWatch.
 async fn cloudwatch(moto: &str, action: &str, body: serde_json::Value) {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let response = reqwest::Client::new()
-        .post(format!("{moto}/"))
-        .header("content-type", "application/x-amz-json-1.0")
-        .header(
-            "x-amz-target",
-            format!("GraniteServiceVersion20100801.{action}"),
-        )
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261208/us-east-1/monitoring/aws4_request, \
-             SignedHeaders=host, Signature=0",
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{action}: {}",
-        response.status()
-    );
+    let target = format!("GraniteServiceVersion20100801.{action}");
+    moto_json(moto, "monitoring", &target, body).await;
 }
 
 /// The template's CacheStorageAlarm, deployed with CacheMaxStorageGB=1 and CacheStorageAlarmPercent=80.
@@ -75,15 +55,7 @@ async fn the_cache_storage_is_read_from_its_alarm_ok_below_it_and_a_failure_with
     used(&endpoint, "another-cache", 990e6).await;
     used(&endpoint, "s3kv-cache", 3.1e6).await;
     let missing = local.dir.join("no-aws-config").display().to_string();
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-        ("AWS_SECRET_ACCESS_KEY", "secret"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", missing.as_str()),
-        ("AWS_SHARED_CREDENTIALS_FILE", missing.as_str()),
-        ("AWS_ENDPOINT_URL_CLOUDWATCH", endpoint.as_str()),
-    ];
+    let env = aws_env(&missing, &[("AWS_ENDPOINT_URL_CLOUDWATCH", &endpoint)]);
 
     let ok = local
         .s3kv_with(&["doctor", "--cache-alarm", ALARM], None, &env)

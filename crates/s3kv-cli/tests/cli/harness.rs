@@ -260,3 +260,50 @@ impl Watch {
 pub async fn upload(local: &Local, object_key: &str, body: &str) {
     local.upload_object(object_key, body.as_bytes()).await;
 }
+
+/// One call of an AWS JSON-protocol API on moto (`target` as in `X-Amz-Target`), not signed: moto does not check
+/// signatures, and tells the service by the credential scope (`scope`: `sqs`, `monitoring`, ...).
+pub async fn moto_json(
+    moto: &str,
+    scope: &str,
+    target: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let response = reqwest::Client::new()
+        .post(format!("{moto}/"))
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", target)
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261207/us-east-1/{scope}/aws4_request, \
+                 SignedHeaders=host, Signature=0"
+            ),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{target}: {}",
+        response.status()
+    );
+    serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or_default()
+}
+
+/// AWS credentials and region for `s3kv` calling moto or a stand-in, with no profile files (`missing` names a
+/// file that does not exist) and no instance metadata; `endpoints` adds `AWS_ENDPOINT_URL_*` overrides.
+pub fn aws_env<'a>(missing: &'a str, endpoints: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", missing),
+        ("AWS_SHARED_CREDENTIALS_FILE", missing),
+    ];
+    env.extend_from_slice(endpoints);
+    env
+}

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use testkit::recorder::Received;
 
-use crate::harness::Local;
+use crate::harness::{aws_env, moto_json, Local};
 
 const FUNCTION_ARN: &str = "arn:aws:lambda:eu-west-1:123456789012:function:s3kv-syncer:$LATEST";
 
@@ -37,29 +37,9 @@ fn record(object_key: &str, sequencer: &str) -> String {
     .to_string()
 }
 
-/// moto's SQS, not signed (moto does not check signatures).
+/// moto's SQS.
 async fn sqs(moto: &str, action: &str, body: serde_json::Value) -> serde_json::Value {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let response = reqwest::Client::new()
-        .post(format!("{moto}/"))
-        .header("content-type", "application/x-amz-json-1.0")
-        .header("x-amz-target", format!("AmazonSQS.{action}"))
-        // moto tells the service by the credential scope.
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261207/us-east-1/sqs/aws4_request, \
-             SignedHeaders=host, Signature=0",
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{action}: {}",
-        response.status()
-    );
-    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    moto_json(moto, "sqs", &format!("AmazonSQS.{action}"), body).await
 }
 
 async fn depth(moto: &str, queue: &str) -> u64 {
@@ -82,18 +62,6 @@ async fn depth(moto: &str, queue: &str) -> u64 {
 /// Lambda's Invoke as a server that records each request and answers each with `status`.
 async fn lambda(status: u16) -> (String, Arc<Mutex<Vec<Received>>>) {
     testkit::recorder::serve(std::iter::repeat((status, String::new()))).await
-}
-
-fn aws_env<'a>(lambda: &'a str, dir: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-        ("AWS_SECRET_ACCESS_KEY", "secret"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", dir),
-        ("AWS_SHARED_CREDENTIALS_FILE", dir),
-        ("AWS_ENDPOINT_URL_LAMBDA", lambda),
-    ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,7 +90,7 @@ async fn redrive_replays_each_failed_event_to_its_function_and_empties_the_queue
     }
     let (lambda_url, invoked) = lambda(202).await;
     let missing = local.dir.join("no-aws-config").display().to_string();
-    let env = aws_env(&lambda_url, &missing);
+    let env = aws_env(&missing, &[("AWS_ENDPOINT_URL_LAMBDA", &lambda_url)]);
 
     // doctor sees them.
     let doctor = local
@@ -247,7 +215,7 @@ async fn a_refused_invoke_or_an_unreadable_message_stays_in_the_queue() {
         .s3kv_with(
             &["redrive", "--queue-url", &queue],
             None,
-            &aws_env(&lambda_url, &missing),
+            &aws_env(&missing, &[("AWS_ENDPOINT_URL_LAMBDA", &lambda_url)]),
         )
         .await
         .fails(1, "2 messages could not be replayed");
