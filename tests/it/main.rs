@@ -23,6 +23,7 @@ mod local;
 mod local_clients;
 mod local_crash;
 mod local_repair;
+mod local_s3;
 mod ofrep;
 mod openapi;
 mod pipeline;
