@@ -6,6 +6,7 @@
 mod common;
 
 mod access;
+mod access_handlers;
 mod bad_input;
 mod browser;
 mod cache;
