@@ -23,6 +23,7 @@ mod listing;
 mod local;
 mod local_clients;
 mod local_crash;
+mod local_lock;
 mod local_repair;
 mod local_s3;
 mod ofrep;
