@@ -11,8 +11,8 @@
 //! leave delete markers, and ListObjectVersions, GET/HEAD by `versionId` and CopyObject from a version work.
 //! Destination `If-Match` / `If-None-Match` on CopyObject are enforced, as S3 does.
 //!
-//! (Over 600 lines: the one `impl S3` block lives here; versions, listings, the journal and repairs are in the
-//! submodules.)
+//! The one `impl S3` block lives here; versions, listings, the journal (and the endpoint's transactions over it),
+//! the limits of keys as files, and repairs are in the submodules.
 //!
 //! Listings are answered from a sorted index of each bucket's keys ([`listing`]).
 
@@ -30,39 +30,20 @@ use tokio::sync::Mutex;
 use s3kv::s3_event::EventName;
 
 mod journal;
+mod limits;
 mod listing;
 mod repair;
 mod versioning;
 
 pub use journal::Journal;
+pub use limits::{conflict, storable};
 pub use repair::etag_of;
+
+use limits::{check_conflict, check_storable};
 
 use crate::key_index::KeyIndex;
 use crate::outbox::Outbox;
 use crate::versions::Versions;
-
-/// Whether s3s-fs can store `key`: it keeps the object at `bucket/key` and its metadata in a file named after the
-/// base64 of bucket and key (with an upload id during multipart uploads), and no file name may pass 255 bytes.
-/// S3 itself takes keys of up to 1,024 bytes; this is a limit of the local stack only.
-pub fn storable(bucket: &str, key: &str) -> bool {
-    let base64 = |bytes: usize| (4 * bytes).div_ceil(3);
-    const FIXED: usize = ".bucket-".len()
-        + ".object-".len()
-        + ".upload-00000000-0000-0000-0000-000000000000".len()
-        + ".metadata.json".len();
-    FIXED + base64(bucket.len()) + base64(key.len()) <= 255
-        && key.split('/').all(|segment| segment.len() <= 255)
-}
-
-fn check_storable(bucket: &str, key: &str) -> S3Result<()> {
-    if storable(bucket, key) {
-        return Ok(());
-    }
-    Err(s3_error!(
-        KeyTooLongError,
-        "s3kv-local keeps objects in files named after their keys, and this key is too long for the file system"
-    ))
-}
 
 pub struct NotifyingFs {
     fs: FileSystem,
@@ -124,79 +105,6 @@ impl NotifyingFs {
             .ok();
         self.outbox
             .emit(name, bucket, key, etag.map(ETag::value), size);
-    }
-}
-
-impl NotifyingFs {
-    /// Starts an all-or-nothing change of `key` ([`journal`]); called with the mutation lock held.
-    async fn begin(&self, bucket: &str, key: &str) -> S3Result<journal::Txn> {
-        let newest = self
-            .versions
-            .newest(bucket, key)
-            .map_err(internal_error)?
-            .map(|v| v.id);
-        let journal = self.journal.clone();
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        tokio::task::spawn_blocking(move || journal.begin(&bucket, &key, newest))
-            .await
-            .map_err(internal_error)?
-            .map_err(internal_error)
-    }
-
-    /// Commits `txn` when the change succeeded, undoes it otherwise, and indexes what is on disk afterwards.
-    async fn finish<T>(
-        &self,
-        txn: journal::Txn,
-        (bucket, key): (&str, &str),
-        result: S3Result<T>,
-    ) -> S3Result<T> {
-        let outcome = match result {
-            Ok(value) => tokio::task::spawn_blocking(move || txn.commit())
-                .await
-                .map_err(internal_error)
-                .and_then(|r| r.map_err(internal_error))
-                .map(|()| value),
-            Err(error) => {
-                drop(txn);
-                Err(error)
-            }
-        };
-        self.keys.refresh(bucket, key);
-        outcome
-    }
-}
-
-/// Why `key` cannot be stored beside the bucket's other keys, if it cannot. s3s-fs keeps `a/b` as the file `b`
-/// in the directory `a`, so the key `a` and the keys under `a/` cannot both exist here, as they can in S3; a
-/// write that would need both is refused with a message naming the key in the way, instead of failing on the
-/// file system with an error that clients retry.
-pub fn conflict(root: &Path, bucket: &str, key: &str) -> Option<String> {
-    if key.ends_with('/') {
-        return None;
-    }
-    let bucket_dir = root.join(bucket);
-    if bucket_dir.join(key).is_dir() {
-        return Some(format!(
-            "s3kv-local keeps objects in files named after their keys, and keys under {key}/ exist, so {key} cannot (in S3 both can)"
-        ));
-    }
-    let mut prefix = String::new();
-    for segment in key.split('/').collect::<Vec<_>>().split_last()?.1 {
-        prefix.push_str(segment);
-        if bucket_dir.join(&prefix).is_file() {
-            return Some(format!(
-                "s3kv-local keeps objects in files named after their keys, and the object {prefix} exists, so no key under {prefix}/ can (in S3 both can)"
-            ));
-        }
-        prefix.push('/');
-    }
-    None
-}
-
-fn check_conflict(root: &Path, bucket: &str, key: &str) -> S3Result<()> {
-    match conflict(root, bucket, key) {
-        None => Ok(()),
-        Some(reason) => Err(s3_error!(InvalidRequest, "{reason}")),
     }
 }
 
@@ -267,29 +175,6 @@ impl NotifyingFs {
             return Err(s3_error!(NoSuchKey));
         }
         Ok(())
-    }
-
-    /// Records the object just written as the key's newest version. Called with the mutation lock held.
-    async fn add_version<U>(
-        &self,
-        bucket: &str,
-        key: &str,
-        like: &S3Request<U>,
-    ) -> S3Result<String> {
-        let head = self
-            .head(bucket, key, like)
-            .await?
-            .ok_or_else(|| internal_error("the object just written is gone"))?;
-        self.versions
-            .add_object(
-                bucket,
-                key,
-                &self.root.join(bucket).join(key),
-                head.e_tag.as_ref().map(|t| t.value().to_owned()),
-                head.content_type.map(|t| t.to_string()),
-                head.metadata.unwrap_or_default().into_iter().collect(),
-            )
-            .map_err(internal_error)
     }
 }
 

@@ -26,8 +26,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use s3s::S3Result;
 use serde::{Deserialize, Serialize};
 
+use super::{internal_error, NotifyingFs};
 use crate::versions::Versions;
 
 const INTENT: &str = "intent.json";
@@ -224,5 +226,44 @@ impl Drop for Txn {
         {
             tracing::warn!(dir = %self.dir.display(), %error, "journal entry left behind; the next start removes it");
         }
+    }
+}
+
+impl NotifyingFs {
+    /// Starts an all-or-nothing change of `key` ([`Journal::begin`]); called with the mutation lock held.
+    pub(super) async fn begin(&self, bucket: &str, key: &str) -> S3Result<Txn> {
+        let newest = self
+            .versions
+            .newest(bucket, key)
+            .map_err(internal_error)?
+            .map(|v| v.id);
+        let journal = self.journal.clone();
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        tokio::task::spawn_blocking(move || journal.begin(&bucket, &key, newest))
+            .await
+            .map_err(internal_error)?
+            .map_err(internal_error)
+    }
+
+    /// Commits `txn` when the change succeeded, undoes it otherwise, and indexes what is on disk afterwards.
+    pub(super) async fn finish<T>(
+        &self,
+        txn: Txn,
+        (bucket, key): (&str, &str),
+        result: S3Result<T>,
+    ) -> S3Result<T> {
+        let outcome = match result {
+            Ok(value) => tokio::task::spawn_blocking(move || txn.commit())
+                .await
+                .map_err(internal_error)
+                .and_then(|r| r.map_err(internal_error))
+                .map(|()| value),
+            Err(error) => {
+                drop(txn);
+                Err(error)
+            }
+        };
+        self.keys.refresh(bucket, key);
+        outcome
     }
 }

@@ -10,6 +10,29 @@ use super::{internal, internal_error, kept, no_such_version, NotifyingFs};
 use crate::versions::{Listed, Version};
 
 impl NotifyingFs {
+    /// Records the object just written as the key's newest version. Called with the mutation lock held.
+    pub(super) async fn add_version<U>(
+        &self,
+        bucket: &str,
+        key: &str,
+        like: &S3Request<U>,
+    ) -> S3Result<String> {
+        let head = self
+            .head(bucket, key, like)
+            .await?
+            .ok_or_else(|| internal_error("the object just written is gone"))?;
+        self.versions
+            .add_object(
+                bucket,
+                key,
+                &self.root.join(bucket).join(key),
+                head.e_tag.as_ref().map(|t| t.value().to_owned()),
+                head.content_type.map(|t| t.to_string()),
+                head.metadata.unwrap_or_default().into_iter().collect(),
+            )
+            .map_err(internal_error)
+    }
+
     /// One version's record, delete markers included; `NoSuchVersion` when there is none.
     pub(super) fn version(&self, bucket: &str, key: &str, id: &str) -> S3Result<Version> {
         self.versions
