@@ -1,12 +1,13 @@
-//! `s3kv console` in a real browser (Debian's Chromium, driven over WebDriver: [`webdriver`]) against s3kv-local,
-//! and s3kv-local's own `/console/`: editing and saving, a conflicting save shown as a diff and not written, a
-//! schema violation shown before saving, history with two versions compared, restore, and a read key's greyed-out
+//! `s3kv console` in a real browser (Debian's Chromium, driven over WebDriver: [`webdriver`]) against s3kv-local, and
+//! s3kv-local's own `/console/` ([`local`]): editing and saving, a conflicting save shown as a diff and not written,
+//! a schema violation shown before saving, history with two versions compared, restore, and a read key's greyed-out
 //! controls. `guard` checks, without a browser, what keeps other web pages from using the console's server.
 //!
 //! With `S3KV_CONSOLE_SCREENSHOTS=docs/src/images` the browser tests save the screenshots the book shows
 //! (docs/src/console.md).
 
 mod guard;
+mod local;
 mod webdriver;
 
 use serde_json::json;
@@ -481,128 +482,4 @@ async fn a_read_key_sees_every_edit_control_greyed_out() {
             "Enter to open the item",
         )
         .await;
-}
-
-/// s3kv-local's own /console/: the key typed into the page (kept in its memory), then an edit saved.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3kv_local_serves_the_console_with_a_key_typed_in() {
-    let local = Local::start("console-local").await;
-    local.put(ITEM, r#"{"enabled": true}"#).await;
-    local.settle().await;
-    let browser = Browser::start("local").await;
-    browser.goto(&format!("{}/console", local.endpoint())).await;
-    browser
-        .wait(
-            "!document.getElementById('key-form').hidden",
-            "the key prompt",
-        )
-        .await;
-    browser.replace_text("#api-key", KEY).await;
-    browser.click("#key-submit").await;
-    browser
-        .wait(
-            "document.getElementById('role').dataset.role === 'write'",
-            "the key to be known as a write key",
-        )
-        .await;
-    open_item(&browser, ITEM, "\"enabled\": true").await;
-    browser.click("#tab-edit").await;
-    type_and_save(
-        &browser,
-        r#"{"enabled": false}"#,
-        "document.getElementById('value').textContent.includes('\"enabled\": false')",
-    )
-    .await;
-    assert_eq!(
-        stored(&local, ITEM).await.as_deref(),
-        Some(r#"{"enabled": false}"#)
-    );
-    let storage = browser
-        .run(
-            "return localStorage.length + sessionStorage.length + document.cookie.length;",
-            json!([]),
-        )
-        .await;
-    assert_eq!(storage, 0, "the key is kept in no browser storage");
-
-    // A new item: its key asked for, then created (If-None-Match: *) from the editor.
-    browser.click("#new").await;
-    browser
-        .wait(
-            "document.getElementById('prompt').open",
-            "the new item's prompt",
-        )
-        .await;
-    browser.replace_text("#prompt-input", "flags/created").await;
-    browser.click("#prompt-ok").await;
-    browser
-        .wait(
-            "!document.getElementById('panel-edit').hidden",
-            "the new item's editor",
-        )
-        .await;
-    type_and_save(
-        &browser,
-        r#"{"enabled": true}"#,
-        "document.getElementById('meta-etag')",
-    )
-    .await;
-    assert_eq!(
-        stored(&local, "flags/created").await.as_deref(),
-        Some(r#"{"enabled": true}"#)
-    );
-
-    // Import: checked first, confirmed, then written byte for byte; export gives the same text back.
-    let file = local.dir.join("import.json");
-    let export = "{\n  \"imported/a\": {\"n\": 1},\n  \"imported/b\": [1, 2.50]\n}\n";
-    std::fs::write(&file, export).unwrap();
-    browser
-        .send_keys("#import-file", &file.display().to_string())
-        .await;
-    browser
-        .wait(
-            "document.getElementById('confirm').open",
-            "the import's confirmation",
-        )
-        .await;
-    assert!(browser
-        .text("#confirm-text")
-        .await
-        .contains("Write 2 items"));
-    browser.click("#confirm-ok").await;
-    browser
-        .wait(
-            "document.getElementById('status').textContent.startsWith('Imported 2 items')",
-            "the import to finish",
-        )
-        .await;
-    assert_eq!(
-        stored(&local, "imported/b").await.as_deref(),
-        Some("[1, 2.50]")
-    );
-    // The download is caught in the page: its text, rather than a file in a download folder.
-    browser
-        .run(
-            "window.exported = null; const make = URL.createObjectURL; \
-             URL.createObjectURL = (blob) => { blob.text().then(t => window.exported = t); return make(blob); }; \
-             HTMLAnchorElement.prototype.click = function () {};",
-            json!([]),
-        )
-        .await;
-    browser.click("#export").await;
-    browser
-        .wait(
-            "document.getElementById('prompt').open",
-            "the export's prompt",
-        )
-        .await;
-    browser.replace_text("#prompt-input", "imported/").await;
-    browser.click("#prompt-ok").await;
-    browser
-        .wait("typeof window.exported === 'string'", "the export")
-        .await;
-    assert_eq!(
-        browser.run("return window.exported;", json!([])).await,
-        export
-    );
 }
