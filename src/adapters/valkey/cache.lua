@@ -15,7 +15,7 @@
 -- ARGV[1] = 'del_if' ARGV[2..4] = the s, e, d the caller saw: delete only if the entry still has them
 -- Returns 1 when the entry changed, 0 when the change was stale (or the fill found an entry, or del_if a change).
 
--- Longest header valkey/mod.rs writes: a 64-digit sequencer, a 1024-byte etag and a short reason, with separators.
+-- Longest header valkey/entry.rs writes: a 64-digit sequencer, a 1024-byte etag and a short reason, with separators.
 local HEADER_MAX = 1200
 
 -- Is sequencer a strictly newer than b? Right-pad the shorter with '0', compare bytes (not locale collation).
