@@ -35,8 +35,28 @@ impl S3Store {
 
     /// Builds the client from the standard AWS environment (credentials, region, `AWS_ENDPOINT_URL_S3`), with
     /// path-style addressing when an endpoint is set, since S3-compatible servers rarely do virtual hosts.
+    ///
+    /// Where the environment is Lambda's (credentials and region in variables, no other AWS setting, no shared
+    /// config file: [`LambdaEnvironment::detect`]), the client is built from those variables directly; anywhere
+    /// else (a profile, SSO, web identity, a container's credentials, any other `AWS_*` setting) through
+    /// aws-config's default chain, which reads all of them. Both resolve the same region, credentials and
+    /// endpoint there: the direct build only skips setting up the chain's providers (profile files, IMDS, ECS,
+    /// SSO, web identity), a third of a function's `main` before its first `/next` (docs/src/benchmarks).
     pub async fn from_config(config: &Config) -> Self {
-        Self::from_loader(aws_config::defaults(BehaviorVersion::latest()), config).await
+        match LambdaEnvironment::detect(
+            |name| std::env::var(name).ok(),
+            std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
+            |path| std::path::Path::new(path).exists(),
+        ) {
+            Some(environment) => Self::from_environment(
+                environment,
+                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+                config,
+            ),
+            None => {
+                Self::from_loader(aws_config::defaults(BehaviorVersion::latest()), config).await
+            }
+        }
     }
 
     /// [`S3Store::from_config`] over a loader the caller has already pointed somewhere (tests give it an
@@ -46,12 +66,7 @@ impl S3Store {
         let loader = loader
             .http_client(super::tls::sdk_http_client())
             .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(config.s3_timeout)
-                    .connect_timeout(config.s3_timeout)
-                    .build(),
-            );
+            .timeout_config(timeouts(config));
         let shared = loader.load().await;
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.s3_endpoint.is_some())
@@ -59,8 +74,91 @@ impl S3Store {
         Self::new(Client::from_conf(s3_config), &config.bucket)
     }
 
+    /// The client Lambda's environment describes, with the same settings as [`S3Store::from_loader`]'s.
+    /// `credentials` is aws-config's environment provider (tests give static ones): it reads the variables when a
+    /// request first needs them, and the client caches them as it does the default chain's.
+    fn from_environment(
+        environment: LambdaEnvironment,
+        credentials: impl aws_sdk_s3::config::ProvideCredentials + 'static,
+        config: &Config,
+    ) -> Self {
+        let mut builder = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(environment.region))
+            .credentials_provider(credentials)
+            .force_path_style(config.s3_endpoint.is_some())
+            .http_client(super::tls::sdk_http_client())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts(config));
+        builder.set_endpoint_url(config.s3_endpoint.clone());
+        let s3_config = builder.build();
+        Self::new(Client::from_conf(s3_config), &config.bucket)
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
+    }
+}
+
+/// Each attempt, and each connect, bounded by `S3KV_S3_TIMEOUT_MS` ([`crate::retry`] retries within the deadline).
+fn timeouts(config: &Config) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .operation_attempt_timeout(config.s3_timeout)
+        .connect_timeout(config.s3_timeout)
+        .build()
+}
+
+/// What the SDK needs from an environment like Lambda's, where aws-config's default chain would find nothing
+/// but the variables: the region (`AWS_REGION`, else `AWS_DEFAULT_REGION`, the chain's order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LambdaEnvironment {
+    region: String,
+}
+
+/// The `AWS_*` variables Lambda sets that are no SDK setting the direct build would miss: its credentials and
+/// region (read by it), `AWS_ENDPOINT_URL_S3` ([`Config::s3_endpoint`], set on the client as the chain would) and
+/// the runtime's own (`AWS_LAMBDA_*`, the execution environment, X-Ray, read by lambda_runtime or no one).
+const LAMBDA_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_EXECUTION_ENV",
+    "AWS_XRAY_CONTEXT_MISSING",
+    "AWS_XRAY_DAEMON_ADDRESS",
+];
+
+impl LambdaEnvironment {
+    /// Lambda's environment, or `None` where the default chain could find something the variables do not say:
+    /// credentials or region missing, any other `AWS_*` variable (a profile, SSO, web identity, container
+    /// credentials, FIPS, checksums, another endpoint...), or a shared config or credentials file in `$HOME/.aws`.
+    fn detect(
+        var: impl Fn(&str) -> Option<String>,
+        names: impl IntoIterator<Item = String>,
+        exists: impl Fn(&str) -> bool,
+    ) -> Option<Self> {
+        let set = |name: &str| var(name).filter(|v| !v.is_empty());
+        set("AWS_ACCESS_KEY_ID")?;
+        set("AWS_SECRET_ACCESS_KEY")?;
+        let region = set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION"))?;
+        let other_setting = names.into_iter().any(|name| {
+            name.starts_with("AWS_")
+                && !name.starts_with("AWS_LAMBDA_")
+                && !LAMBDA_VARIABLES.contains(&name.as_str())
+        });
+        if other_setting {
+            return None;
+        }
+        if let Some(home) = set("HOME") {
+            let home = home.trim_end_matches('/');
+            if exists(&format!("{home}/.aws/config")) || exists(&format!("{home}/.aws/credentials"))
+            {
+                return None;
+            }
+        }
+        Some(Self { region })
     }
 }
 
@@ -578,6 +676,181 @@ mod tests {
             .into_iter()
             .map(|v| v.version)
             .collect()
+    }
+
+    fn lambda(extra: &[(&str, &str)], files: &[&str]) -> Option<LambdaEnvironment> {
+        let mut env: std::collections::HashMap<String, String> = [
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "s3kv-reader"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023"),
+            ("_X_AMZN_TRACE_ID", "Root=1"),
+            ("HOME", "/home/sbx_user1051"),
+            ("S3KV_BUCKET", "b"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            if v.is_empty() {
+                env.remove(*k);
+            } else {
+                env.insert(k.to_string(), v.to_string());
+            }
+        }
+        LambdaEnvironment::detect(
+            |name| env.get(name).cloned(),
+            env.keys().cloned().collect::<Vec<_>>(),
+            |path| files.contains(&path),
+        )
+    }
+
+    #[test]
+    fn only_lambdas_environment_skips_the_default_chain() {
+        let region = |r: &str| Some(LambdaEnvironment { region: r.into() });
+        assert_eq!(lambda(&[], &[]), region("eu-west-1"));
+        assert_eq!(
+            lambda(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000")], &[]),
+            region("eu-west-1")
+        );
+        assert_eq!(
+            lambda(&[("AWS_SESSION_TOKEN", ""), ("HOME", "")], &[]),
+            region("eu-west-1")
+        );
+        // The region chain's order: AWS_REGION, then AWS_DEFAULT_REGION.
+        assert_eq!(lambda(&[("AWS_REGION", "")], &[]), region("eu-west-1"));
+        assert_eq!(
+            lambda(&[("AWS_DEFAULT_REGION", "us-east-2")], &[]),
+            region("eu-west-1")
+        );
+        // Whatever the variables do not settle goes to aws-config's chain.
+        for missing in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+            assert_eq!(lambda(&[(missing, "")], &[]), None, "{missing}");
+        }
+        assert_eq!(
+            lambda(&[("AWS_REGION", ""), ("AWS_DEFAULT_REGION", "")], &[]),
+            None
+        );
+        for setting in [
+            "AWS_PROFILE",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_USE_FIPS_ENDPOINT",
+            "AWS_ENDPOINT_URL",
+            "AWS_REQUEST_CHECKSUM_CALCULATION",
+        ] {
+            assert_eq!(lambda(&[(setting, "x")], &[]), None, "{setting}");
+        }
+        for file in [
+            "/home/sbx_user1051/.aws/config",
+            "/home/sbx_user1051/.aws/credentials",
+        ] {
+            assert_eq!(lambda(&[], &[file]), None, "{file}");
+        }
+    }
+
+    fn config(endpoint: &str) -> Config {
+        let env = std::collections::HashMap::from([
+            ("S3KV_BUCKET", "bucket".to_owned()),
+            ("AWS_ENDPOINT_URL_S3", endpoint.to_owned()),
+            ("S3KV_S3_TIMEOUT_MS", "1234".to_owned()),
+        ]);
+        Config::from_lookup(|k| env.get(k).cloned()).unwrap()
+    }
+
+    fn credentials() -> aws_sdk_s3::config::Credentials {
+        aws_sdk_s3::config::Credentials::new("AKIDTEST", "secret", None, None, "test")
+    }
+
+    /// Lambda's environment gets the client the default chain builds from the same settings.
+    #[tokio::test]
+    async fn the_direct_client_has_the_default_chains_settings() {
+        let config = config("http://127.0.0.1:1");
+        let loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+            .credentials_provider(credentials());
+        let chain = S3Store::from_loader(loader, &config).await;
+        let environment = LambdaEnvironment {
+            region: "eu-west-1".into(),
+        };
+        let direct = S3Store::from_environment(environment, credentials(), &config);
+        let (chain, direct) = (chain.client().config(), direct.client().config());
+        assert_eq!(direct.region(), chain.region());
+        assert_eq!(direct.retry_config(), chain.retry_config());
+        assert_eq!(direct.retry_config(), Some(&RetryConfig::disabled()));
+        assert_eq!(direct.timeout_config(), chain.timeout_config());
+        assert_eq!(
+            direct.timeout_config().and_then(|t| t.connect_timeout()),
+            Some(std::time::Duration::from_millis(1234))
+        );
+        assert_eq!(
+            direct.http_client().is_some(),
+            chain.http_client().is_some()
+        );
+        assert_eq!(
+            direct.stalled_stream_protection().map(|s| s.is_enabled()),
+            chain.stalled_stream_protection().map(|s| s.is_enabled())
+        );
+        // The loader writes the checksum defaults down; a client config leaves them unset, and the S3 crate
+        // reads unset as the same default (WhenSupported) for every operation.
+        use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+        assert_eq!(
+            direct.request_checksum_calculation().copied(),
+            chain
+                .request_checksum_calculation()
+                .copied()
+                .filter(|c| *c != RequestChecksumCalculation::WhenSupported)
+        );
+        assert_eq!(
+            direct.response_checksum_validation().copied(),
+            chain
+                .response_checksum_validation()
+                .copied()
+                .filter(|c| *c != ResponseChecksumValidation::WhenSupported)
+        );
+    }
+
+    /// And it sends what the chain's does: to the endpoint, path-style, signed for the region.
+    #[tokio::test]
+    async fn the_direct_client_signs_for_the_region_and_uses_the_endpoint_path_style() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the client hung up");
+                head.extend_from_slice(&buf[..n]);
+            }
+            let body = "{}";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nETag: \"e1\"\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let environment = LambdaEnvironment {
+            region: "eu-west-1".into(),
+        };
+        let store = S3Store::from_environment(environment, credentials(), &config(&endpoint));
+        let object = store.get("items/k.json", None, 1024).await.unwrap();
+        assert_eq!(&object.body[..], b"{}");
+        let head = server.await.unwrap();
+        assert!(head.starts_with("GET /bucket/items/k.json"), "{head}");
+        assert!(
+            head.contains("Credential=AKIDTEST/") && head.contains("/eu-west-1/s3/aws4_request"),
+            "{head}"
+        );
     }
 
     #[test]

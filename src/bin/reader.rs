@@ -11,7 +11,10 @@ use s3kv::adapters::{s3::S3Store, valkey::ValkeyCache};
 use s3kv::metrics::Metrics;
 use s3kv::{api, config::Config, read::Reader, retry::deadline_from_epoch_millis, telemetry};
 
-#[tokio::main]
+// One thread: Lambda sends an environment one event at a time (`run`, not `run_concurrent`), and the handler's
+// work is I/O. A multi-threaded runtime starts a worker per core before `main` and hands every wake-up across
+// threads: time a cold start waits for (docs/src/benchmarks/cold-starts.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let mut startup = telemetry::Startup::begin();
     telemetry::init();
