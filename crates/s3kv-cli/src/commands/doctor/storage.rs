@@ -71,9 +71,9 @@ async fn read(alarm: &str) -> Result<Storage, String> {
             http.region()
         ));
     };
-    let mut storage = Storage::of_alarm(found)
+    let usage = usage_query(found)
         .ok_or_else(|| format!("{alarm:?} does not watch the cache's BytesUsedForCache"))?;
-    let usage = usage_query(found).unwrap_or(Value::Null);
+    let mut storage = Storage::of_alarm(found);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -104,18 +104,19 @@ fn usage_query(alarm: &Value) -> Option<Value> {
 }
 
 impl Storage {
-    fn of_alarm(alarm: &Value) -> Option<Self> {
-        usage_query(alarm)?;
+    /// What the alarm says before its usage is read.
+    fn of_alarm(alarm: &Value) -> Self {
         let cap = alarm["Metrics"]
-            .as_array()?
-            .iter()
+            .as_array()
+            .into_iter()
+            .flatten()
             .find_map(|q| q["Expression"].as_str().and_then(cap_of));
-        Some(Self {
+        Self {
             state: alarm["StateValue"].as_str().unwrap_or("unknown").to_owned(),
             threshold: alarm["Threshold"].as_f64().unwrap_or(f64::NAN),
             cap,
             used: None,
-        })
+        }
     }
 
     fn describe(&self) -> String {
